@@ -1,0 +1,188 @@
+//! The command line: parsing only. Behaviour lives in the library crates.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use ghcache_config::{ListenAddr, LogFormat, Overrides, PeerAddr, Port, Seconds, Upstream};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  runtime failure (upstream unreachable, I/O error, …)
+  2  usage or configuration error (bad flag, bad value, unknown key, not implemented yet)
+
+Configuration is layered: flags > environment > YAML file > defaults.
+`ghcache config show` prints every effective value and where it came from.";
+
+/// A shared GitHub API cache, CodeQL result cache and credential vault for
+/// fleets of self-hosted GitHub Actions runners.
+///
+/// One daemon per host runs a caching reverse proxy for the GitHub API and
+/// shares its entries with the other hosts over libp2p; every other command
+/// is a client of that daemon.
+#[derive(Debug, Parser)]
+#[command(name = "ghcache", version, after_help = EXIT_CODES, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Read configuration from this YAML file instead of discovering
+    /// .github/cache-config.yml and .github/p2p-config.yml [env: GHCACHE_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory holding the store, vault, registry record and peer identity
+    /// [env: GHCACHE_STATE_DIR, CACHE_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Log line format [env: GHCACHE_LOG_FORMAT]
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = parse::<LogFormat>)]
+    pub log_format: Option<LogFormat>,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Less log output (-q warnings only, -qq errors only)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub quiet: u8,
+}
+
+/// Settings a daemon (and `config show`) can take as flags.
+#[derive(Debug, Args, Default)]
+pub struct SettingArgs {
+    /// Address the caching proxy listens on [env: GHCACHE_PROXY_ADDR] [default: 127.0.0.1:8787]
+    #[arg(long, value_name = "IP:PORT", value_parser = parse::<ListenAddr>)]
+    pub proxy_addr: Option<ListenAddr>,
+    /// GitHub API base URL (GHES: https://HOST/api/v3) [env: GHCACHE_UPSTREAM] [default: https://api.github.com]
+    #[arg(long, value_name = "URL", value_parser = parse::<Upstream>)]
+    pub upstream: Option<Upstream>,
+    /// libp2p listen port, TCP and QUIC [env: CACHE_LISTEN_PORT] [default: 9100]
+    #[arg(long, value_name = "PORT", value_parser = parse::<Port>)]
+    pub listen_port: Option<Port>,
+    /// A peer to dial at start (repeatable) [env: CACHE_BOOTSTRAP_PEERS, comma-separated]
+    #[arg(long = "bootstrap-peer", value_name = "MULTIADDR", value_parser = parse::<PeerAddr>)]
+    pub bootstrap_peers: Vec<PeerAddr>,
+    /// Do not join the peer-to-peer mesh [env: CACHE_ENABLE_P2P=false]
+    #[arg(long)]
+    pub no_p2p: bool,
+    /// Freshness for responses without max-age (300, 5m, 1h) [env: CACHE_DEFAULT_TTL] [default: 300]
+    #[arg(long, value_name = "DURATION", value_parser = parse::<Seconds>)]
+    pub default_ttl: Option<Seconds>,
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, String> {
+    text.parse()
+}
+
+impl Cli {
+    /// The flag layer of the configuration.
+    pub fn overrides(&self) -> Overrides {
+        let settings = match &self.command {
+            Command::Daemon(args) => Some(&args.settings),
+            Command::Config(ConfigArgs {
+                command: ConfigCommand::Show { settings, .. },
+            }) => Some(settings),
+            _ => None,
+        };
+        let mut overrides = Overrides {
+            config_file: self.global.config.clone(),
+            state_dir: self.global.state_dir.clone(),
+            log_format: self.global.log_format,
+            ..Overrides::default()
+        };
+        if let Some(s) = settings {
+            overrides.proxy_addr = s.proxy_addr;
+            overrides.upstream = s.upstream.clone();
+            overrides.listen_port = s.listen_port;
+            overrides.bootstrap_peers = s.bootstrap_peers.clone();
+            overrides.no_p2p = s.no_p2p;
+            overrides.default_ttl = s.default_ttl;
+        }
+        overrides
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the per-host daemon: the caching proxy, the peer mesh and the control API.
+    ///
+    /// Long-lived, one per host, owner of all state in the state directory.
+    /// Clients (gh, octokit, curl, scripts) point GITHUB_API_URL at the proxy.
+    Daemon(DaemonArgs),
+    /// Action entry point: make sure the daemon runs and point the job at the proxy.
+    ///
+    /// Starts the daemon when none answers on the proxy address, waits until it is
+    /// healthy, and exports GITHUB_API_URL (and GH_HOST settings) for later steps.
+    SetupGithubCache,
+    /// Action entry point: decide whether this CodeQL scan can be skipped.
+    ///
+    /// Computes the analysis key of the checkout and, on a hit, sets
+    /// `should-skip-scan=true` and restores the stored SARIF.
+    SetupCodeqlCache,
+    /// Action entry point: inject scoped, expiring credentials as masked environment variables.
+    InjectCredentials,
+    /// Inspect and manage the CodeQL result cache (keys, lookups, stored SARIF).
+    Codeql,
+    /// Manage vault credentials: add, list, rotate, revoke, audit.
+    Creds,
+    /// Print the daemon's cache statistics: hits, misses, rate-limit units saved.
+    Stats,
+    /// Print the daemon's peers: connected, discovered (by source), rejected.
+    Peers,
+    /// Diagnose a host: configuration, state directory, upstream quota, mesh membership.
+    Doctor,
+    /// Run an offline demonstration: a fake GitHub, a fleet of daemons and simulated runners.
+    Demo,
+    /// Run the benchmark suite and print rate-limit units and seconds saved.
+    Bench,
+    /// Inspect the effective configuration.
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub settings: SettingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every effective setting with its origin (flag, env, file:line or
+    /// default), like `git config --show-origin`. Secrets are redacted.
+    Show {
+        /// Print JSON: {"settings": {key: {value, origin}}, "files", "warnings"}
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: SettingArgs,
+    },
+}
+
+impl Command {
+    /// The subcommand's name as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Daemon(_) => "daemon",
+            Command::SetupGithubCache => "setup-github-cache",
+            Command::SetupCodeqlCache => "setup-codeql-cache",
+            Command::InjectCredentials => "inject-credentials",
+            Command::Codeql => "codeql",
+            Command::Creds => "creds",
+            Command::Stats => "stats",
+            Command::Peers => "peers",
+            Command::Doctor => "doctor",
+            Command::Demo => "demo",
+            Command::Bench => "bench",
+            Command::Config(_) => "config",
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The `ghcache` binary: argument parsing and wiring, nothing else.
+
+mod cli;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cli::{Cli, Command, ConfigCommand};
+
+/// Exit code for usage and configuration errors (also clap's).
+const EXIT_USAGE: u8 = 2;
+/// Exit code for runtime failures.
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sources = ghcache_config::Sources::from_process();
+    let config = match ghcache_config::load(&cli.overrides(), &sources) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    logging::init(config.log_format.value, cli.global.verbose, cli.global.quiet);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    match run(&cli, &config) {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Config(args) => match &args.command {
+            ConfigCommand::Show { json, .. } => {
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&config.render_json())?);
+                } else {
+                    print!("{}", config.render_text());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        other => {
+            eprintln!(
+                "error: `ghcache {}` is not implemented yet (see the open issues)",
+                other.name()
+            );
+            Ok(ExitCode::from(EXIT_USAGE))
+        }
+    }
+}
