@@ -82,6 +82,15 @@ impl Cli {
     pub fn overrides(&self) -> Overrides {
         let settings = match &self.command {
             Command::Daemon(args) => Some(&args.settings),
+            Command::Stats(args) => {
+                return Overrides {
+                    config_file: self.global.config.clone(),
+                    state_dir: self.global.state_dir.clone(),
+                    log_format: self.global.log_format,
+                    proxy_addr: args.proxy_addr,
+                    ..Overrides::default()
+                };
+            }
             Command::Config(ConfigArgs {
                 command: ConfigCommand::Show { settings, .. },
             }) => Some(settings),
@@ -129,7 +138,7 @@ pub enum Command {
     /// Manage vault credentials: add, list, rotate, revoke, audit.
     Creds,
     /// Print the daemon's cache statistics: hits, misses, rate-limit units saved.
-    Stats,
+    Stats(StatsArgs),
     /// Print the daemon's peers: connected, discovered (by source), rejected.
     Peers,
     /// Diagnose a host: configuration, state directory, upstream quota, mesh membership.
@@ -140,12 +149,44 @@ pub enum Command {
     Bench,
     /// Inspect the effective configuration.
     Config(ConfigArgs),
+    /// Serve the fake GitHub API used by tests, the demo and benchmarks.
+    ///
+    /// A seeded world of organisations, users, repositories, runs and runners,
+    /// with GitHub's rate limits, ETags and pagination. Prints its tokens.
+    Fakehub(FakehubArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     #[command(flatten)]
     pub settings: SettingArgs,
+    /// If the store file is corrupt or foreign, move it aside (renamed with a
+    /// timestamp, never deleted) and start with an empty store
+    #[arg(long)]
+    pub recover_store: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print the daemon's JSON document as is
+    #[arg(long)]
+    pub json: bool,
+    /// Proxy address of the daemon to ask [env: GHCACHE_PROXY_ADDR]
+    #[arg(long, value_name = "IP:PORT", value_parser = parse::<ListenAddr>)]
+    pub proxy_addr: Option<ListenAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct FakehubArgs {
+    /// Address to listen on
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:9999", value_parser = parse::<ListenAddr>)]
+    pub addr: ListenAddr,
+    /// Seed of the generated world (same seed, same world)
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Inject GitHub-like latency (about 100-300 ms per request)
+    #[arg(long)]
+    pub realistic: bool,
 }
 
 #[derive(Debug, Args)]
@@ -177,12 +218,13 @@ impl Command {
             Command::InjectCredentials => "inject-credentials",
             Command::Codeql => "codeql",
             Command::Creds => "creds",
-            Command::Stats => "stats",
+            Command::Stats(_) => "stats",
             Command::Peers => "peers",
             Command::Doctor => "doctor",
             Command::Demo => "demo",
             Command::Bench => "bench",
             Command::Config(_) => "config",
+            Command::Fakehub(_) => "fakehub",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `ghcache` binary: argument parsing and wiring, nothing else.
 
 mod cli;
+mod daemon;
 mod logging;
 
 use std::process::ExitCode;
@@ -29,8 +30,11 @@ fn main() -> ExitCode {
     }
     match run(&cli, &config) {
         Ok(code) => code,
+        Err(err) if err.downcast_ref::<daemon::UsageError>().is_some() => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(err) => {
-            tracing::error!("{err:#}");
             eprintln!("error: {err:#}");
             ExitCode::from(EXIT_FAILURE)
         }
@@ -49,6 +53,18 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
+        Command::Daemon(args) => {
+            runtime()?.block_on(daemon::run_daemon(config, args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stats(args) => {
+            runtime()?.block_on(daemon::run_stats(config, args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fakehub(args) => {
+            runtime()?.block_on(daemon::run_fakehub(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         other => {
             eprintln!(
                 "error: `ghcache {}` is not implemented yet (see the open issues)",
@@ -57,4 +73,10 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_USAGE))
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

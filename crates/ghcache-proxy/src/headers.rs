@@ -1,0 +1,219 @@
+//! Header rules: what is hop-by-hop, what is worth storing, ETags, Link
+//! rewriting and Cache-Control parsing.
+
+use http::HeaderMap;
+use http::header::{self, HeaderName, HeaderValue};
+use sha2::{Digest, Sha256};
+
+/// RFC 9110 §7.6.1 hop-by-hop fields, plus those named by `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// Response headers replayed from the store. Per-request ones (date,
+/// request id, rate limit) come fresh from the upstream or the quota
+/// tracker instead; `set-cookie` is never stored.
+const KEPT: [&str; 11] = [
+    "content-type",
+    "etag",
+    "last-modified",
+    "link",
+    "cache-control",
+    "vary",
+    "x-github-media-type",
+    "x-github-api-version-selected",
+    "x-oauth-scopes",
+    "x-accepted-oauth-scopes",
+    "x-accepted-github-permissions",
+];
+
+pub fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    KEPT.iter()
+        .filter_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// Headers from a `304` that replace the stored ones (RFC 9111 §4.3.4).
+pub fn merge_not_modified(stored: &mut Vec<(String, String)>, fresh: &HeaderMap) {
+    for name in KEPT {
+        if let Some(value) = fresh.get(name).and_then(|v| v.to_str().ok()) {
+            match stored.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = value.to_owned(),
+                None => stored.push((name.to_owned(), value.to_owned())),
+            }
+        }
+    }
+}
+
+/// Headers that describe the caller's quota and the upstream request.
+pub fn is_per_request(name: &str) -> bool {
+    name.starts_with("x-ratelimit-") || name == "x-github-request-id" || name == "date"
+}
+
+/// The ETag GitHub would give this requester for `body` (observed scheme,
+/// DESIGN.md): SHA-256 over the Accept, Authorization and Cookie values
+/// present, each followed by `:`, then the body; hex.
+pub fn synthesize_etag(
+    accept: Option<&str>,
+    authorization: Option<&str>,
+    cookie: Option<&str>,
+    body: &[u8],
+) -> String {
+    let mut hash = Sha256::new();
+    for value in [accept, authorization, cookie].into_iter().flatten() {
+        hash.update(value.as_bytes());
+        hash.update(b":");
+    }
+    hash.update(body);
+    hex::encode(hash.finalize())
+}
+
+/// The opaque part of an entity tag, without `W/` and quotes.
+pub fn etag_opaque(tag: &str) -> &str {
+    let tag = tag.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    tag.trim_matches('"')
+}
+
+/// Formats an opaque tag with the weakness of `like`.
+pub fn etag_like(like: Option<&str>, opaque: &str) -> String {
+    match like {
+        Some(tag) if tag.trim().starts_with("W/") => format!("W/\"{opaque}\""),
+        _ => format!("\"{opaque}\""),
+    }
+}
+
+/// RFC 9110 §13.1.2 weak comparison against an `If-None-Match` list.
+pub fn if_none_match_matches(if_none_match: &str, etag: &str) -> bool {
+    let ours = etag_opaque(etag);
+    if_none_match
+        .split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || etag_opaque(candidate) == ours)
+}
+
+/// Rewrites absolute upstream URLs in a `Link` value to the proxy's base.
+pub fn rewrite_link(value: &str, upstream_base: &str, proxy_base: &str) -> String {
+    value.replace(&format!("<{upstream_base}"), &format!("<{proxy_base}"))
+}
+
+/// Parsed request or response `Cache-Control` directives we act on.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheControl {
+    pub no_store: bool,
+    pub no_cache: bool,
+    pub max_age: Option<u64>,
+}
+
+pub fn cache_control(headers: &HeaderMap) -> CacheControl {
+    let mut cc = CacheControl::default();
+    for value in headers.get_all(header::CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',') {
+            let directive = directive.trim().to_ascii_lowercase();
+            match directive.split_once('=') {
+                Some(("max-age", secs)) => cc.max_age = secs.trim_matches('"').parse().ok(),
+                None if directive == "no-store" => cc.no_store = true,
+                None if directive == "no-cache" => cc.no_cache = true,
+                _ => {}
+            }
+        }
+    }
+    // HTTP/1.0 clients.
+    if headers
+        .get(header::PRAGMA)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("no-cache"))
+    {
+        cc.no_cache = true;
+    }
+    cc
+}
+
+pub fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub fn value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthesis_follows_the_observed_scheme() {
+        let mut h = Sha256::new();
+        h.update(b"application/json:token abc:{}");
+        let expected = hex::encode(h.finalize());
+        assert_eq!(
+            synthesize_etag(Some("application/json"), Some("token abc"), None, b"{}"),
+            expected
+        );
+    }
+
+    #[test]
+    fn weak_comparison_and_lists() {
+        assert!(if_none_match_matches("W/\"abc\"", "\"abc\""));
+        assert!(if_none_match_matches("\"x\", W/\"abc\"", "W/\"abc\""));
+        assert!(if_none_match_matches("*", "\"abc\""));
+        assert!(!if_none_match_matches("\"abd\"", "\"abc\""));
+    }
+
+    #[test]
+    fn hop_by_hop_including_connection_named() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, value("keep-alive, x-secret-hop"));
+        h.insert("x-secret-hop", value("1"));
+        h.insert("keep-alive", value("timeout=5"));
+        h.insert(header::TRANSFER_ENCODING, value("chunked"));
+        h.insert(header::ACCEPT, value("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn link_rewriting() {
+        let link = "<https://api.github.com/repositories/1/pulls?page=2>; rel=\"next\"";
+        assert_eq!(
+            rewrite_link(link, "https://api.github.com", "http://127.0.0.1:8787"),
+            "<http://127.0.0.1:8787/repositories/1/pulls?page=2>; rel=\"next\""
+        );
+    }
+
+    #[test]
+    fn cache_control_directives() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CACHE_CONTROL, value("private, max-age=60, s-maxage=60"));
+        assert_eq!(cache_control(&h).max_age, Some(60));
+        h.insert(header::CACHE_CONTROL, value("no-cache"));
+        assert!(cache_control(&h).no_cache);
+    }
+}

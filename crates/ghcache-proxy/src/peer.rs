@@ -1,0 +1,52 @@
+//! The seam between the proxy and the mesh. The proxy never talks to libp2p;
+//! it asks a [`PeerSource`] after its own store and before the upstream, and
+//! tells it about new versions and writes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ghcache_core::{ContentId, Partition, ResourceId};
+use ghcache_store::EntryMeta;
+
+/// A copy of a resource held by another daemon (already decrypted and
+/// checked against its CID by the mesh).
+#[derive(Debug, Clone)]
+pub struct PeerCopy {
+    pub partition: Partition,
+    pub meta: EntryMeta,
+    pub body: Bytes,
+}
+
+pub type PeerFuture<'a> = Pin<Box<dyn Future<Output = Option<PeerCopy>> + Send + 'a>>;
+
+pub trait PeerSource: Send + Sync + 'static {
+    /// The best copy peers hold for `resource`, preferring `partition`;
+    /// must resolve within `deadline` (the proxy enforces it too).
+    fn lookup<'a>(
+        &'a self,
+        resource: &'a ResourceId,
+        partition: &'a Partition,
+        deadline: Duration,
+    ) -> PeerFuture<'a>;
+
+    /// We stored a new version of `resource` (a `200` with a new ETag).
+    fn announce_version(&self, resource: &ResourceId, cid: &ContentId, etag: Option<&str>, size: u64);
+
+    /// A write went through us: these paths (and all their query variants)
+    /// changed.
+    fn announce_invalidation(&self, paths: &[String]);
+}
+
+/// No mesh: the proxy goes from its store straight to the upstream.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoPeers;
+
+impl PeerSource for NoPeers {
+    fn lookup<'a>(&'a self, _: &'a ResourceId, _: &'a Partition, _: Duration) -> PeerFuture<'a> {
+        Box::pin(std::future::ready(None))
+    }
+    fn announce_version(&self, _: &ResourceId, _: &ContentId, _: Option<&str>, _: u64) {}
+    fn announce_invalidation(&self, _: &[String]) {}
+}
