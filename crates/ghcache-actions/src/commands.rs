@@ -118,7 +118,11 @@ impl Console {
                 (Some(file), None) => format!("{file}: "),
                 _ => String::new(),
             };
-            let title = at.title.as_deref().map(|t| format!("{t}: ")).unwrap_or_default();
+            let title = at
+                .title
+                .as_deref()
+                .map(|t| format!("{t}: "))
+                .unwrap_or_default();
             self.emit(&format!("{}: {location}{title}{message}", level.command()));
             return;
         }

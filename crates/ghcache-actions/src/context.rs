@@ -59,9 +59,10 @@ impl std::fmt::Debug for JobContext {
 impl JobContext {
     /// Reads the context of the current process.
     pub fn from_process_env() -> Self {
-        Self::from_vars(std::env::vars_os().filter_map(|(k, v)| {
-            Some((k.into_string().ok()?, v.into_string().ok()?))
-        }))
+        Self::from_vars(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
     }
 
     /// Reads the context from explicit variables (tests, subprocess set-ups).

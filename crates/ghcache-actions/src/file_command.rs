@@ -43,7 +43,9 @@ pub enum FileCommandError {
         "{command}: the value of {name} contains the heredoc delimiter; nothing was written (a value must never be able to end its own heredoc)"
     )]
     DelimiterInValue { command: &'static str, name: String },
-    #[error("{command} is not set: this runner does not support file commands (runner 2.297 or newer is required)")]
+    #[error(
+        "{command} is not set: this runner does not support file commands (runner 2.297 or newer is required)"
+    )]
     NoFile { command: &'static str },
     #[error("{command}: cannot append to {path}: {source}; nothing was written")]
     Io {

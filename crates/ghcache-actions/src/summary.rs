@@ -123,7 +123,10 @@ mod tests {
     #[test]
     fn tables_escape_pipes_and_newlines() {
         let md = Summary::new()
-            .table(&["key", "value"], [vec!["a|b".to_owned(), "x\ny".to_owned()]])
+            .table(
+                &["key", "value"],
+                [vec!["a|b".to_owned(), "x\ny".to_owned()]],
+            )
             .as_markdown()
             .to_owned();
         assert_eq!(md, "| key | value |\n|---|---|\n| a\\|b | x<br>y |\n\n");

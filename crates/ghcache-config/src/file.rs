@@ -134,7 +134,11 @@ fn yaml_error(file: &str, text: &str, err: &serde_yaml::Error) -> ConfigError {
         message.truncate(at);
     }
     if let Some(unknown) = parse_unknown_field(&message) {
-        let line = line.or_else(|| text.lines().position(|l| l.contains(&unknown.key)).map(|i| i + 1));
+        let line = line.or_else(|| {
+            text.lines()
+                .position(|l| l.contains(&unknown.key))
+                .map(|i| i + 1)
+        });
         let suggestion = unknown
             .allowed
             .iter()
@@ -142,14 +146,14 @@ fn yaml_error(file: &str, text: &str, err: &serde_yaml::Error) -> ConfigError {
             .filter(|(score, _)| *score > 0.8)
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, c)| c.clone());
-        return ConfigError::UnknownKey {
+        return ConfigError::UnknownKey(Box::new(crate::UnknownKey {
             file: file.to_owned(),
             line: line.unwrap_or(0),
             key: unknown.key,
             section: unknown.section,
             suggestion,
             allowed: unknown.allowed,
-        };
+        }));
     }
     ConfigError::File {
         file: file.to_owned(),
@@ -231,7 +235,9 @@ mod tests {
         let err = LoadedFile::parse("x.yml".into(), text.into()).unwrap_err();
         let shown = err.to_string();
         assert!(
-            shown.starts_with("x.yml:2: unknown key \"defualt_ttl\" (did you mean \"default_ttl\"?)"),
+            shown.starts_with(
+                "x.yml:2: unknown key \"defualt_ttl\" (did you mean \"default_ttl\"?)"
+            ),
             "{shown}"
         );
     }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use file::LoadedFile;
 pub use values::{
-    ByteSize, Count, Flag, ListenAddr, LogFormat, PeerAddr, Port, Secret, Seconds, Upstream,
+    ByteSize, Count, Flag, ListenAddr, LogFormat, PeerAddr, Port, Seconds, Secret, Upstream,
     parse_peer_list,
 };
 
@@ -37,7 +37,10 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Default => f.write_str("default"),
-            Origin::File { path, line: Some(l) } => write!(f, "file {path}:{l}"),
+            Origin::File {
+                path,
+                line: Some(l),
+            } => write!(f, "file {path}:{l}"),
             Origin::File { path, line: None } => write!(f, "file {path}"),
             Origin::Env(name) => write!(f, "env {name}"),
             Origin::Flag(name) => write!(f, "flag {name}"),
@@ -58,15 +61,8 @@ pub enum ConfigError {
     /// `CACHE_LISTEN_PORT=70000 (environment): port must be 1-65535`
     #[error("{at}: {problem}")]
     Invalid { at: String, problem: String },
-    #[error("{file}:{line}: unknown key \"{key}\"{}{}", suggestion.as_ref().map(|s| format!(" (did you mean \"{s}\"?)")).unwrap_or_default(), describe_allowed(section, allowed))]
-    UnknownKey {
-        file: String,
-        line: usize,
-        key: String,
-        section: Option<String>,
-        suggestion: Option<String>,
-        allowed: Vec<String>,
-    },
+    #[error("{0}")]
+    UnknownKey(Box<UnknownKey>),
     #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     File {
         file: String,
@@ -79,6 +75,31 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A YAML key that is not part of the schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+    pub section: Option<String>,
+    pub suggestion: Option<String>,
+    pub allowed: Vec<String>,
+}
+
+impl fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: unknown key \"{}\"",
+            self.file, self.line, self.key
+        )?;
+        if let Some(s) = &self.suggestion {
+            write!(f, " (did you mean \"{s}\"?)")?;
+        }
+        f.write_str(&describe_allowed(&self.section, &self.allowed))
+    }
 }
 
 fn describe_allowed(section: &Option<String>, allowed: &[String]) -> String {
@@ -354,11 +375,19 @@ impl Resolver<'_> {
             None,
         );
         if !matches!(
-            encryption_algorithm.value.to_ascii_lowercase().replace(['-', '_'], "").as_str(),
+            encryption_algorithm
+                .value
+                .to_ascii_lowercase()
+                .replace(['-', '_'], "")
+                .as_str(),
             "aes256gcm"
         ) {
             return Err(ConfigError::Invalid {
-                at: encryption_algorithm.origin.to_string().trim_start_matches("file ").to_owned(),
+                at: encryption_algorithm
+                    .origin
+                    .to_string()
+                    .trim_start_matches("file ")
+                    .to_owned(),
                 problem: format!(
                     "security.encryption.algorithm {:?} is not supported: the only algorithm is aes-256-gcm",
                     encryption_algorithm.value
@@ -369,12 +398,15 @@ impl Resolver<'_> {
         let cluster_secret = self.cluster_secret(p2p_enabled.value, &mut warnings)?;
 
         let external_addr = {
-            let explicit = env_val::<PeerAddr>("GHCACHE_EXTERNAL_ADDR", &env.ghcache_external_addr)?;
+            let explicit =
+                env_val::<PeerAddr>("GHCACHE_EXTERNAL_ADDR", &env.ghcache_external_addr)?;
             let from_ip = match &env.external_ip {
                 Some(ip) => Some((ip_to_multiaddr(ip)?, Origin::Env("EXTERNAL_IP"))),
                 None => None,
             };
-            let file = self.file(&["p2p", "external_addr"], |c| c.p2p.as_ref()?.external_addr.clone());
+            let file = self.file(&["p2p", "external_addr"], |c| {
+                c.p2p.as_ref()?.external_addr.clone()
+            });
             let chosen = explicit.or(from_ip).or(file);
             match chosen {
                 Some((addr, origin)) => Setting {
@@ -403,7 +435,9 @@ impl Resolver<'_> {
                 .then(|| (ov.bootstrap_peers.clone(), Origin::Flag("--bootstrap-peer")));
             layer(
                 Vec::new(),
-                self.file(&["p2p", "bootstrap_peers"], |c| c.p2p.as_ref()?.bootstrap_peers.clone()),
+                self.file(&["p2p", "bootstrap_peers"], |c| {
+                    c.p2p.as_ref()?.bootstrap_peers.clone()
+                }),
                 env_peers,
                 flag_peers,
             )
@@ -411,7 +445,9 @@ impl Resolver<'_> {
 
         let peer_deadline = layer(
             Count(50),
-            self.file(&["p2p", "peer_deadline_ms"], |c| c.p2p.as_ref()?.peer_deadline_ms),
+            self.file(&["p2p", "peer_deadline_ms"], |c| {
+                c.p2p.as_ref()?.peer_deadline_ms
+            }),
             env_val("GHCACHE_PEER_DEADLINE_MS", &env.ghcache_peer_deadline_ms)?,
             None,
         );
@@ -436,8 +472,13 @@ impl Resolver<'_> {
             upstream: layer(
                 "https://api.github.com"
                     .parse()
-                    .map_err(|problem| ConfigError::Invalid { at: "default upstream".into(), problem })?,
-                self.file(&["proxy", "upstream"], |c| c.proxy.as_ref()?.upstream.clone()),
+                    .map_err(|problem| ConfigError::Invalid {
+                        at: "default upstream".into(),
+                        problem,
+                    })?,
+                self.file(&["proxy", "upstream"], |c| {
+                    c.proxy.as_ref()?.upstream.clone()
+                }),
                 env_val("GHCACHE_UPSTREAM", &env.ghcache_upstream)?,
                 flag(&ov.upstream, "--upstream"),
             ),
@@ -491,19 +532,25 @@ impl Resolver<'_> {
             ),
             peer_discovery: layer(
                 true,
-                self.file(&["p2p", "peer_discovery"], |c| c.p2p.as_ref()?.peer_discovery),
+                self.file(&["p2p", "peer_discovery"], |c| {
+                    c.p2p.as_ref()?.peer_discovery
+                }),
                 bool_env("GHCACHE_PEER_DISCOVERY", &env.ghcache_peer_discovery)?,
                 None,
             ),
             registry_dir: layer(
                 registry_default,
-                self.file(&["p2p", "registry_dir"], |c| c.p2p.as_ref()?.registry_dir.clone()),
+                self.file(&["p2p", "registry_dir"], |c| {
+                    c.p2p.as_ref()?.registry_dir.clone()
+                }),
                 first_env_path(&[("GHCACHE_REGISTRY_DIR", &env.ghcache_registry_dir)]),
                 None,
             ),
             network_id: layer(
                 "ghcache".to_owned(),
-                self.file(&["network", "network_id"], |c| c.network.as_ref()?.network_id.clone()),
+                self.file(&["network", "network_id"], |c| {
+                    c.network.as_ref()?.network_id.clone()
+                }),
                 env.ghcache_network_id
                     .clone()
                     .map(|v| (v, Origin::Env("GHCACHE_NETWORK_ID"))),
@@ -571,8 +618,9 @@ impl Resolver<'_> {
         let env = self.env;
         let invalid = |at: String| move |problem| ConfigError::Invalid { at, problem };
         if let Some(value) = &env.ghcache_cluster_secret {
-            let secret = Secret::new(value)
-                .map_err(invalid("GHCACHE_CLUSTER_SECRET=<redacted> (environment)".into()))?;
+            let secret = Secret::new(value).map_err(invalid(
+                "GHCACHE_CLUSTER_SECRET=<redacted> (environment)".into(),
+            ))?;
             return Ok(Setting {
                 value: Some(secret),
                 origin: Origin::Env("GHCACHE_CLUSTER_SECRET"),
@@ -620,10 +668,7 @@ fn layer<T>(
     env: Option<(T, Origin)>,
     flag: Option<(T, Origin)>,
 ) -> Setting<T> {
-    let (value, origin) = flag
-        .or(env)
-        .or(file)
-        .unwrap_or((default, Origin::Default));
+    let (value, origin) = flag.or(env).or(file).unwrap_or((default, Origin::Default));
     Setting { value, origin }
 }
 
@@ -647,14 +692,19 @@ fn env_val<T: std::str::FromStr<Err = String>>(
     }
 }
 
-fn bool_env(name: &'static str, raw: &Option<String>) -> Result<Option<(bool, Origin)>, ConfigError> {
+fn bool_env(
+    name: &'static str,
+    raw: &Option<String>,
+) -> Result<Option<(bool, Origin)>, ConfigError> {
     Ok(env_val::<Flag>(name, raw)?.map(|(f, o)| (f.0, o)))
 }
 
 fn first_env_path(candidates: &[(&'static str, &Option<String>)]) -> Option<(PathBuf, Origin)> {
-    candidates
-        .iter()
-        .find_map(|(name, value)| value.as_ref().map(|v| (PathBuf::from(v), Origin::Env(name))))
+    candidates.iter().find_map(|(name, value)| {
+        value
+            .as_ref()
+            .map(|v| (PathBuf::from(v), Origin::Env(name)))
+    })
 }
 
 fn default_state_dir(env: &RawEnv) -> PathBuf {
@@ -710,16 +760,44 @@ impl Config {
         }
         let text = |v: &dyn fmt::Display| Value::String(v.to_string());
         vec![
-            row("state_dir", &self.state_dir, text(&self.state_dir.value.display())),
-            row("logging.format", &self.log_format, text(&self.log_format.value)),
+            row(
+                "state_dir",
+                &self.state_dir,
+                text(&self.state_dir.value.display()),
+            ),
+            row(
+                "logging.format",
+                &self.log_format,
+                text(&self.log_format.value),
+            ),
             row("proxy.addr", &self.proxy_addr, text(&self.proxy_addr.value)),
             row("proxy.upstream", &self.upstream, text(&self.upstream.value)),
-            row("cache.enabled", &self.cache_enabled, json!(self.cache_enabled.value)),
+            row(
+                "cache.enabled",
+                &self.cache_enabled,
+                json!(self.cache_enabled.value),
+            ),
             row("cache.max_size", &self.max_size, text(&self.max_size.value)),
-            row("cache.max_entries", &self.max_entries, json!(self.max_entries.value.0)),
-            row("cache.default_ttl", &self.default_ttl, text(&self.default_ttl.value)),
-            row("cache.persistence", &self.persistence, json!(self.persistence.value)),
-            row("cache.fleet_trust", &self.fleet_trust, json!(self.fleet_trust.value)),
+            row(
+                "cache.max_entries",
+                &self.max_entries,
+                json!(self.max_entries.value.0),
+            ),
+            row(
+                "cache.default_ttl",
+                &self.default_ttl,
+                text(&self.default_ttl.value),
+            ),
+            row(
+                "cache.persistence",
+                &self.persistence,
+                json!(self.persistence.value),
+            ),
+            row(
+                "cache.fleet_trust",
+                &self.fleet_trust,
+                json!(self.fleet_trust.value),
+            ),
             row(
                 "operation_ttls",
                 &self.operation_ttls,
@@ -731,26 +809,49 @@ impl Config {
                         .collect(),
                 ),
             ),
-            row("p2p.enabled", &self.p2p_enabled, json!(self.p2p_enabled.value)),
-            row("p2p.listen_port", &self.listen_port, json!(self.listen_port.value.0)),
+            row(
+                "p2p.enabled",
+                &self.p2p_enabled,
+                json!(self.p2p_enabled.value),
+            ),
+            row(
+                "p2p.listen_port",
+                &self.listen_port,
+                json!(self.listen_port.value.0),
+            ),
             row(
                 "p2p.bootstrap_peers",
                 &self.bootstrap_peers,
                 Value::Array(self.bootstrap_peers.value.iter().map(|p| text(p)).collect()),
             ),
-            row("p2p.peer_discovery", &self.peer_discovery, json!(self.peer_discovery.value)),
-            row("p2p.registry_dir", &self.registry_dir, text(&self.registry_dir.value.display())),
+            row(
+                "p2p.peer_discovery",
+                &self.peer_discovery,
+                json!(self.peer_discovery.value),
+            ),
+            row(
+                "p2p.registry_dir",
+                &self.registry_dir,
+                text(&self.registry_dir.value.display()),
+            ),
             row(
                 "p2p.external_addr",
                 &self.external_addr,
-                self.external_addr.value.as_ref().map_or(Value::Null, |a| text(a)),
+                self.external_addr
+                    .value
+                    .as_ref()
+                    .map_or(Value::Null, |a| text(a)),
             ),
             row(
                 "p2p.peer_deadline_ms",
                 &self.peer_deadline,
                 json!(self.peer_deadline.value.as_millis() as u64),
             ),
-            row("network.network_id", &self.network_id, text(&self.network_id.value)),
+            row(
+                "network.network_id",
+                &self.network_id,
+                text(&self.network_id.value),
+            ),
             row(
                 "network.protocol_version",
                 &self.protocol_version,

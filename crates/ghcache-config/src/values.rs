@@ -112,7 +112,12 @@ deserialize_via_from_str!(ByteSize, "a size such as 500MB or 1GiB", ints);
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (unit, size) in UNITS {
             if self.0 >= size && self.0 % size == 0 {
                 return write!(f, "{}{unit}", self.0 / size);
@@ -131,7 +136,9 @@ impl FromStr for Seconds {
     fn from_str(s: &str) -> Result<Self, String> {
         let text = s.trim();
         let allowed = "seconds as a whole number (300) or with a unit (300s, 5m, 1h, 1d)";
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
         let number: u64 = number
             .parse()
@@ -167,7 +174,10 @@ impl FromStr for Count {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim().parse::<u64>() {
             Ok(n) if n >= 1 => Ok(Count(n)),
-            _ => Err(format!("{:?} is not a whole number of at least 1", s.trim())),
+            _ => Err(format!(
+                "{:?} is not a whole number of at least 1",
+                s.trim()
+            )),
         }
     }
 }
@@ -204,7 +214,10 @@ impl FromStr for ListenAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         s.trim().parse().map(ListenAddr).map_err(|_| {
-            format!("{:?} is not a socket address: expected IP:PORT, e.g. 127.0.0.1:8787", s.trim())
+            format!(
+                "{:?} is not a socket address: expected IP:PORT, e.g. 127.0.0.1:8787",
+                s.trim()
+            )
         })
     }
 }
@@ -230,7 +243,8 @@ impl FromStr for Upstream {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let text = s.trim().trim_end_matches('/');
-        let allowed = "an http(s) base URL such as https://api.github.com or https://ghe.example.com/api/v3";
+        let allowed =
+            "an http(s) base URL such as https://api.github.com or https://ghe.example.com/api/v3";
         let rest = text
             .strip_prefix("https://")
             .or_else(|| text.strip_prefix("http://"))
@@ -263,7 +277,9 @@ impl FromStr for LogFormat {
         match s.trim().to_ascii_lowercase().as_str() {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!("{other:?} is not a log format: expected text or json")),
+            other => Err(format!(
+                "{other:?} is not a log format: expected text or json"
+            )),
         }
     }
 }
@@ -365,15 +381,31 @@ mod tests {
         assert_eq!("1GiB".parse::<ByteSize>(), Ok(ByteSize(1 << 30)));
         assert_eq!("500MB".parse::<ByteSize>(), Ok(ByteSize(500_000_000)));
         assert_eq!("2g".parse::<ByteSize>(), Ok(ByteSize(2_000_000_000)));
-        assert!("1000".parse::<ByteSize>().unwrap_err().contains("1 MiB minimum"));
-        assert!("5 parsecs".parse::<ByteSize>().unwrap_err().contains("unknown size unit"));
+        assert!(
+            "1000"
+                .parse::<ByteSize>()
+                .unwrap_err()
+                .contains("1 MiB minimum")
+        );
+        assert!(
+            "5 parsecs"
+                .parse::<ByteSize>()
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
         assert_eq!(ByteSize(1 << 30).to_string(), "1GiB");
     }
 
     #[test]
     fn durations() {
-        assert_eq!("300".parse::<Seconds>(), Ok(Seconds(Duration::from_secs(300))));
-        assert_eq!("5m".parse::<Seconds>(), Ok(Seconds(Duration::from_secs(300))));
+        assert_eq!(
+            "300".parse::<Seconds>(),
+            Ok(Seconds(Duration::from_secs(300)))
+        );
+        assert_eq!(
+            "5m".parse::<Seconds>(),
+            Ok(Seconds(Duration::from_secs(300)))
+        );
         assert!("5 minutes".parse::<Seconds>().is_err());
         assert!("90d".parse::<Seconds>().unwrap_err().contains("30-day"));
     }
@@ -387,7 +419,11 @@ mod tests {
 
     #[test]
     fn upstreams() {
-        assert!("https://ghe.example.com/api/v3/".parse::<Upstream>().is_ok());
+        assert!(
+            "https://ghe.example.com/api/v3/"
+                .parse::<Upstream>()
+                .is_ok()
+        );
         assert!("ftp://x".parse::<Upstream>().is_err());
         assert!("https://user:pw@x".parse::<Upstream>().is_err());
     }

@@ -23,8 +23,10 @@ impl Workspace {
         std::fs::write(self.path().join(".github").join(name), text).unwrap();
     }
     fn sources(&self, env: &[(&str, &str)]) -> Sources {
-        let mut env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         env.push(("HOME".into(), "/home/runner".into()));
         Sources {
             env,
@@ -62,7 +64,10 @@ fn defaults_apply_with_nothing_set() {
         config.state_dir.value,
         PathBuf::from("/home/runner/.local/state/ghcache")
     );
-    assert_eq!(config.registry_dir.value, config.state_dir.value.join("peers"));
+    assert_eq!(
+        config.registry_dir.value,
+        config.state_dir.value.join("peers")
+    );
     assert!(config.cluster_secret.value.is_none());
     assert!(config.shown().iter().all(|r| r.origin == "default"));
 }
@@ -80,7 +85,10 @@ fn file_overrides_defaults_with_line_origins() {
             line: Some(10)
         }
     );
-    assert_eq!(config.default_ttl.origin.to_string(), "file .github/cache-config.yml:5");
+    assert_eq!(
+        config.default_ttl.origin.to_string(),
+        "file .github/cache-config.yml:5"
+    );
     assert_eq!(config.max_size.value.0, 2 << 30);
     assert_eq!(config.state_dir.value, PathBuf::from("/srv/from-file"));
     assert_eq!(config.operation_ttls.value.len(), 1);
@@ -135,7 +143,10 @@ fn state_dir_aliases_in_order() {
     assert_eq!(config.state_dir.value, PathBuf::from("/b"));
     let config = load(
         &Overrides::default(),
-        &ws.sources(&[("IPFS_ACCELERATE_CACHE_DIR", "/a"), ("GHCACHE_STATE_DIR", "/c")]),
+        &ws.sources(&[
+            ("IPFS_ACCELERATE_CACHE_DIR", "/a"),
+            ("GHCACHE_STATE_DIR", "/c"),
+        ]),
     )
     .unwrap();
     assert_eq!(config.state_dir.value, PathBuf::from("/c"));
@@ -144,7 +155,11 @@ fn state_dir_aliases_in_order() {
 #[test]
 fn empty_environment_values_count_as_unset() {
     let ws = Workspace::new();
-    let config = load(&Overrides::default(), &ws.sources(&[("CACHE_LISTEN_PORT", "")])).unwrap();
+    let config = load(
+        &Overrides::default(),
+        &ws.sources(&[("CACHE_LISTEN_PORT", "")]),
+    )
+    .unwrap();
     assert_eq!(config.listen_port.value.0, 9100);
 }
 
@@ -185,7 +200,9 @@ fn unknown_top_level_section() {
     ws.write("p2p-config.yml", "netwrok:\n  network_id: x\n");
     let err = error(&ws, &[]);
     assert!(
-        err.starts_with(".github/p2p-config.yml:1: unknown key \"netwrok\" (did you mean \"network\"?)"),
+        err.starts_with(
+            ".github/p2p-config.yml:1: unknown key \"netwrok\" (did you mean \"network\"?)"
+        ),
         "{err}"
     );
 }
@@ -200,13 +217,19 @@ fn bad_multiaddr_shows_the_offending_item() {
             "/ip4/10.0.0.1/tcp/9100,/ip4/10.0.0.2/tcpp/9100",
         )],
     );
-    assert!(err.starts_with("CACHE_BOOTSTRAP_PEERS (environment): item 2 \"/ip4/10.0.0.2/tcpp/9100\""), "{err}");
+    assert!(
+        err.starts_with("CACHE_BOOTSTRAP_PEERS (environment): item 2 \"/ip4/10.0.0.2/tcpp/9100\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_values_in_files_name_file_line_and_rule() {
     let ws = Workspace::new();
-    ws.write("cache-config.yml", "cache:\n  enabled: true\np2p:\n  listen_port: 70000\n");
+    ws.write(
+        "cache-config.yml",
+        "cache:\n  enabled: true\np2p:\n  listen_port: 70000\n",
+    );
     let err = error(&ws, &[]);
     assert!(err.starts_with(".github/cache-config.yml:4"), "{err}");
     assert!(err.contains("port must be 1-65535"), "{err}");
@@ -235,11 +258,20 @@ fn p2p_config_shapes_are_understood() {
     let config = load(&Overrides::default(), &ws.sources(&[])).unwrap();
     assert_eq!(config.network_id.value, "acme-ci");
     assert!(!config.mdns.value);
-    assert_eq!(config.mdns.origin.to_string(), "file .github/p2p-config.yml:6");
+    assert_eq!(
+        config.mdns.origin.to_string(),
+        "file .github/p2p-config.yml:6"
+    );
 
-    ws.write("p2p-config.yml", "security:\n  encryption:\n    enabled: false\n");
+    ws.write(
+        "p2p-config.yml",
+        "security:\n  encryption:\n    enabled: false\n",
+    );
     assert!(error(&ws, &[]).contains("always encrypts"));
-    ws.write("p2p-config.yml", "security:\n  encryption:\n    algorithm: rot13\n");
+    ws.write(
+        "p2p-config.yml",
+        "security:\n  encryption:\n    algorithm: rot13\n",
+    );
     assert!(error(&ws, &[]).contains("only algorithm is aes-256-gcm"));
 }
 
@@ -255,7 +287,11 @@ fn explicit_config_file_replaces_discovery() {
     };
     let config = load(&flags, &ws.sources(&[])).unwrap();
     assert_eq!(config.listen_port.value.0, 9555);
-    assert_eq!(config.default_ttl.value.0.as_secs(), 300, "discovered file ignored");
+    assert_eq!(
+        config.default_ttl.value.0.as_secs(),
+        300,
+        "discovered file ignored"
+    );
 
     let flags = Overrides {
         config_file: Some(ws.path().join("missing.yml")),
@@ -275,7 +311,10 @@ fn secrets_are_redacted_everywhere() {
         &ws.sources(&[("GHCACHE_CLUSTER_SECRET", secret)]),
     )
     .unwrap();
-    assert_eq!(config.cluster_secret.value.as_ref().unwrap().expose(), secret);
+    assert_eq!(
+        config.cluster_secret.value.as_ref().unwrap().expose(),
+        secret
+    );
     let shown = format!(
         "{}{}{:?}",
         config.render_text(),
@@ -313,10 +352,27 @@ fn show_text_has_origins() {
     )
     .unwrap();
     let text = config.render_text();
-    assert!(text.lines().any(|l| l.starts_with("env CACHE_LISTEN_PORT") && l.ends_with("p2p.listen_port = 9300")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("file .github/cache-config.yml:5") && l.ends_with("cache.default_ttl = 600s")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("default") && l.ends_with("proxy.addr = 127.0.0.1:8787")), "{text}");
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("env CACHE_LISTEN_PORT") && l.ends_with("p2p.listen_port = 9300")
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("file .github/cache-config.yml:5")
+                && l.ends_with("cache.default_ttl = 600s")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("default") && l.ends_with("proxy.addr = 127.0.0.1:8787")),
+        "{text}"
+    );
     let json = config.render_json();
     assert_eq!(json["settings"]["p2p.listen_port"]["value"], 9300);
-    assert_eq!(json["settings"]["p2p.listen_port"]["origin"], "env CACHE_LISTEN_PORT");
+    assert_eq!(
+        json["settings"]["p2p.listen_port"]["origin"],
+        "env CACHE_LISTEN_PORT"
+    );
 }

@@ -155,7 +155,7 @@ pub fn cache_control(headers: &HeaderMap) -> CacheControl {
     cc
 }
 
-pub fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+pub fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -211,7 +211,10 @@ mod tests {
     #[test]
     fn cache_control_directives() {
         let mut h = HeaderMap::new();
-        h.insert(header::CACHE_CONTROL, value("private, max-age=60, s-maxage=60"));
+        h.insert(
+            header::CACHE_CONTROL,
+            value("private, max-age=60, s-maxage=60"),
+        );
         assert_eq!(cache_control(&h).max_age, Some(60));
         h.insert(header::CACHE_CONTROL, value("no-cache"));
         assert!(cache_control(&h).no_cache);

@@ -36,7 +36,9 @@ pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxErro
 pub enum ProxyError {
     #[error("proxy configuration: {0}")]
     Config(String),
-    #[error("cannot listen on {addr}: {source} (is another ghcache daemon or program using it? set GHCACHE_PROXY_ADDR or --proxy-addr)")]
+    #[error(
+        "cannot listen on {addr}: {source} (is another ghcache daemon or program using it? set GHCACHE_PROXY_ADDR or --proxy-addr)"
+    )]
     Bind {
         addr: std::net::SocketAddr,
         #[source]

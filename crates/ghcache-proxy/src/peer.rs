@@ -32,7 +32,13 @@ pub trait PeerSource: Send + Sync + 'static {
     ) -> PeerFuture<'a>;
 
     /// We stored a new version of `resource` (a `200` with a new ETag).
-    fn announce_version(&self, resource: &ResourceId, cid: &ContentId, etag: Option<&str>, size: u64);
+    fn announce_version(
+        &self,
+        resource: &ResourceId,
+        cid: &ContentId,
+        etag: Option<&str>,
+        size: u64,
+    );
 
     /// A write went through us: these paths (and all their query variants)
     /// changed.

@@ -162,7 +162,11 @@ fn github_error(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 impl Proxy {
-    pub fn new(config: ProxyConfig, store: Arc<Store>, secret: PartitionSecret) -> Result<Proxy, ProxyError> {
+    pub fn new(
+        config: ProxyConfig,
+        store: Arc<Store>,
+        secret: PartitionSecret,
+    ) -> Result<Proxy, ProxyError> {
         let upstream = Upstream::new(&config.upstream, config.upstream_timeout)?;
         Ok(Proxy {
             inner: Arc::new(Inner {
@@ -181,8 +185,9 @@ impl Proxy {
 
     /// Plugs in a peer source (the mesh). Call before serving.
     pub fn with_peers(self, peers: Arc<dyn PeerSource>) -> Result<Proxy, ProxyError> {
-        let inner = Arc::try_unwrap(self.inner)
-            .map_err(|_| ProxyError::Config("with_peers must be called before the proxy is shared".into()))?;
+        let inner = Arc::try_unwrap(self.inner).map_err(|_| {
+            ProxyError::Config("with_peers must be called before the proxy is shared".into())
+        })?;
         Ok(Proxy {
             inner: Arc::new(Inner { peers, ..inner }),
         })
@@ -224,7 +229,9 @@ impl Proxy {
     /// Handles one client request.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         let stats = &self.inner.stats;
-        stats.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = request.uri().path().to_owned();
         if let Some(response) = self.control(&path) {
             return response;
@@ -239,8 +246,10 @@ impl Proxy {
     fn control(&self, path: &str) -> Option<Response<Body>> {
         let json_response = |value: serde_json::Value| {
             let mut r = Response::new(full(value.to_string()));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             r
         };
         match path {
@@ -337,9 +346,16 @@ impl Proxy {
         // Step 3: an exhausted partition is not sent upstream before its reset.
         let bucket = resource_for(&Method::GET, &ctx.path);
         if let Some(quota) = i.quotas.exhausted(&ctx.partition, bucket) {
-            i.stats.refused_quota.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            i.stats
+                .refused_quota
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return match &own {
-                Some(hit) => self.serve_hit(&ctx, hit, Outcome::Stale, Some("quota exhausted until reset")),
+                Some(hit) => self.serve_hit(
+                    &ctx,
+                    hit,
+                    Outcome::Stale,
+                    Some("quota exhausted until reset"),
+                ),
                 None => self.refuse_exhausted(&ctx, bucket, &quota),
             };
         }
@@ -352,12 +368,21 @@ impl Proxy {
                 Some((partition, hit)) => Some((partition, hit)),
                 None => tokio::time::timeout(
                     i.config.peer_deadline,
-                    i.peers.lookup(&ctx.resource, &ctx.partition, i.config.peer_deadline),
+                    i.peers
+                        .lookup(&ctx.resource, &ctx.partition, i.config.peer_deadline),
                 )
                 .await
                 .ok()
                 .flatten()
-                .map(|copy| (copy.partition, Hit { meta: copy.meta, body: copy.body })),
+                .map(|copy| {
+                    (
+                        copy.partition,
+                        Hit {
+                            meta: copy.meta,
+                            body: copy.body,
+                        },
+                    )
+                }),
             }
         };
         if let Some((partition, hit)) = &foreign {
@@ -390,26 +415,28 @@ impl Proxy {
         };
         let (result, leader) = self.flight(&ctx, validator.clone(), held.is_some());
         let result = result.await;
-        let shared = if leader { None } else { Some(Outcome::Coalesced) };
+        let shared = if leader {
+            None
+        } else {
+            Some(Outcome::Coalesced)
+        };
 
         // Step 6: act on the answer.
         match result {
-            FlightResult::Failed(failure) => {
-                match own.as_ref() {
-                    Some(hit) => self.serve_hit(&ctx, hit, Outcome::Stale, Some(&failure.message)),
-                    None => {
-                        i.stats.record(Outcome::Miss);
-                        let status = if failure.timed_out {
-                            StatusCode::GATEWAY_TIMEOUT
-                        } else {
-                            StatusCode::BAD_GATEWAY
-                        };
-                        let mut r = github_error(status, &format!("ghcache: {}", failure.message));
-                        self.mark(&mut r, Outcome::Miss);
-                        r
-                    }
+            FlightResult::Failed(failure) => match own.as_ref() {
+                Some(hit) => self.serve_hit(&ctx, hit, Outcome::Stale, Some(&failure.message)),
+                None => {
+                    i.stats.record(Outcome::Miss);
+                    let status = if failure.timed_out {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                    let mut r = github_error(status, &format!("ghcache: {}", failure.message));
+                    self.mark(&mut r, Outcome::Miss);
+                    r
                 }
-            }
+            },
             FlightResult::TooLarge(slot) => match take_stream(&slot) {
                 Some(mut response) => {
                     i.stats.record(Outcome::Bypass);
@@ -434,7 +461,11 @@ impl Proxy {
                     return self.serve_hit(&ctx, hit, Outcome::Stale, Some(&reason));
                 }
                 if status.is_success() {
-                    self.store_fetched(&ctx, &fetched, own.as_ref().or(foreign.as_ref().map(|f| &f.1)));
+                    self.store_fetched(
+                        &ctx,
+                        &fetched,
+                        own.as_ref().or(foreign.as_ref().map(|f| &f.1)),
+                    );
                 }
                 if shared.is_some() {
                     self.count_saved(&ctx);
@@ -448,11 +479,19 @@ impl Proxy {
     async fn cacheable_alone(&self, ctx: Ctx) -> Response<Body> {
         let request = match self.upstream_request(&ctx, None) {
             Ok(r) => r,
-            Err(f) => return github_error(StatusCode::BAD_GATEWAY, &format!("ghcache: {}", f.message)),
+            Err(f) => {
+                return github_error(StatusCode::BAD_GATEWAY, &format!("ghcache: {}", f.message));
+            }
         };
         match self.inner.upstream.send(request).await {
             Ok(response) => {
-                self.account_upstream(&ctx.partition, &ctx.path, response.status(), response.headers(), ctx.authorization.is_some());
+                self.account_upstream(
+                    &ctx.partition,
+                    &ctx.path,
+                    response.status(),
+                    response.headers(),
+                    ctx.authorization.is_some(),
+                );
                 let mut response = self.stream_response(response, &ctx.proxy_base);
                 self.inner.stats.record(Outcome::Bypass);
                 self.mark(&mut response, Outcome::Bypass);
@@ -484,7 +523,10 @@ impl Proxy {
         let task = tokio::spawn(async move {
             let result = match request {
                 Err(failure) => FlightResult::Failed(Arc::new(failure)),
-                Ok(request) => this.fetch(request, &partition, &path, authenticated, &proxy_base).await,
+                Ok(request) => {
+                    this.fetch(request, &partition, &path, authenticated, &proxy_base)
+                        .await
+                }
             };
             this.inner.flights.lock().remove(&flight_key);
             result
@@ -515,13 +557,19 @@ impl Proxy {
         let response = match upstream.send(request).await {
             Ok(r) => r,
             Err(failure) => {
-                self.inner.stats.upstream_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .upstream_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return FlightResult::Failed(Arc::new(failure));
             }
         };
         let (parts, body) = response.into_parts();
         self.account_upstream(partition, path, parts.status, &parts.headers, authenticated);
-        match upstream.read_body(body, self.inner.config.max_cacheable_body).await {
+        match upstream
+            .read_body(body, self.inner.config.max_cacheable_body)
+            .await
+        {
             Ok(Ok(body)) => FlightResult::Done(Arc::new(Fetched {
                 status: parts.status,
                 headers: parts.headers,
@@ -540,14 +588,24 @@ impl Proxy {
                 FlightResult::TooLarge(Arc::new(Mutex::new(Some(response))))
             }
             Err(failure) => {
-                self.inner.stats.upstream_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .upstream_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 FlightResult::Failed(Arc::new(failure))
             }
         }
     }
 
     /// Counts the upstream exchange and remembers the quota it reported.
-    fn account_upstream(&self, partition: &Partition, path: &str, status: StatusCode, headers: &HeaderMap, authenticated: bool) {
+    fn account_upstream(
+        &self,
+        partition: &Partition,
+        path: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        authenticated: bool,
+    ) {
         use std::sync::atomic::Ordering::Relaxed;
         let stats = &self.inner.stats;
         stats.upstream_requests.fetch_add(1, Relaxed);
@@ -567,13 +625,20 @@ impl Proxy {
 
     fn count_saved(&self, ctx: &Ctx) {
         if ctx.path != "/rate_limit" {
-            self.inner.stats.units_saved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner
+                .stats
+                .units_saved
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     /// The upstream GET for a cacheable request. `validator` is our
     /// `If-None-Match` (`ours`) or the client's own, passed along.
-    fn upstream_request(&self, ctx: &Ctx, validator: Option<(&str, bool)>) -> Result<Request<Body>, UpstreamFailure> {
+    fn upstream_request(
+        &self,
+        ctx: &Ctx,
+        validator: Option<(&str, bool)>,
+    ) -> Result<Request<Body>, UpstreamFailure> {
         let mut headers = ctx.headers.clone();
         headers::strip_hop_by_hop(&mut headers);
         for name in [
@@ -631,15 +696,25 @@ impl Proxy {
         let cid = meta.body_cid;
         self.keep(ctx, meta, fetched.body.clone());
         if new_version {
-            self.inner
-                .peers
-                .announce_version(&ctx.resource, &cid, etag.as_deref(), fetched.body.len() as u64);
+            self.inner.peers.announce_version(
+                &ctx.resource,
+                &cid,
+                etag.as_deref(),
+                fetched.body.len() as u64,
+            );
         }
     }
 
     fn keep(&self, ctx: &Ctx, meta: EntryMeta, body: Bytes) {
-        if let Err(e) = self.inner.store.put(ctx.resource, ctx.partition, meta, body) {
-            self.inner.stats.store_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self
+            .inner
+            .store
+            .put(ctx.resource, ctx.partition, meta, body)
+        {
+            self.inner
+                .stats
+                .store_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(error = %e, "could not store a response; serving it anyway");
         }
     }
@@ -655,7 +730,14 @@ impl Proxy {
 
     /// A `304` for a body we hold: refresh the entry for this partition and
     /// serve the body with the fresh per-request headers.
-    fn revalidated(&self, ctx: &Ctx, hit: Hit, fetched: &Fetched, synthesized: bool, shared: Option<Outcome>) -> Response<Body> {
+    fn revalidated(
+        &self,
+        ctx: &Ctx,
+        hit: Hit,
+        fetched: &Fetched,
+        synthesized: bool,
+        shared: Option<Outcome>,
+    ) -> Response<Body> {
         let mut meta = hit.meta.clone();
         merge_not_modified(&mut meta.headers, &fetched.headers);
         if let Some(tag) = header_str(&fetched.headers, header::ETAG) {
@@ -680,7 +762,15 @@ impl Proxy {
         } else {
             Outcome::Revalidated
         });
-        let mut response = self.serve_hit(ctx, &Hit { meta, body: hit.body }, outcome, None);
+        let mut response = self.serve_hit(
+            ctx,
+            &Hit {
+                meta,
+                body: hit.body,
+            },
+            outcome,
+            None,
+        );
         for (name, value) in fetched.headers.iter() {
             if headers::is_per_request(name.as_str()) {
                 response.headers_mut().insert(name.clone(), value.clone());
@@ -690,7 +780,13 @@ impl Proxy {
     }
 
     /// Serves a held entry (fresh, revalidated or stale).
-    fn serve_hit(&self, ctx: &Ctx, hit: &Hit, outcome: Outcome, stale_reason: Option<&str>) -> Response<Body> {
+    fn serve_hit(
+        &self,
+        ctx: &Ctx,
+        hit: &Hit,
+        outcome: Outcome,
+        stale_reason: Option<&str>,
+    ) -> Response<Body> {
         self.inner.stats.record(outcome);
         let mut headers = HeaderMap::new();
         for (name, value) in &hit.meta.headers {
@@ -704,7 +800,11 @@ impl Proxy {
         self.rewrite_links(&mut headers, &ctx.proxy_base);
         let age = now_ms().saturating_sub(hit.meta.stored_at_ms) / 1000;
         headers.insert(header::AGE, headers::value(&age.to_string()));
-        if let Some(q) = self.inner.quotas.get(&ctx.partition, resource_for(&Method::GET, &ctx.path)) {
+        if let Some(q) = self
+            .inner
+            .quotas
+            .get(&ctx.partition, resource_for(&Method::GET, &ctx.path))
+        {
             quota_headers(&mut headers, &q, resource_for(&Method::GET, &ctx.path));
         }
         if let Some(reason) = stale_reason {
@@ -715,15 +815,23 @@ impl Proxy {
             );
         }
         let not_modified = hit.meta.etag.as_deref().is_some_and(|etag| {
-            header_str(&ctx.headers, header::IF_NONE_MATCH).is_some_and(|inm| if_none_match_matches(inm, etag))
+            header_str(&ctx.headers, header::IF_NONE_MATCH)
+                .is_some_and(|inm| if_none_match_matches(inm, etag))
         });
         let (status, body) = if not_modified {
             headers.remove(header::CONTENT_TYPE);
             (StatusCode::NOT_MODIFIED, empty())
         } else {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(hit.body.len()));
-            let body = if ctx.head_only { empty() } else { full(hit.body.clone()) };
-            (StatusCode::from_u16(hit.meta.status).unwrap_or(StatusCode::OK), body)
+            let body = if ctx.head_only {
+                empty()
+            } else {
+                full(hit.body.clone())
+            };
+            (
+                StatusCode::from_u16(hit.meta.status).unwrap_or(StatusCode::OK),
+                body,
+            )
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -739,8 +847,15 @@ impl Proxy {
         headers::strip_hop_by_hop(&mut headers);
         headers.remove(header::SET_COOKIE);
         self.rewrite_links(&mut headers, &ctx.proxy_base);
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(fetched.body.len()));
-        let body = if ctx.head_only { empty() } else { full(fetched.body.clone()) };
+        headers.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(fetched.body.len()),
+        );
+        let body = if ctx.head_only {
+            empty()
+        } else {
+            full(fetched.body.clone())
+        };
         let mut response = Response::new(body);
         *response.status_mut() = fetched.status;
         *response.headers_mut() = headers;
@@ -755,9 +870,10 @@ impl Proxy {
             "API rate limit exceeded (ghcache holds requests for this token until the limit resets). Authenticated requests get a higher rate limit; conditional requests that GitHub answers 304 are free.",
         );
         quota_headers(response.headers_mut(), quota, bucket);
-        response
-            .headers_mut()
-            .insert("x-ghcache-reason", HeaderValue::from_static("quota-exhausted"));
+        response.headers_mut().insert(
+            "x-ghcache-reason",
+            HeaderValue::from_static("quota-exhausted"),
+        );
         let _ = ctx;
         self.mark(&mut response, Outcome::Miss);
         response
@@ -804,11 +920,15 @@ impl Proxy {
         parts.headers.remove(header::HOST);
         parts.headers.remove(header::ACCEPT_ENCODING);
         if !parts.headers.contains_key(header::USER_AGENT) {
-            parts.headers.insert(header::USER_AGENT, HeaderValue::from_static("ghcache"));
+            parts
+                .headers
+                .insert(header::USER_AGENT, HeaderValue::from_static("ghcache"));
         }
         parts.uri = match self.inner.upstream.uri(&path_and_query) {
             Ok(uri) => uri,
-            Err(f) => return github_error(StatusCode::BAD_REQUEST, &format!("ghcache: {}", f.message)),
+            Err(f) => {
+                return github_error(StatusCode::BAD_REQUEST, &format!("ghcache: {}", f.message));
+            }
         };
         let method = parts.method.clone();
         let request = Request::from_parts(parts, body.map_err(BoxError::from).boxed_unsync());
@@ -816,9 +936,13 @@ impl Proxy {
             Ok(response) => {
                 let status = response.status();
                 let i = &self.inner;
-                i.stats.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                i.stats
+                    .upstream_requests
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if path != "/rate_limit" {
-                    i.stats.units_spent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    i.stats
+                        .units_spent
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 i.quotas.observe(&partition, response.headers());
                 if is_write && status.is_success() && path != "/graphql" {
@@ -833,7 +957,10 @@ impl Proxy {
                 response
             }
             Err(failure) => {
-                self.inner.stats.upstream_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .upstream_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let status = if failure.timed_out {
                     StatusCode::GATEWAY_TIMEOUT
                 } else {

@@ -139,7 +139,11 @@ impl Stats {
     }
 
     /// Prometheus text exposition. Partition labels are short keyed hashes.
-    pub fn to_prometheus(&self, store: &ghcache_store::StoreStats, quotas: &QuotaTracker) -> String {
+    pub fn to_prometheus(
+        &self,
+        store: &ghcache_store::StoreStats,
+        quotas: &QuotaTracker,
+    ) -> String {
         let get = |c: &AtomicU64| c.load(Relaxed);
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
@@ -148,7 +152,12 @@ impl Stats {
                 out.push_str(&format!("{name}{labels} {value}\n"));
             }
         };
-        metric("ghcache_requests_total", "counter", "Requests received by the proxy.", vec![(String::new(), get(&self.requests))]);
+        metric(
+            "ghcache_requests_total",
+            "counter",
+            "Requests received by the proxy.",
+            vec![(String::new(), get(&self.requests))],
+        );
         metric(
             "ghcache_responses_total",
             "counter",
@@ -166,15 +175,60 @@ impl Stats {
             .map(|(name, c)| (format!("{{outcome=\"{name}\"}}"), get(c)))
             .collect(),
         );
-        metric("ghcache_upstream_requests_total", "counter", "Requests sent to GitHub.", vec![(String::new(), get(&self.upstream_requests))]);
-        metric("ghcache_upstream_errors_total", "counter", "Upstream failures (connect, timeout, 5xx).", vec![(String::new(), get(&self.upstream_errors))]);
-        metric("ghcache_rate_limit_units_spent_total", "counter", "Rate-limit units spent upstream.", vec![(String::new(), get(&self.units_spent))]);
-        metric("ghcache_rate_limit_units_saved_total", "counter", "Rate-limit units a cacheless client would have spent.", vec![(String::new(), get(&self.units_saved))]);
-        metric("ghcache_store_entries", "gauge", "Entries in the store.", vec![(String::new(), store.entries)]);
-        metric("ghcache_store_bytes", "gauge", "Unique body bytes in the store.", vec![(String::new(), store.bytes)]);
-        metric("ghcache_store_evictions_total", "counter", "Entries evicted.", vec![(String::new(), store.evictions)]);
-        metric("ghcache_store_persist_errors_total", "counter", "Failed writes to disk.", vec![(String::new(), store.persist_errors)]);
-        metric("ghcache_store_degraded", "gauge", "1 while the store runs from memory only.", vec![(String::new(), u64::from(store.degraded))]);
+        metric(
+            "ghcache_upstream_requests_total",
+            "counter",
+            "Requests sent to GitHub.",
+            vec![(String::new(), get(&self.upstream_requests))],
+        );
+        metric(
+            "ghcache_upstream_errors_total",
+            "counter",
+            "Upstream failures (connect, timeout, 5xx).",
+            vec![(String::new(), get(&self.upstream_errors))],
+        );
+        metric(
+            "ghcache_rate_limit_units_spent_total",
+            "counter",
+            "Rate-limit units spent upstream.",
+            vec![(String::new(), get(&self.units_spent))],
+        );
+        metric(
+            "ghcache_rate_limit_units_saved_total",
+            "counter",
+            "Rate-limit units a cacheless client would have spent.",
+            vec![(String::new(), get(&self.units_saved))],
+        );
+        metric(
+            "ghcache_store_entries",
+            "gauge",
+            "Entries in the store.",
+            vec![(String::new(), store.entries)],
+        );
+        metric(
+            "ghcache_store_bytes",
+            "gauge",
+            "Unique body bytes in the store.",
+            vec![(String::new(), store.bytes)],
+        );
+        metric(
+            "ghcache_store_evictions_total",
+            "counter",
+            "Entries evicted.",
+            vec![(String::new(), store.evictions)],
+        );
+        metric(
+            "ghcache_store_persist_errors_total",
+            "counter",
+            "Failed writes to disk.",
+            vec![(String::new(), store.persist_errors)],
+        );
+        metric(
+            "ghcache_store_degraded",
+            "gauge",
+            "1 while the store runs from memory only.",
+            vec![(String::new(), u64::from(store.degraded))],
+        );
         metric(
             "ghcache_rate_limit_remaining",
             "gauge",
@@ -182,7 +236,12 @@ impl Stats {
             quotas
                 .snapshot()
                 .into_iter()
-                .map(|(p, r, q)| (format!("{{partition=\"{p}\",resource=\"{r}\"}}"), q.remaining))
+                .map(|(p, r, q)| {
+                    (
+                        format!("{{partition=\"{p}\",resource=\"{r}\"}}"),
+                        q.remaining,
+                    )
+                })
                 .collect(),
         );
         out

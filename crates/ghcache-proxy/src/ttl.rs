@@ -75,9 +75,18 @@ mod tests {
             ("actions/runs", Duration::from_secs(10)),
             ("/orgs/**", Duration::from_secs(5)),
         ]);
-        assert_eq!(ttls.lookup("/repos/a/b/actions/runners"), Some(Duration::from_secs(30)));
-        assert_eq!(ttls.lookup("/repos/a/b/actions/runs?page=2"), Some(Duration::from_secs(10)));
-        assert_eq!(ttls.lookup("/orgs/acme/actions/runners"), Some(Duration::from_secs(5)));
+        assert_eq!(
+            ttls.lookup("/repos/a/b/actions/runners"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            ttls.lookup("/repos/a/b/actions/runs?page=2"),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            ttls.lookup("/orgs/acme/actions/runners"),
+            Some(Duration::from_secs(5))
+        );
         assert_eq!(ttls.lookup("/repos/a/b"), None);
         assert_eq!(ttls.lookup("/repos/a/b/actions/runs/5"), None);
     }

@@ -61,10 +61,7 @@ impl Upstream {
         http.set_nodelay(true);
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout.min(Duration::from_secs(10))));
-        let connector = builder
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
@@ -87,7 +84,10 @@ impl Upstream {
     }
 
     /// Sends a request and waits for the response head.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, UpstreamFailure> {
+    pub async fn send(
+        &self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamFailure> {
         match tokio::time::timeout(self.timeout, self.client.request(request)).await {
             Err(_) => Err(UpstreamFailure {
                 timed_out: true,

@@ -120,8 +120,14 @@ pub async fn run_stats(config: &Config, args: &StatsArgs) -> anyhow::Result<()> 
         stats["hit_rate"].as_f64().unwrap_or(0.0) * 100.0
     );
     println!("upstream requests   {}", n(&stats["upstream"]["requests"]));
-    println!("rate-limit spent    {}", n(&stats["rate_limit"]["units_spent"]));
-    println!("rate-limit saved    {}", n(&stats["rate_limit"]["units_saved"]));
+    println!(
+        "rate-limit spent    {}",
+        n(&stats["rate_limit"]["units_spent"])
+    );
+    println!(
+        "rate-limit saved    {}",
+        n(&stats["rate_limit"]["units_saved"])
+    );
     println!(
         "store               {} entries, {} bytes, {} evictions{}",
         n(&stats["store"]["entries"]),
@@ -161,7 +167,12 @@ pub async fn run_fakehub(args: &FakehubArgs) -> anyhow::Result<()> {
     println!("fake GitHub API at {}", hub.base_url());
     println!("tokens of the seeded world (fake, valid only here):");
     for token in hub.world().tokens() {
-        println!("  {:<14} {:<28} {}", format!("{:?}", token.kind), token.identity, token.token);
+        println!(
+            "  {:<14} {:<28} {}",
+            format!("{:?}", token.kind),
+            token.identity,
+            token.token
+        );
     }
     shutdown_signal().await;
     hub.shutdown().await;

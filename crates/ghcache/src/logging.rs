@@ -19,6 +19,7 @@ pub fn init(format: LogFormat, verbose: u8, quiet: u8) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(RedactingStderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(false);
     // A second init (tests calling main twice) is harmless: keep the first.
     let _ = match format {

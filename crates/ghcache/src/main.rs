@@ -24,7 +24,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    logging::init(config.log_format.value, cli.global.verbose, cli.global.quiet);
+    logging::init(
+        config.log_format.value,
+        cli.global.verbose,
+        cli.global.quiet,
+    );
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }

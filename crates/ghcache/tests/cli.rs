@@ -64,14 +64,17 @@ fn every_subcommand_has_informative_help() {
         assert!(out.status.success(), "{sub} --help failed");
         let help = text(&out);
         let first = help.lines().next().unwrap_or_default();
-        assert!(first.split_whitespace().count() >= 4, "{sub}: thin help {first:?}");
+        assert!(
+            first.split_whitespace().count() >= 4,
+            "{sub}: thin help {first:?}"
+        );
     }
 }
 
 #[test]
 fn unbuilt_subcommands_exit_2_saying_so() {
     let ws = workspace();
-    for sub in ["stats", "peers", "doctor", "demo", "bench", "creds", "codeql"] {
+    for sub in ["peers", "doctor", "demo", "bench", "creds", "codeql"] {
         let out = ghcache(ws.path(), &[sub], &[]);
         assert_eq!(out.status.code(), Some(2), "{sub}");
         assert!(text(&out).contains("not implemented yet"), "{sub}");
@@ -98,11 +101,29 @@ fn config_show_reports_origins_from_every_layer() {
             .lines()
             .any(|l| l.starts_with(origin) && l.ends_with(tail))
     };
-    assert!(has("flag --proxy-addr", "proxy.addr = 127.0.0.1:7777"), "{shown}");
-    assert!(has("env CACHE_ENABLE_P2P", "p2p.enabled = false"), "{shown}");
-    assert!(has("file .github/cache-config.yml:2", "cache.default_ttl = 600s"), "{shown}");
-    assert!(has("file .github/cache-config.yml:4", "p2p.listen_port = 9200"), "{shown}");
-    assert!(has("default", "proxy.upstream = https://api.github.com"), "{shown}");
+    assert!(
+        has("flag --proxy-addr", "proxy.addr = 127.0.0.1:7777"),
+        "{shown}"
+    );
+    assert!(
+        has("env CACHE_ENABLE_P2P", "p2p.enabled = false"),
+        "{shown}"
+    );
+    assert!(
+        has(
+            "file .github/cache-config.yml:2",
+            "cache.default_ttl = 600s"
+        ),
+        "{shown}"
+    );
+    assert!(
+        has("file .github/cache-config.yml:4", "p2p.listen_port = 9200"),
+        "{shown}"
+    );
+    assert!(
+        has("default", "proxy.upstream = https://api.github.com"),
+        "{shown}"
+    );
 
     let out = ghcache(ws.path(), &["config", "show", "--json"], &[]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -116,7 +137,8 @@ fn config_show_reports_origins_from_every_layer() {
 #[test]
 fn bad_configuration_is_a_clear_usage_error_never_a_panic() {
     let ws = workspace();
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
         (
             "",
             &[("CACHE_LISTEN_PORT", "70000")],
@@ -132,14 +154,21 @@ fn bad_configuration_is_a_clear_usage_error_never_a_panic() {
             &[("CACHE_BOOTSTRAP_PEERS", "/ip4/1.2.3.4/tcp/1,not-an-addr")],
             "error: CACHE_BOOTSTRAP_PEERS (environment): item 2 \"not-an-addr\"",
         ),
-        ("\u{0}\u{1}garbage: [", &[], "error: .github/cache-config.yml"),
+        (
+            "\u{0}\u{1}garbage: [",
+            &[],
+            "error: .github/cache-config.yml",
+        ),
     ];
     for (file, env, expected) in cases {
         std::fs::write(ws.path().join(".github/cache-config.yml"), file).unwrap();
         let out = ghcache(ws.path(), &["config", "show"], env);
         let shown = text(&out);
         assert_eq!(out.status.code(), Some(2), "{shown}");
-        assert!(shown.starts_with(expected), "expected {expected:?}, got {shown}");
+        assert!(
+            shown.starts_with(expected),
+            "expected {expected:?}, got {shown}"
+        );
         assert!(!shown.contains("panicked"), "{shown}");
     }
 }
@@ -182,4 +211,18 @@ fn json_logs_on_request() {
     let event: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(event["level"], "WARN");
     assert!(!stderr.contains("0123456789abcdefghij"));
+}
+
+#[test]
+fn stats_without_a_daemon_is_a_clear_runtime_failure() {
+    let ws = workspace();
+    // A port nobody listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let out = ghcache(ws.path(), &["stats", "--proxy-addr", &addr], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out);
+    assert!(shown.contains("is `ghcache daemon` running?"), "{shown}");
+    assert!(!shown.contains("panicked"));
 }

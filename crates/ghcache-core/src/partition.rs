@@ -1,0 +1,307 @@
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::CoreError;
+
+/// Local key for deriving [`Partition`]s from `Authorization` values.
+///
+/// Kept per host and never sent anywhere: without it, a partition value cannot
+/// be tested against guessed tokens offline.
+#[derive(Clone)]
+pub struct PartitionSecret([u8; 32]);
+
+impl fmt::Debug for PartitionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PartitionSecret(..redacted..)")
+    }
+}
+
+impl PartitionSecret {
+    /// A fresh random secret (not persisted). For tests and memory-only setups.
+    pub fn generate() -> PartitionSecret {
+        use rand::RngCore;
+        let mut b = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        PartitionSecret(b)
+    }
+
+    /// Reads the 32-byte secret at `path`, or creates it (mode 0600, written
+    /// to a temporary file then renamed, so a crash never leaves half a key).
+    ///
+    /// Refuses a file readable by group/others rather than silently using a
+    /// leaked key, and a file of the wrong length rather than overwriting it.
+    pub fn load_or_create(path: &Path) -> Result<PartitionSecret, CoreError> {
+        let io = |source| CoreError::SecretIo {
+            path: path.to_path_buf(),
+            source,
+        };
+        match std::fs::File::open(path) {
+            Ok(f) => Self::read_existing(path, f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(io)?;
+                }
+                let secret = Self::generate();
+                let tmp = tmp_path(path);
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let written = opts.open(&tmp).and_then(|mut f| {
+                    f.write_all(&secret.0)?;
+                    f.sync_all()
+                });
+                if let Err(e) = written {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(io(e));
+                }
+                // hard_link fails if another process created the secret first;
+                // then both must use that one, so re-read it.
+                let linked = std::fs::hard_link(&tmp, path);
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => Ok(secret),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let f = std::fs::File::open(path).map_err(io)?;
+                        Self::read_existing(path, f)
+                    }
+                    Err(e) => Err(io(e)),
+                }
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    fn read_existing(path: &Path, mut f: std::fs::File) -> Result<PartitionSecret, CoreError> {
+        let io = |source| CoreError::SecretIo {
+            path: path.to_path_buf(),
+            source,
+        };
+        let md = f.metadata().map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = md.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(CoreError::SecretPermissions {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+        }
+        if md.len() != 32 {
+            return Err(CoreError::SecretBadLength {
+                path: path.to_path_buf(),
+                len: md.len(),
+            });
+        }
+        let mut b = [0u8; 32];
+        f.read_exact(&mut b).map_err(io)?;
+        Ok(PartitionSecret(b))
+    }
+
+    /// The partition a request belongs to: HMAC-SHA256 of its `Authorization`
+    /// value, or [`Partition::Anonymous`] when there is none.
+    pub fn partition_for(&self, authorization: Option<&str>) -> Partition {
+        match authorization {
+            None => Partition::Anonymous,
+            Some(token) => {
+                // HMAC accepts keys of any length, so this cannot fail.
+                let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.0) {
+                    Ok(m) => m,
+                    Err(_) => unreachable!("HMAC-SHA256 takes any key length"),
+                };
+                mac.update(token.as_bytes());
+                Partition(Inner::Keyed(mac.finalize().into_bytes().into()))
+            }
+        }
+    }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Inner {
+    Anonymous,
+    Keyed([u8; 32]),
+}
+
+/// Whose view of a resource an entry is: an HMAC of the `Authorization`
+/// header, or anonymous. Only [`PartitionSecret::partition_for`] and
+/// [`Partition::from_bytes`] (stored values) create keyed partitions, so no
+/// code path can turn a raw token into one by accident.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition(Inner);
+
+impl Partition {
+    /// Requests without an `Authorization` header.
+    #[allow(non_upper_case_globals)]
+    pub const Anonymous: Partition = Partition(Inner::Anonymous);
+
+    pub const fn is_anonymous(&self) -> bool {
+        matches!(self.0, Inner::Anonymous)
+    }
+
+    /// Stored form: empty for anonymous, the 32 HMAC bytes otherwise.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Inner::Anonymous => &[],
+            Inner::Keyed(b) => b,
+        }
+    }
+
+    /// Inverse of [`Partition::as_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Partition, CoreError> {
+        match bytes.len() {
+            0 => Ok(Partition::Anonymous),
+            32 => {
+                let mut b = [0u8; 32];
+                b.copy_from_slice(bytes);
+                Ok(Partition(Inner::Keyed(b)))
+            }
+            len => Err(CoreError::InvalidPartitionBytes { len }),
+        }
+    }
+
+    /// Full form for storage and APIs: "anon" or 64 hex characters.
+    pub fn to_full_string(&self) -> String {
+        match &self.0 {
+            Inner::Anonymous => "anon".to_owned(),
+            Inner::Keyed(b) => hex::encode(b),
+        }
+    }
+}
+
+impl fmt::Display for Partition {
+    /// Short form for logs: "anon" or a 12-hex-digit prefix of the HMAC.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Inner::Anonymous => f.write_str("anon"),
+            Inner::Keyed(b) => f.write_str(&hex::encode(&b[..6])),
+        }
+    }
+}
+
+impl fmt::Debug for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Partition({self})")
+    }
+}
+
+impl FromStr for Partition {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "anon" {
+            return Ok(Partition::Anonymous);
+        }
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(s, &mut b).map_err(|_| CoreError::InvalidPartition {
+            input: s.chars().take(80).collect(),
+        })?;
+        Ok(Partition(Inner::Keyed(b)))
+    }
+}
+
+impl serde::Serialize for Partition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_full_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Partition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn anonymous_and_keyed() {
+        let s = PartitionSecret::generate();
+        assert_eq!(s.partition_for(None), Partition::Anonymous);
+        assert!(s.partition_for(None).is_anonymous());
+        let p = s.partition_for(Some("token ghp_abc"));
+        assert!(!p.is_anonymous());
+        assert_eq!(p, s.partition_for(Some("token ghp_abc")));
+        // A different secret gives a different partition for the same token.
+        assert_ne!(
+            p,
+            PartitionSecret::generate().partition_for(Some("token ghp_abc"))
+        );
+    }
+
+    #[test]
+    fn formatting_never_shows_token_or_secret() {
+        let s = PartitionSecret::generate();
+        assert_eq!(format!("{s:?}"), "PartitionSecret(..redacted..)");
+        let p = s.partition_for(Some("token ghp_supersecret"));
+        let shown = format!("{p} {p:?} {}", p.to_full_string());
+        assert!(!shown.contains("ghp_supersecret"));
+        assert_eq!(p.to_string().len(), 12);
+        assert_eq!(Partition::Anonymous.to_string(), "anon");
+    }
+
+    #[test]
+    fn bytes_string_serde_roundtrip() {
+        let p = PartitionSecret::generate().partition_for(Some("x"));
+        for q in [p, Partition::Anonymous] {
+            assert_eq!(Partition::from_bytes(q.as_bytes()).ok(), Some(q));
+            assert_eq!(q.to_full_string().parse::<Partition>().ok(), Some(q));
+            let j = serde_json::to_string(&q).unwrap_or_default();
+            assert_eq!(serde_json::from_str::<Partition>(&j).ok(), Some(q));
+        }
+        assert!(Partition::from_bytes(&[1; 5]).is_err());
+        assert!("nothex".parse::<Partition>().is_err());
+    }
+
+    #[test]
+    fn load_or_create_persists_with_0600() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/partition.key");
+        let a = PartitionSecret::load_or_create(&path).expect("create");
+        let b = PartitionSecret::load_or_create(&path).expect("load");
+        assert_eq!(a.partition_for(Some("t")), b.partition_for(Some("t")));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("md").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            let err = PartitionSecret::load_or_create(&path).expect_err("lax perms");
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        std::fs::write(&path, b"short").expect("write");
+        let err = PartitionSecret::load_or_create(&path).expect_err("bad length");
+        assert!(
+            matches!(err, CoreError::SecretBadLength { len: 5, .. }),
+            "{err}"
+        );
+        // Never overwritten.
+        assert_eq!(std::fs::read(&path).expect("read"), b"short");
+    }
+
+    proptest! {
+        #[test]
+        fn different_tokens_different_partitions(a in ".{1,64}", b in ".{1,64}") {
+            prop_assume!(a != b);
+            let s = PartitionSecret::generate();
+            prop_assert_ne!(s.partition_for(Some(&a)), s.partition_for(Some(&b)));
+            prop_assert_ne!(s.partition_for(Some(&a)), Partition::Anonymous);
+        }
+    }
+}

@@ -1,0 +1,73 @@
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use ghcache_core::ContentId;
+use serde::{Deserialize, Serialize};
+
+/// Limits and mode of a [`crate::Store`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Upper bound on unique body bytes (each distinct body counted once).
+    pub max_bytes: u64,
+    /// Upper bound on entries (resource × partition).
+    pub max_entries: u64,
+    /// `false`: memory only, nothing written to disk.
+    pub persistence: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_bytes: 1 << 30,
+            max_entries: 100_000,
+            persistence: true,
+        }
+    }
+}
+
+/// Everything kept about one cached response besides its body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryMeta {
+    pub status: u16,
+    /// Response headers worth replaying (the proxy decides which).
+    pub headers: Vec<(String, String)>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// When the response was stored (unix ms).
+    pub stored_at_ms: u64,
+    pub ttl_ms: u64,
+    /// Set when the fleet announced a newer version or a write went through.
+    pub stale: bool,
+    pub body_cid: ContentId,
+    pub body_len: u64,
+    /// Last read (unix ms). Kept in memory on every hit; persisted with the
+    /// entry's other writes, so after a restart it may be slightly old.
+    pub last_access_ms: u64,
+}
+
+/// A cached response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub meta: EntryMeta,
+    pub body: Bytes,
+}
+
+/// Counters for `stats`, `doctor` and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct StoreStats {
+    pub entries: u64,
+    /// Unique body bytes (a body shared by many entries counts once).
+    pub bytes: u64,
+    /// Body bytes currently held in memory.
+    pub resident_bytes: u64,
+    pub evictions: u64,
+    /// Entries dropped because their body failed CID verification or was
+    /// missing or their metadata was unreadable.
+    pub corrupt_dropped: u64,
+    /// Failed attempts to write to disk (each commit or recovery attempt).
+    pub persist_errors: u64,
+    /// True while persistence has failed and the store runs from memory.
+    pub degraded: bool,
+    /// The redb file, or `None` for a memory-only store.
+    pub path: Option<PathBuf>,
+}
