@@ -1,0 +1,145 @@
+//! The ghcache mesh: daemons on different hosts sharing cache entries over
+//! libp2p.
+//!
+//! What it is for: finding the other daemons of a cluster (file registry,
+//! bootstrap list, mDNS, Kademlia), fetching entries they hold within a
+//! deadline (request-response), and telling them about new versions and
+//! writes (gossipsub). Every payload is an AES-256-GCM envelope under a key
+//! derived from the cluster secret, and every body is checked against its
+//! CID, so only members read or serve entries and a peer sending garbage is
+//! counted, penalised and dropped while the daemon keeps serving.
+//!
+//! How it is built: one task owns the libp2p `Swarm` and runs the event loop;
+//! everything else holds a cheap cloneable [`Mesh`] handle that sends it
+//! commands over a channel. It implements [`ghcache_proxy::PeerSource`].
+//!
+//! What it is not for: HTTP semantics or storage (the proxy and the store).
+
+mod envelope;
+mod identity;
+mod keys;
+mod node;
+mod registry;
+mod wire;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use envelope::{OpenError, Opened, aad, open, open_message, seal, seal_message};
+pub use keys::{ClusterKeys, PBKDF2_ITERATIONS, derive_keys};
+pub use libp2p::multiaddr::Protocol as MultiaddrProtocol;
+pub use libp2p::{Multiaddr, PeerId};
+pub use node::{ConnectedPeer, DiscoveredPeers, LastRejection, Mesh, MeshStats, RejectedCounts};
+pub use registry::Record as RegistryRecord;
+pub use wire::{
+    AnnounceKind, Announcement, FETCH_PROTOCOL, FETCH_REQUEST_AAD, FETCH_RESPONSE_AAD,
+    KAD_PROTOCOL, Reject, announce_topic, decode_response, encode_request, encode_response,
+};
+
+/// Configuration of a [`Mesh`]. [`MeshConfig::new`] gives the defaults.
+#[derive(Clone)]
+pub struct MeshConfig {
+    /// `0.0.0.0` in production, `127.0.0.1` in tests.
+    pub listen_ip: IpAddr,
+    /// TCP and QUIC (UDP) port; 0 = ephemeral.
+    pub listen_port: u16,
+    pub quic: bool,
+    /// Operator-set addresses to advertise (GHCACHE_EXTERNAL_ADDR).
+    pub external_addrs: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    /// Redial of bootstrap addresses that are not connected (with backoff).
+    pub bootstrap_refresh: Duration,
+    pub registry_dir: Option<PathBuf>,
+    /// Records expire this long after their last heartbeat (every ttl/3).
+    pub registry_ttl: Duration,
+    pub mdns: bool,
+    pub kademlia: bool,
+    pub network_id: String,
+    /// Never logged, never in stats.
+    pub cluster_secret: Vec<u8>,
+    /// ed25519 keypair persisted here (0600), reused across restarts.
+    pub identity_path: PathBuf,
+    /// Default deadline of [`ghcache_proxy::PeerSource::lookup`] callers that pass none.
+    pub fetch_deadline: Duration,
+    /// Largest fetch message accepted (request or response).
+    pub max_message_bytes: usize,
+    /// Rejected messages after which a peer is disconnected and banned.
+    pub penalty_threshold: u32,
+    /// How long a penalised peer is refused.
+    pub ban_duration: Duration,
+}
+
+impl std::fmt::Debug for MeshConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshConfig")
+            .field("listen_ip", &self.listen_ip)
+            .field("listen_port", &self.listen_port)
+            .field("quic", &self.quic)
+            .field("external_addrs", &self.external_addrs)
+            .field("bootstrap", &self.bootstrap)
+            .field("bootstrap_refresh", &self.bootstrap_refresh)
+            .field("registry_dir", &self.registry_dir)
+            .field("registry_ttl", &self.registry_ttl)
+            .field("mdns", &self.mdns)
+            .field("kademlia", &self.kademlia)
+            .field("network_id", &self.network_id)
+            .field("cluster_secret", &"..redacted..")
+            .field("identity_path", &self.identity_path)
+            .field("fetch_deadline", &self.fetch_deadline)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("penalty_threshold", &self.penalty_threshold)
+            .field("ban_duration", &self.ban_duration)
+            .finish()
+    }
+}
+
+impl MeshConfig {
+    /// Production defaults: all interfaces, port 9100, QUIC, mDNS and
+    /// Kademlia on, no registry or bootstrap peers.
+    pub fn new(
+        network_id: impl Into<String>,
+        cluster_secret: Vec<u8>,
+        identity_path: PathBuf,
+    ) -> Self {
+        MeshConfig {
+            listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            listen_port: 9100,
+            quic: true,
+            external_addrs: Vec::new(),
+            bootstrap: Vec::new(),
+            bootstrap_refresh: Duration::from_secs(300),
+            registry_dir: None,
+            registry_ttl: Duration::from_secs(30),
+            mdns: true,
+            kademlia: true,
+            network_id: network_id.into(),
+            cluster_secret,
+            identity_path,
+            fetch_deadline: Duration::from_millis(50),
+            max_message_bytes: 16 << 20,
+            penalty_threshold: 3,
+            ban_duration: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Errors starting or talking to the mesh. Never contains the secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeshError {
+    #[error("mesh identity {path}: {reason}")]
+    Identity { path: PathBuf, reason: String },
+    #[error("mesh configuration: {0}")]
+    Config(String),
+    #[error("mesh transport: {0}")]
+    Transport(String),
+    #[error(
+        "cannot listen on {addr}: {reason} (is another ghcache daemon using the port? set CACHE_LISTEN_PORT)"
+    )]
+    Listen { addr: String, reason: String },
+    #[error("cannot dial {addr}: {reason}")]
+    Dial { addr: String, reason: String },
+    #[error("the mesh has shut down")]
+    Closed,
+}

@@ -1,0 +1,1650 @@
+//! The event loop that owns the Swarm, and the [`Mesh`] handle.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ghcache_core::{ContentId, Partition, ResourceId};
+use ghcache_proxy::{PeerCopy, PeerFuture, PeerSource};
+use ghcache_store::Store;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, gossipsub, identify,
+    kad, mdns, noise, ping, tcp, yamux,
+};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::envelope::{open_message, seal_message};
+use crate::keys::{ClusterKeys, derive_keys};
+use crate::registry;
+use crate::wire::{
+    AnnounceKind, Announcement, FETCH_PROTOCOL, FETCH_REQUEST_AAD, FETCH_RESPONSE_AAD, FetchCodec,
+    Frame, KAD_PROTOCOL, Reject, announce_topic, decode_request, decode_response, encode_request,
+    encode_response, now_ms,
+};
+use crate::{MeshConfig, MeshError};
+
+/// Announcements older than this (or this far in the future) are refused.
+const MAX_ANNOUNCE_AGE_MS: u64 = 5 * 60 * 1000;
+/// Largest announcement accepted.
+const MAX_ANNOUNCE_BYTES: usize = 256 * 1024;
+/// Announcement ids remembered for replay detection.
+const SEEN_IDS: usize = 16_384;
+/// Members keep idle connections this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
+const KAD_BOOTSTRAP_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    fetch: request_response::Behaviour<FetchCodec>,
+    gossipsub: gossipsub::Behaviour,
+    kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    Registry,
+    Bootstrap,
+    Mdns,
+    Kademlia,
+    Manual,
+}
+
+enum Command {
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
+    Dial(Multiaddr, oneshot::Sender<Result<(), MeshError>>),
+    Fetch {
+        rid: ResourceId,
+        request: Vec<u8>,
+        reply: oneshot::Sender<Option<PeerCopy>>,
+    },
+    Publish(Vec<u8>),
+    Raw {
+        peer: PeerId,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
+    Stats(oneshot::Sender<MeshStats>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Messages from tasks the loop spawned.
+enum Internal {
+    Respond {
+        channel: ResponseChannel<Frame>,
+        frame: Frame,
+        found: bool,
+    },
+    Discovered {
+        source: Source,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    },
+}
+
+// ---- stats ----------------------------------------------------------------
+
+/// Messages refused, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RejectedCounts {
+    pub decrypt: u64,
+    pub cid_mismatch: u64,
+    pub oversized: u64,
+    pub malformed: u64,
+    pub replayed: u64,
+}
+
+impl RejectedCounts {
+    pub fn total(&self) -> u64 {
+        self.decrypt + self.cid_mismatch + self.oversized + self.malformed + self.replayed
+    }
+    fn bump(&mut self, r: Reject) {
+        match r {
+            Reject::Decrypt => self.decrypt += 1,
+            Reject::CidMismatch => self.cid_mismatch += 1,
+            Reject::Oversized => self.oversized += 1,
+            Reject::Malformed => self.malformed += 1,
+            Reject::Replayed => self.replayed += 1,
+        }
+    }
+}
+
+/// The most recent refused message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastRejection {
+    pub peer_id: String,
+    pub reason: &'static str,
+    /// Which kind of message: "fetch request", "fetch response", "announcement".
+    pub message: &'static str,
+    /// Human explanation.
+    pub hint: &'static str,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectedPeer {
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+}
+
+/// Peers found, by discovery source (a peer may appear under several).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DiscoveredPeers {
+    pub registry: Vec<String>,
+    pub bootstrap: Vec<String>,
+    pub mdns: Vec<String>,
+    pub kademlia: Vec<String>,
+    /// Dialled through [`Mesh::dial`].
+    pub manual: Vec<String>,
+}
+
+/// A snapshot of the mesh for `stats`, `peers` and tests. Holds no secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MeshStats {
+    pub peer_id: String,
+    pub network_id: String,
+    /// One-way fingerprint of the cluster key: equal on daemons that share
+    /// GHCACHE_CLUSTER_SECRET and network id, different otherwise.
+    pub key_fingerprint: String,
+    pub listen_addrs: Vec<String>,
+    /// What we advertise to peers.
+    pub external_addrs: Vec<String>,
+    pub connected_peers: Vec<ConnectedPeer>,
+    /// Peers subscribed to our announcement topic.
+    pub announce_peers: usize,
+    pub discovered: DiscoveredPeers,
+    /// Fetch requests we answered with an entry.
+    pub fetches_served: u64,
+    /// Fetch requests we answered "not found".
+    pub fetches_not_found: u64,
+    /// Our fetches that a peer answered with a valid entry.
+    pub peer_hits: u64,
+    /// Our fetches no peer could answer (before the caller's deadline or not).
+    pub peer_misses: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub announcements_sent: u64,
+    pub announcements_received: u64,
+    pub rejected: RejectedCounts,
+    pub last_rejection: Option<LastRejection>,
+    pub banned_peers: Vec<String>,
+    /// Milliseconds between the sender's clock and our receipt of the last
+    /// valid announcement (negative if the sender's clock is ahead).
+    pub last_announcement_lag_ms: Option<i64>,
+}
+
+// ---- the handle -----------------------------------------------------------
+
+struct Shared {
+    peer_id: PeerId,
+    cmd: mpsc::Sender<Command>,
+    keys: ClusterKeys,
+    topic: String,
+    network_id: String,
+    fetch_deadline: Duration,
+    invalidations: broadcast::Sender<Vec<String>>,
+    serve_delay_ms: Arc<AtomicU64>,
+    task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A cheap, cloneable handle on the mesh. The Swarm lives in one task; this
+/// sends it commands.
+#[derive(Clone)]
+pub struct Mesh {
+    inner: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("peer_id", &self.inner.peer_id)
+            .field("network_id", &self.inner.network_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mesh {
+    /// Derives the cluster keys, loads or creates the identity, builds the
+    /// swarm, starts listening and runs the event loop in a new task.
+    /// Returns once at least one listen address is up.
+    pub async fn start(config: MeshConfig, store: Arc<Store>) -> Result<Mesh, MeshError> {
+        validate(&config)?;
+        let secret = config.cluster_secret.clone();
+        let net = config.network_id.clone();
+        let keys = tokio::task::spawn_blocking(move || derive_keys(&secret, &net))
+            .await
+            .map_err(|e| MeshError::Config(format!("key derivation task failed: {e}")))?;
+        let identity_path = config.identity_path.clone();
+        let keypair =
+            tokio::task::spawn_blocking(move || crate::identity::load_or_create(&identity_path))
+                .await
+                .map_err(|e| MeshError::Config(format!("identity task failed: {e}")))??;
+        let peer_id = keypair.public().to_peer_id();
+        let topic = announce_topic(&config.network_id);
+        let mut swarm = build_swarm(&config, keypair, &topic)?;
+
+        let mut listen =
+            vec![Multiaddr::from(config.listen_ip).with(Protocol::Tcp(config.listen_port))];
+        if config.quic {
+            listen.push(
+                Multiaddr::from(config.listen_ip)
+                    .with(Protocol::Udp(config.listen_port))
+                    .with(Protocol::QuicV1),
+            );
+        }
+        for addr in listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| MeshError::Listen {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        for addr in &config.external_addrs {
+            swarm.add_external_address(addr.clone());
+        }
+
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (internal_tx, internal_rx) = mpsc::channel(1024);
+        let (inv_tx, _) = broadcast::channel(256);
+        let serve_delay_ms = Arc::new(AtomicU64::new(0));
+        let now = Instant::now();
+        let network_id = config.network_id.clone();
+        let fetch_deadline = config.fetch_deadline;
+        let bootstrap = config
+            .bootstrap
+            .iter()
+            .map(|a| BootstrapState {
+                addr: a.clone(),
+                peer: peer_of_addr(a),
+                attempts: 0,
+                next: now,
+            })
+            .collect();
+        let mut node = Node {
+            swarm,
+            store,
+            keys: keys.clone(),
+            peer_id,
+            topic: gossipsub::IdentTopic::new(topic.clone()),
+            topic_name: topic.clone(),
+            invalidations: inv_tx.clone(),
+            internal_tx,
+            serve_delay_ms: serve_delay_ms.clone(),
+            fetches: HashMap::new(),
+            next_fetch: 0,
+            pending: HashMap::new(),
+            strikes: HashMap::new(),
+            bans: HashMap::new(),
+            warned_decrypt: HashSet::new(),
+            seen: lru::LruCache::new(NonZeroUsize::new(SEEN_IDS).unwrap_or(NonZeroUsize::MIN)),
+            discovered: BTreeMap::new(),
+            dial_sources: HashMap::new(),
+            conns: HashMap::new(),
+            bootstrap,
+            registry_next: now,
+            registry_warned: Arc::new(parking_lot::Mutex::new(HashSet::new())),
+            started_ms: now_ms(),
+            kad_next: now + Duration::from_secs(1),
+            kad_last: now.checked_sub(Duration::from_secs(60)).unwrap_or(now),
+            stats: MeshStats::default(),
+            config,
+        };
+        node.wait_listening().await?;
+        let task = tokio::spawn(node.run(cmd_rx, internal_rx));
+        Ok(Mesh {
+            inner: Arc::new(Shared {
+                peer_id,
+                cmd: cmd_tx,
+                keys,
+                topic,
+                network_id,
+                fetch_deadline,
+                invalidations: inv_tx,
+                serve_delay_ms,
+                task: parking_lot::Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    /// The configured default fetch deadline.
+    pub fn fetch_deadline(&self) -> Duration {
+        self.inner.fetch_deadline
+    }
+
+    /// The cluster keys derived at start (for the daemon's partition secret).
+    pub fn cluster_keys(&self) -> &ClusterKeys {
+        &self.inner.keys
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.cmd.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.ask(Command::ListenAddrs).await.unwrap_or_default()
+    }
+
+    pub async fn connected_peers(&self) -> Vec<PeerId> {
+        self.ask(Command::ConnectedPeers).await.unwrap_or_default()
+    }
+
+    /// Starts dialling `addr` (returns once the dial is under way).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), MeshError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(Command::Dial(addr, tx))
+            .await
+            .map_err(|_| MeshError::Closed)?;
+        rx.await.map_err(|_| MeshError::Closed)?
+    }
+
+    /// Asks every connected peer for `resource` (preferring `partition`) in
+    /// parallel; the first valid answer wins. `None` past `deadline`.
+    pub async fn fetch(
+        &self,
+        resource: &ResourceId,
+        partition: &Partition,
+        deadline: Duration,
+    ) -> Option<PeerCopy> {
+        let rid = *resource;
+        let request = seal_message(
+            self.inner.keys.envelope_key(),
+            FETCH_REQUEST_AAD,
+            Some(&rid),
+            None,
+            &encode_request(partition),
+        );
+        let work = async {
+            let (tx, rx) = oneshot::channel();
+            self.inner
+                .cmd
+                .send(Command::Fetch {
+                    rid,
+                    request,
+                    reply: tx,
+                })
+                .await
+                .ok()?;
+            rx.await.ok().flatten()
+        };
+        tokio::time::timeout(deadline, work).await.ok().flatten()
+    }
+
+    /// Tells the fleet we stored a new version of `resource`.
+    pub fn announce_version(
+        &self,
+        resource: &ResourceId,
+        cid: &ContentId,
+        etag: Option<&str>,
+        size: u64,
+    ) {
+        self.publish(AnnounceKind::Version {
+            resource: *resource,
+            cid: *cid,
+            etag: etag.map(str::to_owned),
+            size,
+        });
+    }
+
+    /// Tells the fleet these paths changed (a write went through us).
+    pub fn announce_invalidation(&self, paths: &[String]) {
+        if paths.is_empty() {
+            return;
+        }
+        self.publish(AnnounceKind::Invalidate {
+            paths: paths.to_vec(),
+        });
+    }
+
+    fn publish(&self, kind: AnnounceKind) {
+        let sealed =
+            Announcement::new(kind).seal(self.inner.keys.envelope_key(), &self.inner.topic);
+        if self.inner.cmd.try_send(Command::Publish(sealed)).is_err() {
+            tracing::warn!("mesh command queue full or closed: announcement dropped");
+        }
+    }
+
+    /// Path invalidations received from peers (verified).
+    pub fn invalidations(&self) -> broadcast::Receiver<Vec<String>> {
+        self.inner.invalidations.subscribe()
+    }
+
+    pub async fn stats(&self) -> MeshStats {
+        match self.ask(Command::Stats).await {
+            Some(s) => s,
+            None => MeshStats {
+                peer_id: self.inner.peer_id.to_string(),
+                key_fingerprint: self.inner.keys.fingerprint(),
+                ..MeshStats::default()
+            },
+        }
+    }
+
+    /// Stops the event loop, removes our registry record and closes all
+    /// connections. Other handles then get empty answers.
+    pub async fn shutdown(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.cmd.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let task = self.inner.task.lock().take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+
+    /// Test hook: kills the event loop abruptly (like a crash: connections
+    /// drop, the registry record stays).
+    #[doc(hidden)]
+    pub fn abort(&self) {
+        if let Some(t) = self.inner.task.lock().take() {
+            t.abort();
+        }
+    }
+
+    /// Test hook: delay before answering each fetch request.
+    #[doc(hidden)]
+    pub fn set_serve_delay(&self, delay: Duration) {
+        self.inner
+            .serve_delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Test hook: sends raw bytes as a fetch request to `peer` and returns
+    /// the raw response bytes.
+    #[doc(hidden)]
+    pub async fn raw_request(
+        &self,
+        peer: PeerId,
+        bytes: Vec<u8>,
+        timeout: Duration,
+    ) -> Option<Vec<u8>> {
+        tokio::time::timeout(
+            timeout,
+            self.ask(|reply| Command::Raw { peer, bytes, reply }),
+        )
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+    }
+
+    /// Test hook: publishes raw bytes on the announcement topic.
+    #[doc(hidden)]
+    pub async fn raw_publish(&self, bytes: Vec<u8>) {
+        let _ = self.inner.cmd.send(Command::Publish(bytes)).await;
+    }
+}
+
+impl PeerSource for Mesh {
+    fn lookup<'a>(
+        &'a self,
+        resource: &'a ResourceId,
+        partition: &'a Partition,
+        deadline: Duration,
+    ) -> PeerFuture<'a> {
+        Box::pin(self.fetch(resource, partition, deadline))
+    }
+
+    fn announce_version(
+        &self,
+        resource: &ResourceId,
+        cid: &ContentId,
+        etag: Option<&str>,
+        size: u64,
+    ) {
+        Mesh::announce_version(self, resource, cid, etag, size);
+    }
+
+    fn announce_invalidation(&self, paths: &[String]) {
+        Mesh::announce_invalidation(self, paths);
+    }
+}
+
+fn validate(c: &MeshConfig) -> Result<(), MeshError> {
+    if c.cluster_secret.is_empty() {
+        return Err(MeshError::Config(
+            "GHCACHE_CLUSTER_SECRET is empty: every daemon of the cluster needs the same non-empty secret".into(),
+        ));
+    }
+    if c.network_id.is_empty()
+        || !c
+            .network_id
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
+        return Err(MeshError::Config(format!(
+            "network id {:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
+            c.network_id
+        )));
+    }
+    if c.max_message_bytes < 4096 {
+        return Err(MeshError::Config(
+            "max_message_bytes must be at least 4096".into(),
+        ));
+    }
+    if c.registry_ttl < Duration::from_millis(300) {
+        return Err(MeshError::Config(
+            "registry_ttl must be at least 300 ms".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn build_swarm(
+    config: &MeshConfig,
+    keypair: libp2p::identity::Keypair,
+    topic: &str,
+) -> Result<Swarm<Behaviour>, MeshError> {
+    let transport = |e: &dyn std::fmt::Display| MeshError::Transport(e.to_string());
+    let max = config.max_message_bytes;
+    let mdns_on = config.mdns;
+    let kad_on = config.kademlia;
+    let topic = gossipsub::IdentTopic::new(topic);
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| transport(&e))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let identify = identify::Behaviour::new(
+                identify::Config::new("/ghcache/id/1.0.0".into(), key.public())
+                    .with_agent_version(format!("ghcache/{}", env!("CARGO_PKG_VERSION")))
+                    // Only addresses we chose to advertise (external ones).
+                    .with_hide_listen_addrs(true),
+            );
+            let fetch = request_response::Behaviour::with_codec(
+                FetchCodec { max_bytes: max },
+                [(
+                    StreamProtocol::new(FETCH_PROTOCOL),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(30))
+                    .with_max_concurrent_streams(256),
+            );
+            let gs_config = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_secs(1))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .validate_messages()
+                .max_transmit_size(MAX_ANNOUNCE_BYTES + 4096)
+                .build()
+                .map_err(|e| format!("gossipsub config: {e}"))?;
+            let mut gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gs_config,
+            )
+            .map_err(|e| format!("gossipsub: {e}"))?;
+            gossipsub
+                .subscribe(&topic)
+                .map_err(|e| format!("gossipsub subscribe: {e}"))?;
+            let kad = kad_on.then(|| {
+                let store = kad::store::MemoryStore::with_config(
+                    peer_id,
+                    kad::store::MemoryStoreConfig {
+                        // The default caps keys we provide at 1,024; a cache
+                        // holds far more.
+                        max_provided_keys: 1 << 20,
+                        ..Default::default()
+                    },
+                );
+                let mut k = kad::Behaviour::with_config(
+                    peer_id,
+                    store,
+                    kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
+                );
+                k.set_mode(Some(kad::Mode::Server));
+                k
+            });
+            let mdns = if mdns_on {
+                match mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "mDNS unavailable; continuing without it");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
+                identify,
+                ping: ping::Behaviour::new(ping::Config::new()),
+                fetch,
+                gossipsub,
+                kad: Toggle::from(kad),
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| transport(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        .build();
+    Ok(swarm)
+}
+
+fn peer_of_addr(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// Whether `addr` is worth advertising to remote peers: not loopback,
+/// unspecified, link-local or the default docker bridge — unless we listen on
+/// loopback ourselves (tests, single-host setups).
+fn advertisable(addr: &Multiaddr, listen_ip: IpAddr) -> bool {
+    if listen_ip.is_loopback() {
+        return true;
+    }
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => {
+            let o = ip.octets();
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_link_local()
+                || (o[0] == 172 && o[1] == 17))
+        }
+        Some(Protocol::Ip6(ip)) => {
+            !(ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xffc0) == 0xfe80)
+        }
+        _ => true,
+    }
+}
+
+// ---- the event loop -------------------------------------------------------
+
+struct FetchState {
+    rid: ResourceId,
+    reply: Option<oneshot::Sender<Option<PeerCopy>>>,
+    outstanding: usize,
+}
+
+enum Pending {
+    Fetch(u64),
+    Raw(oneshot::Sender<Option<Vec<u8>>>),
+}
+
+struct BootstrapState {
+    addr: Multiaddr,
+    peer: Option<PeerId>,
+    attempts: u32,
+    next: Instant,
+}
+
+struct Node {
+    swarm: Swarm<Behaviour>,
+    store: Arc<Store>,
+    keys: ClusterKeys,
+    peer_id: PeerId,
+    config: MeshConfig,
+    topic: gossipsub::IdentTopic,
+    topic_name: String,
+    invalidations: broadcast::Sender<Vec<String>>,
+    internal_tx: mpsc::Sender<Internal>,
+    serve_delay_ms: Arc<AtomicU64>,
+    fetches: HashMap<u64, FetchState>,
+    next_fetch: u64,
+    pending: HashMap<OutboundRequestId, Pending>,
+    strikes: HashMap<PeerId, u32>,
+    bans: HashMap<PeerId, Instant>,
+    warned_decrypt: HashSet<PeerId>,
+    seen: lru::LruCache<[u8; 16], ()>,
+    discovered: BTreeMap<Source, BTreeSet<PeerId>>,
+    dial_sources: HashMap<ConnectionId, (Source, Option<usize>)>,
+    conns: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
+    bootstrap: Vec<BootstrapState>,
+    registry_next: Instant,
+    registry_warned: Arc<parking_lot::Mutex<HashSet<String>>>,
+    started_ms: u64,
+    kad_next: Instant,
+    kad_last: Instant,
+    stats: MeshStats,
+}
+
+impl Node {
+    async fn wait_listening(&mut self) -> Result<(), MeshError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.swarm.listeners().next().is_none() {
+            let ev = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .map_err(|_| MeshError::Listen {
+                    addr: format!("{}:{}", self.config.listen_ip, self.config.listen_port),
+                    reason: "no listen address came up within 10 s".into(),
+                })?;
+            if let SwarmEvent::ListenerClosed { reason: Err(e), .. }
+            | SwarmEvent::ListenerError { error: e, .. } = &ev
+            {
+                return Err(MeshError::Listen {
+                    addr: format!("{}:{}", self.config.listen_ip, self.config.listen_port),
+                    reason: e.to_string(),
+                });
+            }
+            self.on_swarm_event(ev);
+        }
+        Ok(())
+    }
+
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::Receiver<Command>,
+        mut internal_rx: mpsc::Receiver<Internal>,
+    ) {
+        tracing::info!(
+            peer_id = %self.peer_id,
+            network = %self.config.network_id,
+            key_fingerprint = %self.keys.fingerprint(),
+            "mesh started"
+        );
+        let mut tick = tokio::time::interval(HOUSEKEEPING);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(Command::Shutdown(done)) => {
+                        self.shutdown();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(cmd) => self.on_command(cmd),
+                    None => {
+                        self.shutdown();
+                        return;
+                    }
+                },
+                Some(msg) = internal_rx.recv() => self.on_internal(msg),
+                _ = tick.tick() => self.housekeeping(),
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(dir) = &self.config.registry_dir {
+            registry::remove_record(dir, &self.peer_id);
+        }
+        tracing::info!(peer_id = %self.peer_id, "mesh stopped");
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::ListenAddrs(tx) => {
+                let _ = tx.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::ConnectedPeers(tx) => {
+                let _ = tx.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::Dial(addr, tx) => {
+                let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                let id = opts.connection_id();
+                let res = self.swarm.dial(opts).map_err(|e| MeshError::Dial {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                });
+                if res.is_ok() {
+                    self.dial_sources.insert(id, (Source::Manual, None));
+                }
+                let _ = tx.send(res);
+            }
+            Command::Fetch {
+                rid,
+                request,
+                reply,
+            } => self.start_fetch(rid, request, reply),
+            Command::Publish(bytes) => {
+                let len = bytes.len() as u64;
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.topic.clone(), bytes)
+                {
+                    Ok(_) => {
+                        self.stats.announcements_sent += 1;
+                        self.stats.bytes_out += len;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "announcement not published"),
+                }
+            }
+            Command::Raw { peer, bytes, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .fetch
+                    .send_request(&peer, Frame::Bytes(bytes));
+                self.pending.insert(id, Pending::Raw(reply));
+            }
+            Command::Stats(tx) => {
+                let _ = tx.send(self.snapshot());
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Respond {
+                channel,
+                frame,
+                found,
+            } => {
+                let len = match &frame {
+                    Frame::Bytes(b) => b.len() as u64,
+                    _ => 0,
+                };
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .fetch
+                    .send_response(channel, frame)
+                    .is_ok()
+                {
+                    self.stats.bytes_out += len;
+                    if found {
+                        self.stats.fetches_served += 1;
+                    } else {
+                        self.stats.fetches_not_found += 1;
+                    }
+                }
+            }
+            Internal::Discovered {
+                source,
+                peer,
+                addrs,
+            } => self.discovered(source, peer, addrs),
+        }
+    }
+
+    fn discovered(&mut self, source: Source, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if peer == self.peer_id || self.bans.contains_key(&peer) || addrs.is_empty() {
+            return;
+        }
+        self.discovered.entry(source).or_default().insert(peer);
+        if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+            for a in &addrs {
+                k.add_address(&peer, a.clone());
+            }
+        }
+        if !self.swarm.is_connected(&peer) {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            let id = opts.connection_id();
+            if self.swarm.dial(opts).is_ok() {
+                self.dial_sources.insert(id, (source, None));
+            }
+        }
+    }
+
+    fn start_fetch(
+        &mut self,
+        rid: ResourceId,
+        request: Vec<u8>,
+        reply: oneshot::Sender<Option<PeerCopy>>,
+    ) {
+        let peers: Vec<PeerId> = self
+            .swarm
+            .connected_peers()
+            .copied()
+            .filter(|p| !self.bans.contains_key(p))
+            .collect();
+        if peers.is_empty() {
+            self.stats.peer_misses += 1;
+            let _ = reply.send(None);
+            return;
+        }
+        let fid = self.next_fetch;
+        self.next_fetch += 1;
+        for p in &peers {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .fetch
+                .send_request(p, Frame::Bytes(request.clone()));
+            self.stats.bytes_out += request.len() as u64;
+            self.pending.insert(id, Pending::Fetch(fid));
+        }
+        self.fetches.insert(
+            fid,
+            FetchState {
+                rid,
+                reply: Some(reply),
+                outstanding: peers.len(),
+            },
+        );
+    }
+
+    fn finish_one(&mut self, fid: u64) {
+        let done = match self.fetches.get_mut(&fid) {
+            Some(st) => {
+                st.outstanding = st.outstanding.saturating_sub(1);
+                st.outstanding == 0
+            }
+            None => false,
+        };
+        if done {
+            if let Some(st) = self.fetches.remove(&fid) {
+                if let Some(tx) = st.reply {
+                    self.stats.peer_misses += 1;
+                    let _ = tx.send(None);
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, frame: Frame) {
+        if let Frame::Bytes(b) = &frame {
+            self.stats.bytes_in += b.len() as u64;
+        }
+        match self.pending.remove(&request_id) {
+            None => {}
+            Some(Pending::Raw(tx)) => {
+                let _ = tx.send(match frame {
+                    Frame::Bytes(b) => Some(b),
+                    _ => None,
+                });
+            }
+            Some(Pending::Fetch(fid)) => {
+                let Some(rid) = self.fetches.get(&fid).map(|s| s.rid) else {
+                    return;
+                };
+                match verify_response(self.keys.envelope_key(), &rid, frame) {
+                    Err(r) => self.reject(peer, r, "fetch response"),
+                    Ok(None) => {}
+                    Ok(Some(copy)) => {
+                        if let Some(tx) = self.fetches.get_mut(&fid).and_then(|s| s.reply.take()) {
+                            if tx.send(Some(copy)).is_ok() {
+                                self.stats.peer_hits += 1;
+                            }
+                        }
+                    }
+                }
+                self.finish_one(fid);
+            }
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, frame: Frame, channel: ResponseChannel<Frame>) {
+        let bytes = match frame {
+            Frame::Bytes(b) => b,
+            Frame::Oversized(_) => return self.reject(peer, Reject::Oversized, "fetch request"),
+            Frame::Truncated => return self.reject(peer, Reject::Malformed, "fetch request"),
+        };
+        self.stats.bytes_in += bytes.len() as u64;
+        let parsed = open_message(self.keys.envelope_key(), FETCH_REQUEST_AAD, &bytes)
+            .map_err(Reject::from)
+            .and_then(|o| match (o.resource, o.cid) {
+                (Some(rid), None) => Ok((rid, decode_request(&o.plaintext)?)),
+                _ => Err(Reject::Malformed),
+            });
+        let (rid, partition) = match parsed {
+            Ok(x) => x,
+            Err(r) => return self.reject(peer, r, "fetch request"),
+        };
+        let store = self.store.clone();
+        let key = *self.keys.envelope_key();
+        let tx = self.internal_tx.clone();
+        let delay = self.serve_delay_ms.load(Ordering::Relaxed);
+        let max = self.config.max_message_bytes;
+        tokio::spawn(async move {
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            let built = tokio::task::spawn_blocking(move || {
+                let hit = store
+                    .get(&rid, &partition)
+                    .map(|h| (partition, h))
+                    .or_else(|| store.get_any(&rid))
+                    // Never send what the requester would refuse as oversized.
+                    .filter(|(_, h)| h.body.len() + 4096 + h.meta.headers.len() * 256 < max);
+                let (plain, cid) = match &hit {
+                    Some((p, h)) => (
+                        encode_response(Some((p, &h.meta, &h.body))),
+                        Some(h.meta.body_cid),
+                    ),
+                    None => (encode_response(None), None),
+                };
+                let sealed =
+                    seal_message(&key, FETCH_RESPONSE_AAD, Some(&rid), cid.as_ref(), &plain);
+                (Frame::Bytes(sealed), hit.is_some())
+            })
+            .await;
+            if let Ok((frame, found)) = built {
+                let _ = tx
+                    .send(Internal::Respond {
+                        channel,
+                        frame,
+                        found,
+                    })
+                    .await;
+            }
+        });
+    }
+
+    fn on_gossip(
+        &mut self,
+        source: PeerId,
+        author: Option<PeerId>,
+        id: gossipsub::MessageId,
+        data: &[u8],
+    ) {
+        self.stats.bytes_in += data.len() as u64;
+        let verdict = self.check_announcement(data);
+        let acceptance = if verdict.is_ok() {
+            gossipsub::MessageAcceptance::Accept
+        } else {
+            gossipsub::MessageAcceptance::Reject
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &source, acceptance);
+        match verdict {
+            // An honest relay may forward a replay it had not seen itself:
+            // count it, but only strike the peer that authored it.
+            Err(Reject::Replayed) if author != Some(source) => {
+                self.count_rejection(source, Reject::Replayed, "announcement")
+            }
+            Err(r) => self.reject(source, r, "announcement"),
+            Ok(ann) => self.apply(ann),
+        }
+    }
+
+    fn check_announcement(&mut self, data: &[u8]) -> Result<Announcement, Reject> {
+        if data.len() > MAX_ANNOUNCE_BYTES {
+            return Err(Reject::Oversized);
+        }
+        let opened = open_message(self.keys.envelope_key(), &self.topic_name, data)?;
+        let ann: Announcement =
+            serde_json::from_slice(&opened.plaintext).map_err(|_| Reject::Malformed)?;
+        if ann.header() != (opened.resource, opened.cid) {
+            return Err(Reject::Malformed);
+        }
+        let now = now_ms();
+        if now.saturating_sub(ann.time_ms) > MAX_ANNOUNCE_AGE_MS
+            || ann.time_ms.saturating_sub(now) > MAX_ANNOUNCE_AGE_MS
+        {
+            return Err(Reject::Replayed);
+        }
+        if self.seen.put(ann.id, ()).is_some() {
+            return Err(Reject::Replayed);
+        }
+        Ok(ann)
+    }
+
+    fn apply(&mut self, ann: Announcement) {
+        self.stats.announcements_received += 1;
+        self.stats.last_announcement_lag_ms = Some(now_ms() as i64 - ann.time_ms as i64);
+        match ann.kind {
+            AnnounceKind::Version { resource, cid, .. } => {
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Some((_, hit)) = store.get_any(&resource) {
+                        if hit.meta.body_cid != cid {
+                            store.mark_stale(&resource);
+                        }
+                    }
+                });
+            }
+            AnnounceKind::Invalidate { paths } => {
+                let _ = self.invalidations.send(paths);
+            }
+        }
+    }
+
+    /// Counts, logs and strikes a refused message; bans past the threshold.
+    fn reject(&mut self, peer: PeerId, reason: Reject, message: &'static str) {
+        self.count_rejection(peer, reason, message);
+        self.strike(peer, reason);
+    }
+
+    fn count_rejection(&mut self, peer: PeerId, reason: Reject, message: &'static str) {
+        self.stats.rejected.bump(reason);
+        let hint = match reason {
+            Reject::Decrypt => {
+                "cannot decrypt: the peer probably has a different GHCACHE_CLUSTER_SECRET or network id"
+            }
+            Reject::CidMismatch => "body does not match its content id",
+            Reject::Oversized => "message larger than max_message_bytes",
+            Reject::Malformed => "message cannot be decoded",
+            Reject::Replayed => "announcement too old, from the future, or already seen",
+        };
+        self.stats.last_rejection = Some(LastRejection {
+            peer_id: peer.to_string(),
+            reason: reason.as_str(),
+            message,
+            hint,
+            at_ms: now_ms(),
+        });
+        if reason == Reject::Decrypt {
+            if self.warned_decrypt.insert(peer) {
+                tracing::warn!(
+                    "peer {peer} sent a {message} we cannot decrypt: different GHCACHE_CLUSTER_SECRET? \
+                     (our key fingerprint is {}, network {:?}; compare with `ghcache stats` on that host)",
+                    self.keys.fingerprint(),
+                    self.config.network_id
+                );
+            }
+        } else {
+            tracing::warn!(%peer, reason = reason.as_str(), message, "rejected a message from a peer: {hint}");
+        }
+    }
+
+    fn strike(&mut self, peer: PeerId, reason: Reject) {
+        let strikes = self.strikes.entry(peer).or_insert(0);
+        *strikes += 1;
+        let strikes = *strikes;
+        if strikes >= self.config.penalty_threshold && !self.bans.contains_key(&peer) {
+            tracing::warn!(
+                %peer,
+                strikes,
+                "disconnecting peer for {:?} after {strikes} rejected messages (last: {})",
+                self.config.ban_duration,
+                reason.as_str()
+            );
+            self.bans
+                .insert(peer, Instant::now() + self.config.ban_duration);
+            let b = self.swarm.behaviour_mut();
+            b.blocked.block_peer(peer);
+            if let Some(k) = b.kad.as_mut() {
+                k.remove_peer(&peer);
+            }
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        // Lift expired bans.
+        let expired: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in expired {
+            self.bans.remove(&p);
+            self.strikes.remove(&p);
+            self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            tracing::info!(peer = %p, "ban lifted");
+        }
+        self.registry_tick(now);
+        self.bootstrap_tick(now);
+        if now >= self.kad_next {
+            self.kad_next = now + KAD_BOOTSTRAP_EVERY;
+            self.kad_last = now;
+            if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                let _ = k.bootstrap();
+            }
+        }
+    }
+
+    fn registry_tick(&mut self, now: Instant) {
+        let Some(dir) = self.config.registry_dir.clone() else {
+            return;
+        };
+        if now < self.registry_next {
+            return;
+        }
+        let addrs: Vec<String> = self
+            .swarm
+            .external_addresses()
+            .map(|a| a.to_string())
+            .collect();
+        if addrs.is_empty() {
+            return;
+        }
+        self.registry_next = now + self.config.registry_ttl / 3;
+        let ttl_ms = self.config.registry_ttl.as_millis() as u64;
+        let record = registry::Record {
+            peer_id: self.peer_id.to_string(),
+            addrs,
+            host: hostname(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            network_id: self.config.network_id.clone(),
+            started_at: self.started_ms,
+            heartbeat: now_ms(),
+            ttl: ttl_ms,
+        };
+        let me = self.peer_id;
+        let net = self.config.network_id.clone();
+        let warned = self.registry_warned.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let found = tokio::task::spawn_blocking(move || {
+                if let Err(e) = registry::write_record(&dir, &me, &record) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot write our peer registry record");
+                }
+                let mut warned = warned.lock();
+                registry::scan(&dir, &me, &net, now_ms(), &mut warned)
+            })
+            .await
+            .unwrap_or_default();
+            for f in found {
+                let _ = tx
+                    .send(Internal::Discovered {
+                        source: Source::Registry,
+                        peer: f.peer,
+                        addrs: f.addrs,
+                    })
+                    .await;
+            }
+        });
+    }
+
+    fn bootstrap_tick(&mut self, now: Instant) {
+        let refresh = self.config.bootstrap_refresh;
+        for i in 0..self.bootstrap.len() {
+            let st = &self.bootstrap[i];
+            if now < st.next {
+                continue;
+            }
+            if st.peer.is_some_and(|p| self.swarm.is_connected(&p)) {
+                self.bootstrap[i].next = now + refresh;
+                continue;
+            }
+            let addr = st.addr.clone();
+            let opts = match st.peer {
+                Some(p) if p != self.peer_id => DialOpts::peer_id(p)
+                    .addresses(vec![addr.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+                Some(_) => {
+                    self.bootstrap[i].next = now + refresh;
+                    continue;
+                }
+                None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+            };
+            let id = opts.connection_id();
+            let st = &mut self.bootstrap[i];
+            st.attempts = st.attempts.saturating_add(1);
+            let backoff = Duration::from_secs(1u64 << st.attempts.min(16)).min(refresh);
+            st.next = now + backoff;
+            if self.swarm.dial(opts).is_ok() {
+                self.dial_sources.insert(id, (Source::Bootstrap, Some(i)));
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "mesh listening");
+                if advertisable(&address, self.config.listen_ip) {
+                    self.swarm.add_external_address(address);
+                }
+                self.registry_next = Instant::now();
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. }
+                if !self.config.external_addrs.contains(&address) =>
+            {
+                self.swarm.remove_external_address(&address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                if self.bans.contains_key(&peer_id) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.conns
+                    .entry(peer_id)
+                    .or_default()
+                    .push((connection_id, endpoint.get_remote_address().clone()));
+                if let Some((source, idx)) = self.dial_sources.remove(&connection_id) {
+                    self.discovered.entry(source).or_default().insert(peer_id);
+                    if let Some(st) = idx.and_then(|i| self.bootstrap.get_mut(i)) {
+                        st.peer = Some(peer_id);
+                        st.attempts = 0;
+                        st.next = Instant::now() + self.config.bootstrap_refresh;
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                if let Some(v) = self.conns.get_mut(&peer_id) {
+                    v.retain(|(c, _)| *c != connection_id);
+                    if v.is_empty() {
+                        self.conns.remove(&peer_id);
+                        tracing::debug!(peer = %peer_id, "disconnected");
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                self.dial_sources.remove(&connection_id);
+                tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
+            }
+            SwarmEvent::Behaviour(ev) => self.on_behaviour_event(ev),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, ev: BehaviourEvent) {
+        match ev {
+            BehaviourEvent::Fetch(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_request(peer, request, channel),
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => self.on_response(peer, request_id, response),
+                }
+            }
+            BehaviourEvent::Fetch(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            }) => {
+                tracing::debug!(%peer, %error, "fetch request failed");
+                match self.pending.remove(&request_id) {
+                    Some(Pending::Fetch(fid)) => self.finish_one(fid),
+                    Some(Pending::Raw(tx)) => {
+                        let _ = tx.send(None);
+                    }
+                    None => {}
+                }
+            }
+            BehaviourEvent::Fetch(request_response::Event::InboundFailure {
+                peer, error, ..
+            }) => {
+                tracing::debug!(%peer, %error, "inbound fetch failed");
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => self.on_gossip(
+                propagation_source,
+                message.source,
+                message_id,
+                &message.data,
+            ),
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                    for a in info.listen_addrs {
+                        k.add_address(&peer_id, a);
+                    }
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer,
+                is_new_peer,
+                addresses,
+                ..
+            }) if peer != self.peer_id => {
+                if is_new_peer {
+                    // A new member: look for its neighbours soon (at most
+                    // every 10 s, so a fleet starting at once is not a storm).
+                    let soon = Instant::now() + Duration::from_millis(500);
+                    let earliest = self.kad_last + Duration::from_secs(10);
+                    self.kad_next = self.kad_next.min(soon.max(earliest));
+                }
+                // Members stay connected: dial what Kademlia found.
+                self.discovered(Source::Kademlia, peer, addresses.into_vec());
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (p, a) in list {
+                    by_peer.entry(p).or_default().push(a);
+                }
+                for (p, addrs) in by_peer {
+                    self.discovered(Source::Mdns, p, addrs);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn snapshot(&mut self) -> MeshStats {
+        let list = |s: Source, d: &BTreeMap<Source, BTreeSet<PeerId>>| -> Vec<String> {
+            d.get(&s)
+                .map(|set| set.iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default()
+        };
+        let topic_hash = self.topic.hash();
+        let announce_peers = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&topic_hash))
+            .count();
+        let mut connected: Vec<ConnectedPeer> = self
+            .swarm
+            .connected_peers()
+            .map(|p| ConnectedPeer {
+                peer_id: p.to_string(),
+                addrs: self
+                    .conns
+                    .get(p)
+                    .map(|v| v.iter().map(|(_, a)| a.to_string()).collect())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        connected.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        MeshStats {
+            peer_id: self.peer_id.to_string(),
+            network_id: self.config.network_id.clone(),
+            key_fingerprint: self.keys.fingerprint(),
+            listen_addrs: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            external_addrs: self
+                .swarm
+                .external_addresses()
+                .map(|a| a.to_string())
+                .collect(),
+            connected_peers: connected,
+            announce_peers,
+            discovered: DiscoveredPeers {
+                registry: list(Source::Registry, &self.discovered),
+                bootstrap: list(Source::Bootstrap, &self.discovered),
+                mdns: list(Source::Mdns, &self.discovered),
+                kademlia: list(Source::Kademlia, &self.discovered),
+                manual: list(Source::Manual, &self.discovered),
+            },
+            banned_peers: self.bans.keys().map(|p| p.to_string()).collect(),
+            ..self.stats.clone()
+        }
+    }
+}
+
+/// Checks a fetch response: envelope, binding to the requested resource,
+/// body against its CID.
+fn verify_response(
+    key: &[u8; 32],
+    rid: &ResourceId,
+    frame: Frame,
+) -> Result<Option<PeerCopy>, Reject> {
+    let bytes = match frame {
+        Frame::Bytes(b) => b,
+        Frame::Oversized(_) => return Err(Reject::Oversized),
+        Frame::Truncated => return Err(Reject::Malformed),
+    };
+    let opened = open_message(key, FETCH_RESPONSE_AAD, &bytes)?;
+    if opened.resource.as_ref() != Some(rid) {
+        return Err(Reject::Malformed);
+    }
+    match decode_response(opened.plaintext)? {
+        None => {
+            if opened.cid.is_some() {
+                return Err(Reject::Malformed);
+            }
+            Ok(None)
+        }
+        Some(found) => {
+            let cid = opened.cid.ok_or(Reject::Malformed)?;
+            if found.meta.body_cid != cid || !cid.verify(&found.body) {
+                return Err(Reject::CidMismatch);
+            }
+            if found.meta.body_len != found.body.len() as u64 {
+                return Err(Reject::Malformed);
+            }
+            Ok(Some(PeerCopy {
+                partition: found.partition,
+                meta: found.meta,
+                body: found.body.into(),
+            }))
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(body: &[u8]) -> ghcache_store::EntryMeta {
+        ghcache_store::EntryMeta {
+            status: 200,
+            headers: vec![],
+            etag: None,
+            last_modified: None,
+            stored_at_ms: 0,
+            ttl_ms: 0,
+            stale: false,
+            body_cid: ContentId::of(body),
+            body_len: body.len() as u64,
+            last_access_ms: 0,
+        }
+    }
+
+    fn response(
+        key: &[u8; 32],
+        rid: &ResourceId,
+        cid: &ContentId,
+        m: &ghcache_store::EntryMeta,
+        body: &[u8],
+    ) -> Frame {
+        let plain = encode_response(Some((&Partition::Anonymous, m, body)));
+        Frame::Bytes(seal_message(
+            key,
+            FETCH_RESPONSE_AAD,
+            Some(rid),
+            Some(cid),
+            &plain,
+        ))
+    }
+
+    #[test]
+    fn responses_are_verified() {
+        let k = [3u8; 32];
+        let rid = ResourceId::from_bytes([1; 32]);
+        let body = b"body";
+        let m = meta(body);
+        let cid = ContentId::of(body);
+        let ok = verify_response(&k, &rid, response(&k, &rid, &cid, &m, body));
+        assert_eq!(
+            ok.map(|c| c.map(|c| c.body)),
+            Ok(Some(bytes::Bytes::from_static(b"body")))
+        );
+        // Body swapped for another (the CID in header and meta stay): refused.
+        assert_eq!(
+            verify_response(&k, &rid, response(&k, &rid, &cid, &m, b"evil")).err(),
+            Some(Reject::CidMismatch)
+        );
+        // Consistent lie: header CID of a different body than the meta says.
+        let other = ContentId::of(b"evil");
+        assert_eq!(
+            verify_response(&k, &rid, response(&k, &rid, &other, &m, b"evil")).err(),
+            Some(Reject::CidMismatch)
+        );
+        // Answer for another resource.
+        let rid2 = ResourceId::from_bytes([2; 32]);
+        assert_eq!(
+            verify_response(&k, &rid2, response(&k, &rid, &cid, &m, body)).err(),
+            Some(Reject::Malformed)
+        );
+        assert_eq!(
+            verify_response(&[4; 32], &rid, response(&k, &rid, &cid, &m, body)).err(),
+            Some(Reject::Decrypt)
+        );
+        assert_eq!(
+            verify_response(&k, &rid, Frame::Oversized(1 << 30)).err(),
+            Some(Reject::Oversized)
+        );
+        assert_eq!(
+            verify_response(&k, &rid, Frame::Truncated).err(),
+            Some(Reject::Malformed)
+        );
+        let nf = Frame::Bytes(seal_message(
+            &k,
+            FETCH_RESPONSE_AAD,
+            Some(&rid),
+            None,
+            &encode_response(None),
+        ));
+        assert!(matches!(verify_response(&k, &rid, nf), Ok(None)));
+    }
+
+    #[test]
+    fn advertised_addresses() {
+        let any: IpAddr = "0.0.0.0"
+            .parse()
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let lo: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let ma = |s: &str| {
+            s.parse::<Multiaddr>()
+                .unwrap_or_else(|_| Multiaddr::empty())
+        };
+        assert!(!advertisable(&ma("/ip4/127.0.0.1/tcp/1"), any));
+        assert!(!advertisable(&ma("/ip4/172.17.0.1/tcp/1"), any));
+        assert!(advertisable(&ma("/ip4/172.18.0.1/tcp/1"), any));
+        assert!(advertisable(&ma("/ip4/10.1.2.3/tcp/1"), any));
+        assert!(!advertisable(&ma("/ip6/::1/tcp/1"), any));
+        assert!(advertisable(&ma("/ip4/127.0.0.1/tcp/1"), lo));
+    }
+}
