@@ -40,6 +40,7 @@ pub(crate) struct CacheSection {
 pub(crate) struct P2pSection {
     pub enabled: Option<bool>,
     pub listen_port: Option<Port>,
+    pub listen_ip: Option<std::net::IpAddr>,
     pub peer_discovery: Option<bool>,
     pub bootstrap_peers: Option<Vec<PeerAddr>>,
     pub registry_dir: Option<PathBuf>,

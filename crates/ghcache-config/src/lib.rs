@@ -147,6 +147,7 @@ struct RawEnv {
     ghcache_fleet_trust: Option<String>,
     cache_enable_p2p: Option<String>,
     cache_listen_port: Option<String>,
+    ghcache_p2p_listen_ip: Option<String>,
     cache_bootstrap_peers: Option<String>,
     ghcache_peer_discovery: Option<String>,
     ghcache_registry_dir: Option<String>,
@@ -180,6 +181,7 @@ pub struct Config {
     pub operation_ttls: Setting<BTreeMap<String, Seconds>>,
     pub p2p_enabled: Setting<bool>,
     pub listen_port: Setting<Port>,
+    pub listen_ip: Setting<std::net::IpAddr>,
     pub bootstrap_peers: Setting<Vec<PeerAddr>>,
     pub peer_discovery: Setting<bool>,
     pub registry_dir: Setting<PathBuf>,
@@ -530,6 +532,21 @@ impl Resolver<'_> {
                 env_val("CACHE_LISTEN_PORT", &env.cache_listen_port)?,
                 flag(&ov.listen_port, "--listen-port"),
             ),
+            listen_ip: layer(
+                std::net::IpAddr::from([0, 0, 0, 0]),
+                self.file(&["p2p", "listen_ip"], |c| c.p2p.as_ref()?.listen_ip),
+                match &env.ghcache_p2p_listen_ip {
+                    Some(text) => Some((
+                        text.trim().parse().map_err(|_| ConfigError::Invalid {
+                            at: format!("GHCACHE_P2P_LISTEN_IP={} (environment)", text.trim()),
+                            problem: "expected an IP address such as 0.0.0.0 or 127.0.0.1".into(),
+                        })?,
+                        Origin::Env("GHCACHE_P2P_LISTEN_IP"),
+                    )),
+                    None => None,
+                },
+                None,
+            ),
             peer_discovery: layer(
                 true,
                 self.file(&["p2p", "peer_discovery"], |c| {
@@ -818,6 +835,11 @@ impl Config {
                 "p2p.listen_port",
                 &self.listen_port,
                 json!(self.listen_port.value.0),
+            ),
+            row(
+                "p2p.listen_ip",
+                &self.listen_ip,
+                text(&self.listen_ip.value),
             ),
             row(
                 "p2p.bootstrap_peers",

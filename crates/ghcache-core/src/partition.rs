@@ -30,6 +30,12 @@ impl PartitionSecret {
         PartitionSecret(b)
     }
 
+    /// A secret derived elsewhere (from the cluster secret, so that every
+    /// daemon of a fleet computes the same partition for the same token).
+    pub const fn from_key(key: [u8; 32]) -> PartitionSecret {
+        PartitionSecret(key)
+    }
+
     /// Reads the 32-byte secret at `path`, or creates it (mode 0600, written
     /// to a temporary file then renamed, so a crash never leaves half a key).
     ///

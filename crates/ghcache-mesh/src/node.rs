@@ -522,6 +522,18 @@ impl PeerSource for Mesh {
     fn announce_invalidation(&self, paths: &[String]) {
         Mesh::announce_invalidation(self, paths);
     }
+
+    fn describe(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send + '_>> {
+        Box::pin(async move {
+            let mut value = serde_json::to_value(self.stats().await).unwrap_or_default();
+            if let Some(map) = value.as_object_mut() {
+                map.insert("enabled".into(), serde_json::Value::Bool(true));
+            }
+            value
+        })
+    }
 }
 
 fn validate(c: &MeshConfig) -> Result<(), MeshError> {

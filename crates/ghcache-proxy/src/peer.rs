@@ -43,6 +43,11 @@ pub trait PeerSource: Send + Sync + 'static {
     /// A write went through us: these paths (and all their query variants)
     /// changed.
     fn announce_invalidation(&self, paths: &[String]);
+
+    /// What `/_ghcache/peers` shows (peer id, addresses, peers, counters).
+    fn describe(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send + '_>> {
+        Box::pin(std::future::ready(serde_json::json!({"enabled": false})))
+    }
 }
 
 /// No mesh: the proxy goes from its store straight to the upstream.

@@ -233,6 +233,15 @@ impl Proxy {
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = request.uri().path().to_owned();
+        if path == "/_ghcache/peers" {
+            let peers = self.inner.peers.describe().await;
+            let mut r = Response::new(full(peers.to_string()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return r;
+        }
         if let Some(response) = self.control(&path) {
             return response;
         }

@@ -82,7 +82,7 @@ impl Cli {
     pub fn overrides(&self) -> Overrides {
         let settings = match &self.command {
             Command::Daemon(args) => Some(&args.settings),
-            Command::Stats(args) => {
+            Command::Stats(args) | Command::Peers(args) => {
                 return Overrides {
                     config_file: self.global.config.clone(),
                     state_dir: self.global.state_dir.clone(),
@@ -140,7 +140,7 @@ pub enum Command {
     /// Print the daemon's cache statistics: hits, misses, rate-limit units saved.
     Stats(StatsArgs),
     /// Print the daemon's peers: connected, discovered (by source), rejected.
-    Peers,
+    Peers(StatsArgs),
     /// Diagnose a host: configuration, state directory, upstream quota, mesh membership.
     Doctor,
     /// Run an offline demonstration: a fake GitHub, a fleet of daemons and simulated runners.
@@ -219,7 +219,7 @@ impl Command {
             Command::Codeql => "codeql",
             Command::Creds => "creds",
             Command::Stats(_) => "stats",
-            Command::Peers => "peers",
+            Command::Peers(_) => "peers",
             Command::Doctor => "doctor",
             Command::Demo => "demo",
             Command::Bench => "bench",

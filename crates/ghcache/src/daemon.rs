@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use ghcache_config::Config;
 use ghcache_core::PartitionSecret;
+use ghcache_mesh::{Mesh, MeshConfig};
 use ghcache_proxy::{OperationTtls, Proxy, ProxyConfig};
 use ghcache_store::{Store, StoreConfig, StoreError};
 
@@ -58,10 +59,35 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
         }
         Err(err) => return Err(err).context("cannot open the store"),
     };
-    let secret = PartitionSecret::load_or_create(&state_dir.join("partition.key"))
-        .context("cannot load the partition key")?;
-    let proxy = Proxy::new(proxy_config(config), store.clone(), secret)
+    let mesh = start_mesh(config, &store).await?;
+    // With a mesh, partitions come from the cluster secret so that every
+    // daemon of the fleet computes the same partition for the same token.
+    let secret = match &mesh {
+        Some(mesh) => PartitionSecret::from_key(*mesh.cluster_keys().partition_key()),
+        None => PartitionSecret::load_or_create(&state_dir.join("partition.key"))
+            .context("cannot load the partition key")?,
+    };
+    let mut proxy = Proxy::new(proxy_config(config), store.clone(), secret)
         .map_err(|e| UsageError(e.to_string()))?;
+    if let Some(mesh) = &mesh {
+        proxy = proxy
+            .with_peers(Arc::new(mesh.clone()))
+            .map_err(|e| UsageError(e.to_string()))?;
+        let mut invalidations = mesh.invalidations();
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match invalidations.recv().await {
+                    Ok(paths) => proxy.invalidate_paths(&paths),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "fell behind on fleet invalidations")
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+    }
     let running = proxy.serve().await?;
     tracing::info!(
         proxy = %running.base_url(),
@@ -70,13 +96,112 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
         "ghcache daemon ready; point clients at it with GITHUB_API_URL={}",
         running.base_url()
     );
-    if config.p2p_enabled.value {
-        tracing::info!("peer-to-peer sharing is not built yet; running as a standalone cache");
-    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;
+    if let Some(mesh) = mesh {
+        mesh.shutdown().await;
+    }
     store.flush();
+    Ok(())
+}
+
+/// Joins the fleet when sharing is on and a cluster secret is set.
+async fn start_mesh(config: &Config, store: &Arc<Store>) -> anyhow::Result<Option<Mesh>> {
+    if !config.p2p_enabled.value {
+        return Ok(None);
+    }
+    let Some(secret) = &config.cluster_secret.value else {
+        tracing::warn!(
+            "peer-to-peer sharing is on but no cluster secret is set: running as a standalone cache. Set GHCACHE_CLUSTER_SECRET (the same random value on every host) or CACHE_ENABLE_P2P=false"
+        );
+        return Ok(None);
+    };
+    let discovery = config.peer_discovery.value;
+    let mut mesh = MeshConfig::new(
+        config.network_id.value.clone(),
+        secret.expose().as_bytes().to_vec(),
+        config.state_dir.value.join("identity.key"),
+    );
+    mesh.listen_ip = config.listen_ip.value;
+    mesh.listen_port = config.listen_port.value.0;
+    // ghcache-config validates with the multiaddr crate; libp2p re-parses.
+    let to_libp2p =
+        |addrs: Vec<&ghcache_config::PeerAddr>| -> anyhow::Result<Vec<ghcache_mesh::Multiaddr>> {
+            addrs
+                .into_iter()
+                .map(|a| {
+                    a.to_string()
+                        .parse()
+                        .with_context(|| format!("libp2p cannot use the address {a}"))
+                })
+                .collect()
+        };
+    mesh.external_addrs = to_libp2p(config.external_addr.value.iter().collect())?;
+    mesh.bootstrap = if config.bootstrap_discovery.value {
+        to_libp2p(config.bootstrap_peers.value.iter().collect())?
+    } else {
+        Vec::new()
+    };
+    mesh.registry_dir =
+        (discovery && config.registry_discovery.value).then(|| config.registry_dir.value.clone());
+    mesh.mdns = discovery && config.mdns.value;
+    mesh.kademlia = discovery && config.dht.value;
+    mesh.fetch_deadline = config.peer_deadline.value;
+    let mesh = Mesh::start(mesh, store.clone())
+        .await
+        .context("cannot join the peer-to-peer mesh")?;
+    tracing::info!(peer_id = %mesh.peer_id(), "joined the mesh");
+    Ok(Some(mesh))
+}
+
+pub async fn run_peers(config: &Config, args: &StatsArgs) -> anyhow::Result<()> {
+    let peers = ghcache_proxy::control_get(config.proxy_addr.value.0, "/_ghcache/peers").await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&peers)?);
+        return Ok(());
+    }
+    if peers["enabled"].as_bool() != Some(true) {
+        println!(
+            "peer-to-peer sharing is off on this daemon (CACHE_ENABLE_P2P, GHCACHE_CLUSTER_SECRET)"
+        );
+        return Ok(());
+    }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let list = |v: &serde_json::Value| {
+        v.as_array()
+            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    println!("peer id          {}", text(&peers["peer_id"]));
+    println!(
+        "network          {} (key fingerprint {})",
+        text(&peers["network_id"]),
+        text(&peers["key_fingerprint"])
+    );
+    println!("listening on     {}", list(&peers["listen_addrs"]));
+    println!("advertised       {}", list(&peers["external_addrs"]));
+    println!("discovered       {}", peers["discovered"]);
+    println!(
+        "fetches          served {}, peer hits {}, peer misses {}",
+        peers["fetches_served"], peers["peer_hits"], peers["peer_misses"]
+    );
+    println!(
+        "bytes            in {}, out {}",
+        peers["bytes_in"], peers["bytes_out"]
+    );
+    println!("rejected         {}", peers["rejected"]);
+    println!();
+    println!("{:<54} ADDRESS", "CONNECTED PEER");
+    for peer in peers["connected_peers"].as_array().into_iter().flatten() {
+        let addr = peer["addrs"]
+            .as_array()
+            .and_then(|a| a.first())
+            .or(peer.get("addr"))
+            .map(text)
+            .unwrap_or_default();
+        println!("{:<54} {addr}", text(&peer["peer_id"]));
+    }
     Ok(())
 }
 

@@ -65,6 +65,10 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(daemon::run_stats(config, args))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Peers(args) => {
+            runtime()?.block_on(daemon::run_peers(config, args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Fakehub(args) => {
             runtime()?.block_on(daemon::run_fakehub(args))?;
             Ok(ExitCode::SUCCESS)

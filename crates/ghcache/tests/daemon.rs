@@ -1,65 +1,16 @@
 //! The real daemon process: start-up, a corrupt store, and kill -9.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use common::{daemon_command, start};
 use ghcache_fakehub::{FakeHub, FakeHubConfig};
+use std::path::Path;
 
-struct Daemon {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn daemon_command(state: &Path, upstream: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ghcache"));
-    cmd.args(["--log-format", "json", "--state-dir"])
-        .arg(state)
-        .args([
-            "daemon",
-            "--no-p2p",
-            "--proxy-addr",
-            "127.0.0.1:0",
-            "--upstream",
-            upstream,
-        ])
-        .args(extra)
-        .current_dir(state)
-        .env_clear()
-        .env("HOME", state)
-        .env("RUST_LOG", "info");
-    cmd
-}
-
-/// Starts the daemon and waits for its "ready" log event (no sleeping).
-fn start_daemon(state: &Path, upstream: &str, extra: &[&str]) -> Daemon {
-    let mut child = daemon_command(state, upstream, extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("daemon exited before it was ready")
-            .unwrap();
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(proxy) = event["fields"]["proxy"].as_str() {
-            break proxy.to_owned();
-        }
-    };
-    // Keep draining stderr so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Daemon { child, base }
+fn start_daemon(state: &Path, upstream: &str, extra: &[&str]) -> common::Daemon {
+    let mut args = vec!["--no-p2p"];
+    args.extend_from_slice(extra);
+    start(daemon_command(state, upstream, &[], &args))
 }
 
 #[test]
@@ -70,7 +21,7 @@ fn a_corrupt_store_is_refused_kept_and_recoverable() {
     let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7919 % 251) as u8).collect();
     std::fs::write(store.join("store.redb"), &garbage).unwrap();
 
-    let out = daemon_command(state.path(), "http://127.0.0.1:9", &[])
+    let out = daemon_command(state.path(), "http://127.0.0.1:9", &[], &["--no-p2p"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,0 +1,93 @@
+//! Running the real `ghcache` binary as a daemon in tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Daemon {
+    pub child: Child,
+    /// The proxy's base URL, from the daemon's own "ready" event.
+    pub base: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ghcache daemon` with a clean environment, JSON logs and the given
+/// environment and arguments.
+pub fn daemon_command(
+    state: &Path,
+    upstream: &str,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ghcache"));
+    cmd.args(["--log-format", "json", "--state-dir"])
+        .arg(state)
+        .args([
+            "daemon",
+            "--proxy-addr",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+        ])
+        .args(extra)
+        .current_dir(state)
+        .env_clear()
+        .env("HOME", state)
+        .env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Starts a daemon and waits for its "ready" log event (no sleeping).
+pub fn start(mut cmd: Command) -> Daemon {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("daemon exited before it was ready")
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(proxy) = event["fields"]["proxy"].as_str() {
+            break proxy.to_owned();
+        }
+    };
+    // Keep draining stderr so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Daemon { child, base }
+}
+
+/// A TCP port free right now (and its UDP twin, for QUIC).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Polls `check` until it holds, failing after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

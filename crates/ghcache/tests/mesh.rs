@@ -1,0 +1,189 @@
+//! Two real daemons on loopback sharing one fake GitHub through the mesh.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, daemon_command, eventually, free_port, start};
+use ghcache_fakehub::{FakeHub, FakeHubConfig};
+
+const SECRET: &str = "test-cluster-secret-0123456789abcdef";
+
+fn mesh_daemon(
+    state: &std::path::Path,
+    registry: &std::path::Path,
+    upstream: &str,
+    secret: &str,
+) -> Daemon {
+    let port = free_port().to_string();
+    start(daemon_command(
+        state,
+        upstream,
+        &[
+            ("GHCACHE_CLUSTER_SECRET", secret),
+            ("GHCACHE_P2P_LISTEN_IP", "127.0.0.1"),
+            ("CACHE_LISTEN_PORT", &port),
+            ("GHCACHE_REGISTRY_DIR", registry.to_str().unwrap()),
+            ("GHCACHE_MDNS", "false"),
+        ],
+        &[],
+    ))
+}
+
+struct Reply {
+    status: u16,
+    outcome: String,
+    body: bytes::Bytes,
+}
+
+async fn get(client: &reqwest::Client, base: &str, path: &str, token: &str) -> Reply {
+    let response = client
+        .get(format!("{base}{path}"))
+        .header("authorization", format!("token {token}"))
+        .header("accept", "application/vnd.github+json")
+        .send()
+        .await
+        .unwrap();
+    Reply {
+        status: response.status().as_u16(),
+        outcome: response
+            .headers()
+            .get("x-ghcache")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default(),
+        body: response.bytes().await.unwrap(),
+    }
+}
+
+async fn connected(client: &reqwest::Client, daemon: &Daemon) -> usize {
+    let peers: serde_json::Value = client
+        .get(format!("{}/_ghcache/peers", daemon.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    peers["connected_peers"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_fetched_on_one_host_is_shared_with_the_other() {
+    let hub = FakeHub::start(FakeHubConfig::default()).await.unwrap();
+    let world = hub.world();
+    let (alice, bob) = (world.pat("alice").to_owned(), world.pat("bob").to_owned());
+    let repo = world.public_repo().to_owned();
+    let registry = tempfile::tempdir().unwrap();
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = mesh_daemon(state_a.path(), registry.path(), &hub.base_url(), SECRET);
+    let b = mesh_daemon(state_b.path(), registry.path(), &hub.base_url(), SECRET);
+    let client = reqwest::Client::new();
+    eventually(
+        "the daemons to connect",
+        Duration::from_secs(20),
+        || async { connected(&client, &a).await == 1 && connected(&client, &b).await == 1 },
+    )
+    .await;
+
+    // Same token on the other host: served from the peer, no request at all.
+    let runs = format!("/repos/{repo}/actions/runs?per_page=30");
+    let on_a = get(&client, &a.base, &runs, &alice).await;
+    assert_eq!(on_a.outcome, "MISS");
+    let on_b = get(&client, &b.base, &runs, &alice).await;
+    assert_eq!((on_b.status, on_b.outcome.as_str()), (200, "HIT"));
+    assert_eq!(on_a.body, on_b.body);
+    assert_eq!(hub.stats().identity("user:alice").requests, 1);
+
+    // Another token on the other host: one free 304 for its own ETag.
+    let pulls = format!("/repos/{repo}/pulls");
+    assert_eq!(get(&client, &a.base, &pulls, &alice).await.outcome, "MISS");
+    let bob_on_b = get(&client, &b.base, &pulls, &bob).await;
+    assert_eq!(
+        (bob_on_b.status, bob_on_b.outcome.as_str()),
+        (200, "SYNTHESIZED")
+    );
+    let bob_stats = hub.stats().identity("user:bob");
+    assert_eq!(
+        (
+            bob_stats.requests,
+            bob_stats.status_304,
+            bob_stats.units_consumed
+        ),
+        (1, 1, 0)
+    );
+
+    // A write through A makes B's copy stale.
+    let token = world.github_token(&repo).to_owned();
+    let issues = format!("/repos/{repo}/issues");
+    let before = get(&client, &b.base, &issues, &token).await;
+    assert_eq!(get(&client, &b.base, &issues, &token).await.outcome, "HIT");
+    let created = client
+        .post(format!("{}{issues}", a.base))
+        .header("authorization", format!("token {token}"))
+        .json(&serde_json::json!({"title": "fleet-wide invalidation"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let reply = get(&client, &b.base, &issues, &token).await;
+        if reply.outcome != "HIT" {
+            break reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B kept serving the stale list"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_ne!(after.body, before.body);
+    assert!(String::from_utf8_lossy(&after.body).contains("fleet-wide invalidation"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_with_the_wrong_secret_gets_no_data() {
+    let hub = FakeHub::start(FakeHubConfig::default()).await.unwrap();
+    let alice = hub.world().pat("alice").to_owned();
+    let runs = format!("/repos/{}/actions/runs", hub.world().public_repo());
+    let registry = tempfile::tempdir().unwrap();
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = mesh_daemon(state_a.path(), registry.path(), &hub.base_url(), SECRET);
+    let b = mesh_daemon(
+        state_b.path(),
+        registry.path(),
+        &hub.base_url(),
+        "a-different-secret-entirely-42",
+    );
+    let client = reqwest::Client::new();
+    eventually(
+        "the daemons to connect",
+        Duration::from_secs(20),
+        || async { connected(&client, &b).await == 1 },
+    )
+    .await;
+    assert_eq!(get(&client, &a.base, &runs, &alice).await.outcome, "MISS");
+    let on_b = get(&client, &b.base, &runs, &alice).await;
+    assert_eq!(on_b.outcome, "MISS", "no data may cross between clusters");
+    assert_eq!(hub.stats().identity("user:alice").requests, 2);
+    let peers_a: serde_json::Value = client
+        .get(format!("{}/_ghcache/peers", a.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let peers_b: serde_json::Value = client
+        .get(format!("{}/_ghcache/peers", b.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(peers_a["key_fingerprint"], peers_b["key_fingerprint"]);
+    let shown = format!("{peers_a}{peers_b}");
+    assert!(!shown.contains(SECRET) && !shown.contains("a-different-secret"));
+}
