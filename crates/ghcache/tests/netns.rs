@@ -1,0 +1,224 @@
+//! Two hosts in separate network namespaces joined by a veth pair (a real
+//! network stack, not loopback) share an entry through the mesh.
+//!
+//! Needs root, iproute2 and curl. Outside CI a missing prerequisite skips
+//! with the reason; under `CI=true` it fails.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "netns-cluster-secret-0123456789abcdef";
+
+fn prerequisites() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or("?");
+    if uid != "0" {
+        return Err(format!("network namespaces need root (uid is {uid})"));
+    }
+    for tool in [["ip", "-V"], ["curl", "--version"]] {
+        let ok = Command::new(tool[0])
+            .arg(tool[1])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(format!("`{}` is not installed", tool[0]));
+        }
+    }
+    Ok(())
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces and the veth pair between them; removed on drop.
+struct Hosts {
+    a: String,
+    b: String,
+}
+
+impl Hosts {
+    fn new() -> Hosts {
+        let tag = std::process::id() % 100_000;
+        let hosts = Hosts {
+            a: format!("ghca{tag}"),
+            b: format!("ghcb{tag}"),
+        };
+        let (va, vb) = (format!("gva{tag}"), format!("gvb{tag}"));
+        sh(&["ip", "netns", "add", &hosts.a]);
+        sh(&["ip", "netns", "add", &hosts.b]);
+        sh(&[
+            "ip", "link", "add", &va, "type", "veth", "peer", "name", &vb,
+        ]);
+        sh(&["ip", "link", "set", &va, "netns", &hosts.a]);
+        sh(&["ip", "link", "set", &vb, "netns", &hosts.b]);
+        for (ns, dev, ip) in [
+            (&hosts.a, &va, "10.78.0.1/30"),
+            (&hosts.b, &vb, "10.78.0.2/30"),
+        ] {
+            sh(&["ip", "-n", ns, "addr", "add", ip, "dev", dev]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        hosts
+    }
+
+    /// A command run inside `ns`.
+    fn exec(&self, ns: &str, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, program]);
+        cmd
+    }
+
+    /// `curl` inside `ns`: (status, x-ghcache, body).
+    fn get(&self, ns: &str, url: &str, token: Option<&str>) -> (u16, String, Vec<u8>) {
+        let mut cmd = self.exec(ns, "curl");
+        cmd.args([
+            "-s",
+            "-D",
+            "/dev/stderr",
+            "-H",
+            "Accept: application/vnd.github+json",
+        ]);
+        if let Some(token) = token {
+            cmd.args(["-H", &format!("Authorization: token {token}")]);
+        }
+        let out = cmd.arg(url).output().unwrap();
+        let head = String::from_utf8_lossy(&out.stderr).to_string();
+        let status = head
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let outcome = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-ghcache: "))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        (status, outcome, out.stdout)
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of the veth and so the pair.
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "delete", ns]).status();
+        }
+    }
+}
+
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn two_hosts_in_separate_network_namespaces_share_an_entry() {
+    if let Err(why) = prerequisites() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI cannot run the netns test: {why}"
+        );
+        eprintln!("skipping the network namespace test: {why}");
+        return;
+    }
+    let hosts = Hosts::new();
+    let bin = env!("CARGO_BIN_EXE_ghcache");
+
+    // The fake GitHub lives on host A; host B reaches it over the veth.
+    let mut fakehub = hosts.exec(&hosts.a, bin);
+    fakehub
+        .args(["-q", "fakehub", "--addr", "10.78.0.1:9999"])
+        .stdout(Stdio::piped());
+    let mut fakehub = Killed(fakehub.spawn().unwrap());
+    let stdout = fakehub.0.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let alice = loop {
+        let line = lines.next().expect("fakehub exited").unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) == Some(&"user:alice") {
+            break fields[2].to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+
+    let daemon = |ns: &str, state: &std::path::Path, extra_env: &[(&str, &str)]| {
+        let mut cmd = hosts.exec(ns, bin);
+        cmd.args(["--log-format", "json", "--state-dir"])
+            .arg(state)
+            .args([
+                "daemon",
+                "--proxy-addr",
+                "127.0.0.1:8787",
+                "--upstream",
+                "http://10.78.0.1:9999",
+            ])
+            .current_dir(state)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", state)
+            .env("RUST_LOG", "info")
+            .env("GHCACHE_CLUSTER_SECRET", SECRET)
+            .env("GHCACHE_MDNS", "false")
+            .env("CACHE_LISTEN_PORT", "9100");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        common::start(cmd)
+    };
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _a = daemon(&hosts.a, state_a.path(), &[]);
+    let _b = daemon(
+        &hosts.b,
+        state_b.path(),
+        &[("CACHE_BOOTSTRAP_PEERS", "/ip4/10.78.0.1/tcp/9100")],
+    );
+
+    let proxy = "http://127.0.0.1:8787";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, _, body) = hosts.get(&hosts.b, &format!("{proxy}/_ghcache/peers"), None);
+        let peers: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let connected = peers["connected_peers"].as_array().map_or(0, Vec::len);
+        if connected == 1 {
+            // B reached A over the veth, not loopback.
+            assert!(peers.to_string().contains("10.78.0.1"), "{peers}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never connected to A: {peers}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let path = "/repos/acme/gadgets/actions/runs?per_page=30";
+    let (status, outcome, on_a) = hosts.get(&hosts.a, &format!("{proxy}{path}"), Some(&alice));
+    assert_eq!((status, outcome.as_str()), (200, "MISS"));
+    let (status, outcome, on_b) = hosts.get(&hosts.b, &format!("{proxy}{path}"), Some(&alice));
+    assert_eq!(
+        (status, outcome.as_str()),
+        (200, "HIT"),
+        "B should be served by A"
+    );
+    assert_eq!(on_a, on_b);
+    let (_, _, stats) = hosts.get(&hosts.a, "http://10.78.0.1:9999/_fakehub/stats", None);
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    assert_eq!(stats["identities"]["user:alice"]["requests"], 1, "{stats}");
+}
