@@ -179,7 +179,9 @@ fn two_hosts_in_separate_network_namespaces_share_an_entry() {
             .env("RUST_LOG", "info")
             .env("GHCACHE_CLUSTER_SECRET", SECRET)
             .env("GHCACHE_MDNS", "false")
-            .env("CACHE_LISTEN_PORT", "9100");
+            .env("CACHE_LISTEN_PORT", "9100")
+            // About sharing, not latency (see tests/mesh.rs).
+            .env("GHCACHE_PEER_DEADLINE_MS", "3000");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
