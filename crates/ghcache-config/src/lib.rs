@@ -703,7 +703,10 @@ fn env_val<T: std::str::FromStr<Err = String>>(
             .parse()
             .map(|v| Some((v, Origin::Env(name))))
             .map_err(|problem| ConfigError::Invalid {
-                at: format!("{name}={} (environment)", text.trim()),
+                at: format!(
+                    "{name}={} (environment)",
+                    values::redact_userinfo(text.trim())
+                ),
                 problem,
             }),
     }

@@ -239,21 +239,36 @@ impl Upstream {
     }
 }
 
+/// Replaces the `user:password@` part of a URL, so that an error about a
+/// URL never repeats a credential.
+pub fn redact_userinfo(text: &str) -> String {
+    if let Some(scheme_end) = text.find("://") {
+        let rest = &text[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{}***@{}", &text[..scheme_end + 3], &rest[at + 1..]);
+        }
+    }
+    text.to_owned()
+}
+
 impl FromStr for Upstream {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let text = s.trim().trim_end_matches('/');
+        let raw = s.trim().trim_end_matches('/');
+        let shown = redact_userinfo(raw);
+        let text = shown.as_str();
         let allowed =
             "an http(s) base URL such as https://api.github.com or https://ghe.example.com/api/v3";
-        let rest = text
+        let rest = raw
             .strip_prefix("https://")
-            .or_else(|| text.strip_prefix("http://"))
+            .or_else(|| raw.strip_prefix("http://"))
             .ok_or_else(|| format!("{text:?} is not {allowed}"))?;
         let host = rest.split('/').next().unwrap_or_default();
         if host.is_empty() || rest.contains(['?', '#', ' ']) || host.contains('@') {
             return Err(format!("{text:?} is not {allowed}"));
         }
-        Ok(Upstream(text.to_owned()))
+        Ok(Upstream(raw.to_owned()))
     }
 }
 deserialize_via_from_str!(Upstream, "a base URL such as https://api.github.com");
@@ -425,7 +440,8 @@ mod tests {
                 .is_ok()
         );
         assert!("ftp://x".parse::<Upstream>().is_err());
-        assert!("https://user:pw@x".parse::<Upstream>().is_err());
+        let err = "https://user:hunter2@x".parse::<Upstream>().unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -376,3 +376,20 @@ fn show_text_has_origins() {
         "env CACHE_LISTEN_PORT"
     );
 }
+
+#[test]
+fn credentials_in_an_upstream_url_are_never_echoed() {
+    let ws = Workspace::new();
+    let err = error(
+        &ws,
+        &[(
+            "GHCACHE_UPSTREAM",
+            "https://bot:hunter2@ghe.example.com/api/v3",
+        )],
+    );
+    assert!(
+        err.starts_with("GHCACHE_UPSTREAM=https://***@ghe.example.com"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}

@@ -315,9 +315,7 @@ impl Proxy {
         } else {
             format!("{path}?{query}")
         };
-        let proxy_base = header_str(headers, header::HOST)
-            .map(|host| format!("http://{host}"))
-            .unwrap_or_else(|| format!("http://{}", self.inner.config.listen));
+        let proxy_base = self.proxy_base(headers);
         Some(Ctx {
             path,
             path_and_query,
@@ -329,6 +327,13 @@ impl Proxy {
             resource,
             proxy_base,
         })
+    }
+
+    /// Where clients reach us, for rewriting `Link` headers.
+    fn proxy_base(&self, headers: &HeaderMap) -> String {
+        header_str(headers, header::HOST)
+            .map(|host| format!("http://{host}"))
+            .unwrap_or_else(|| format!("http://{}", self.inner.config.listen))
     }
 
     fn is_fresh(&self, ctx: &Ctx, meta: &EntryMeta) -> bool {
@@ -365,7 +370,7 @@ impl Proxy {
                     Outcome::Stale,
                     Some("quota exhausted until reset"),
                 ),
-                None => self.refuse_exhausted(&ctx, bucket, &quota),
+                None => self.refuse_exhausted(bucket, &quota),
             };
         }
 
@@ -809,12 +814,9 @@ impl Proxy {
         self.rewrite_links(&mut headers, &ctx.proxy_base);
         let age = now_ms().saturating_sub(hit.meta.stored_at_ms) / 1000;
         headers.insert(header::AGE, headers::value(&age.to_string()));
-        if let Some(q) = self
-            .inner
-            .quotas
-            .get(&ctx.partition, resource_for(&Method::GET, &ctx.path))
-        {
-            quota_headers(&mut headers, &q, resource_for(&Method::GET, &ctx.path));
+        let bucket = resource_for(&Method::GET, &ctx.path);
+        if let Some(q) = self.inner.quotas.get(&ctx.partition, bucket) {
+            quota_headers(&mut headers, &q, bucket);
         }
         if let Some(reason) = stale_reason {
             let reason = reason.replace('"', "'");
@@ -872,7 +874,7 @@ impl Proxy {
         response
     }
 
-    fn refuse_exhausted(&self, ctx: &Ctx, bucket: &str, quota: &Quota) -> Response<Body> {
+    fn refuse_exhausted(&self, bucket: &str, quota: &Quota) -> Response<Body> {
         self.inner.stats.record(Outcome::Miss);
         let mut response = github_error(
             StatusCode::FORBIDDEN,
@@ -883,7 +885,6 @@ impl Proxy {
             "x-ghcache-reason",
             HeaderValue::from_static("quota-exhausted"),
         );
-        let _ = ctx;
         self.mark(&mut response, Outcome::Miss);
         response
     }
@@ -919,9 +920,7 @@ impl Proxy {
             .path_and_query()
             .map(|pq| pq.as_str().to_owned())
             .unwrap_or_else(|| path.clone());
-        let proxy_base = header_str(&parts.headers, header::HOST)
-            .map(|host| format!("http://{host}"))
-            .unwrap_or_else(|| format!("http://{}", self.inner.config.listen));
+        let proxy_base = self.proxy_base(&parts.headers);
         let authorization = header_str(&parts.headers, header::AUTHORIZATION).map(str::to_owned);
         let partition = self.inner.secret.partition_for(authorization.as_deref());
         let is_write = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);

@@ -22,7 +22,27 @@ pub struct Quota {
 
 #[derive(Debug, Default)]
 pub struct QuotaTracker {
-    by_partition: Mutex<HashMap<(Partition, String), Quota>>,
+    by_partition: Mutex<HashMap<(Partition, &'static str), Quota>>,
+}
+
+/// The bucket names GitHub reports, interned so that lookups on the hit
+/// path allocate nothing; anything unknown is kept as "other".
+fn bucket(resource: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "core",
+        "search",
+        "graphql",
+        "code_scanning_upload",
+        "integration_manifest",
+        "source_import",
+        "actions_runner_registration",
+        "scim",
+        "dependency_snapshots",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|k| *k == resource)
+        .unwrap_or("other")
 }
 
 /// The rate-limit bucket a request would draw from.
@@ -65,14 +85,14 @@ impl QuotaTracker {
         };
         self.by_partition
             .lock()
-            .insert((*partition, resource.to_owned()), quota);
+            .insert((*partition, bucket(resource)), quota);
     }
 
     /// The last known quota, if any.
     pub fn get(&self, partition: &Partition, resource: &str) -> Option<Quota> {
         self.by_partition
             .lock()
-            .get(&(*partition, resource.to_owned()))
+            .get(&(*partition, bucket(resource)))
             .cloned()
     }
 
@@ -88,7 +108,7 @@ impl QuotaTracker {
             .by_partition
             .lock()
             .iter()
-            .map(|((p, r), q)| (p.to_string(), r.clone(), q.clone()))
+            .map(|((p, r), q)| (p.to_string(), (*r).to_owned(), q.clone()))
             .collect();
         rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         rows
