@@ -14,6 +14,7 @@ pub const PBKDF2_ITERATIONS: u32 = 600_000;
 pub struct ClusterKeys {
     envelope: [u8; 32],
     partition: [u8; 32],
+    locator: [u8; 32],
 }
 
 impl fmt::Debug for ClusterKeys {
@@ -36,6 +37,17 @@ impl ClusterKeys {
     /// token maps to the same partition on every daemon of the cluster.
     pub fn partition_key(&self) -> &[u8; 32] {
         &self.partition
+    }
+
+    /// The Kademlia key under which holders of `resource` are recorded: a
+    /// keyed hash, so a non-member that joins the DHT cannot test which
+    /// resources (which repositories) the fleet has fetched.
+    pub fn provider_key(&self, resource: &ghcache_core::ResourceId) -> Vec<u8> {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.locator)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(resource.as_bytes());
+        mac.finalize().into_bytes().to_vec()
     }
 
     /// A short, one-way fingerprint of the envelope key (12 hex digits).
@@ -78,9 +90,11 @@ pub fn derive_keys(cluster_secret: &[u8], network_id: &str) -> ClusterKeys {
     });
     let mut envelope = [0u8; 32];
     let mut partition = [0u8; 32];
+    let mut locator = [0u8; 32];
     // expand only fails when asked for more than 255 * 32 bytes.
     if hk.expand(b"ghcache envelope v1", &mut envelope).is_err()
         || hk.expand(b"ghcache partition v1", &mut partition).is_err()
+        || hk.expand(b"ghcache provider v1", &mut locator).is_err()
     {
         unreachable!("32 bytes is a valid HKDF-SHA256 output length");
     }
@@ -88,6 +102,7 @@ pub fn derive_keys(cluster_secret: &[u8], network_id: &str) -> ClusterKeys {
     ClusterKeys {
         envelope,
         partition,
+        locator,
     }
 }
 
@@ -107,6 +122,10 @@ mod tests {
         let other_secret = derive_keys(b"s3cret!", "net");
         assert_ne!(a.envelope_key(), other_secret.envelope_key());
         assert_ne!(a.fingerprint(), other_secret.fingerprint());
+        let rid = ghcache_core::ResourceId::from_bytes([7; 32]);
+        assert_eq!(a.provider_key(&rid), b.provider_key(&rid));
+        assert_ne!(a.provider_key(&rid), other_secret.provider_key(&rid));
+        assert_ne!(a.provider_key(&rid), rid.as_bytes().to_vec());
         let shown = format!("{a:?}");
         assert!(!shown.contains(&hex::encode(a.envelope_key())));
     }

@@ -62,6 +62,9 @@ pub struct MeshConfig {
     pub identity_path: PathBuf,
     /// Default deadline of [`ghcache_proxy::PeerSource::lookup`] callers that pass none.
     pub fetch_deadline: Duration,
+    /// Connected peers asked at once for a resource (besides the one that
+    /// announced it); the rest are reached through provider records.
+    pub fetch_fanout: usize,
     /// Largest fetch message accepted (request or response).
     pub max_message_bytes: usize,
     /// Rejected messages after which a peer is disconnected and banned.
@@ -87,6 +90,7 @@ impl std::fmt::Debug for MeshConfig {
             .field("cluster_secret", &"..redacted..")
             .field("identity_path", &self.identity_path)
             .field("fetch_deadline", &self.fetch_deadline)
+            .field("fetch_fanout", &self.fetch_fanout)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("penalty_threshold", &self.penalty_threshold)
             .field("ban_duration", &self.ban_duration)
@@ -117,6 +121,7 @@ impl MeshConfig {
             cluster_secret,
             identity_path,
             fetch_deadline: Duration::from_millis(50),
+            fetch_fanout: 8,
             max_message_bytes: 16 << 20,
             penalty_threshold: 3,
             ban_duration: Duration::from_secs(600),

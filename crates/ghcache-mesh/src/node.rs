@@ -11,6 +11,7 @@ use futures::StreamExt;
 use ghcache_core::{ContentId, Partition, ResourceId};
 use ghcache_proxy::{PeerCopy, PeerFuture, PeerSource};
 use ghcache_store::Store;
+use libp2p::kad::store::RecordStore;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -43,6 +44,21 @@ const SEEN_IDS: usize = 16_384;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 const KAD_BOOTSTRAP_EVERY: Duration = Duration::from_secs(60);
+/// Provider-record publications running at once; the rest wait in a queue.
+const MAX_PROVIDES_IN_FLIGHT: usize = 32;
+/// Publications waiting; past this, new ones are dropped (and counted): the
+/// resource is still found through announcements and connected peers.
+const MAX_PROVIDE_QUEUE: usize = MAX_PROVIDED_KEYS;
+/// Provider records we keep (ours and other members'), against the default
+/// of 1,024 keys: a cache holds far more.
+const MAX_PROVIDED_KEYS: usize = 1 << 20;
+/// Provider records live this long on other members...
+const PROVIDER_TTL: Duration = Duration::from_secs(24 * 3600);
+/// ...and we republish ours this often, through our throttled queue (the
+/// built-in republication would start one query per record at once).
+const PROVIDER_REPUBLISH: Duration = Duration::from_secs(8 * 3600);
+/// Resource → the peer that last announced a version of it.
+const HOLDER_HINTS: usize = 16_384;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -74,6 +90,8 @@ enum Command {
         reply: oneshot::Sender<Option<PeerCopy>>,
     },
     Publish(Vec<u8>),
+    /// We hold `resource` now: publish a provider record for it.
+    Hold(ResourceId),
     Raw {
         peer: PeerId,
         bytes: Vec<u8>,
@@ -140,6 +158,9 @@ pub struct LastRejection {
 pub struct ConnectedPeer {
     pub peer_id: String,
     pub addrs: Vec<String>,
+    /// Whether the peer answered our membership probe under the cluster key:
+    /// `None` until it answered, `Some(false)` for a different secret.
+    pub member: Option<bool>,
 }
 
 /// Peers found, by discovery source (a peer may appear under several).
@@ -176,6 +197,14 @@ pub struct MeshStats {
     pub peer_hits: u64,
     /// Our fetches no peer could answer (before the caller's deadline or not).
     pub peer_misses: u64,
+    /// Fetches that went on to ask Kademlia for providers.
+    pub provider_lookups: u64,
+    /// Peer hits answered by a peer found through a provider record.
+    pub provider_hits: u64,
+    /// Resources we publish provider records for.
+    pub provided_keys: usize,
+    /// Provider publications dropped because the queue was full.
+    pub provides_dropped: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub announcements_sent: u64,
@@ -288,6 +317,15 @@ impl Mesh {
             serve_delay_ms: serve_delay_ms.clone(),
             fetches: HashMap::new(),
             next_fetch: 0,
+            provider_queries: HashMap::new(),
+            provide_queries: HashSet::new(),
+            provide_queue: std::collections::VecDeque::new(),
+            provide_queued: HashSet::new(),
+            republish_next: now + PROVIDER_REPUBLISH,
+            holders: lru::LruCache::new(
+                NonZeroUsize::new(HOLDER_HINTS).unwrap_or(NonZeroUsize::MIN),
+            ),
+            members: HashMap::new(),
             pending: HashMap::new(),
             strikes: HashMap::new(),
             bans: HashMap::new(),
@@ -409,6 +447,14 @@ impl Mesh {
         });
     }
 
+    /// Records that we hold `resource` (publishes a Kademlia provider record
+    /// once; a no-op without Kademlia).
+    pub fn hold(&self, resource: &ResourceId) {
+        if self.inner.cmd.try_send(Command::Hold(*resource)).is_err() {
+            tracing::debug!("mesh command queue full or closed: provider record skipped");
+        }
+    }
+
     /// Tells the fleet these paths changed (a write went through us).
     pub fn announce_invalidation(&self, paths: &[String]) {
         if paths.is_empty() {
@@ -523,6 +569,10 @@ impl PeerSource for Mesh {
         Mesh::announce_invalidation(self, paths);
     }
 
+    fn hold(&self, resource: &ResourceId) {
+        Mesh::hold(self, resource);
+    }
+
     fn describe(
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send + '_>> {
@@ -622,17 +672,15 @@ fn build_swarm(
                 let store = kad::store::MemoryStore::with_config(
                     peer_id,
                     kad::store::MemoryStoreConfig {
-                        // The default caps keys we provide at 1,024; a cache
-                        // holds far more.
-                        max_provided_keys: 1 << 20,
+                        max_provided_keys: MAX_PROVIDED_KEYS,
                         ..Default::default()
                     },
                 );
-                let mut k = kad::Behaviour::with_config(
-                    peer_id,
-                    store,
-                    kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
-                );
+                let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+                kad_config
+                    .set_provider_record_ttl(Some(PROVIDER_TTL))
+                    .set_provider_publication_interval(None);
+                let mut k = kad::Behaviour::with_config(peer_id, store, kad_config);
                 k.set_mode(Some(kad::Mode::Server));
                 k
             });
@@ -696,12 +744,27 @@ fn advertisable(addr: &Multiaddr, listen_ip: IpAddr) -> bool {
 
 struct FetchState {
     rid: ResourceId,
+    /// The sealed request, resent to providers found later.
+    request: Vec<u8>,
     reply: Option<oneshot::Sender<Option<PeerCopy>>>,
     outstanding: usize,
+    asked: HashSet<PeerId>,
+    providers: ProviderStep,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProviderStep {
+    NotStarted,
+    Running(kad::QueryId),
+    Done,
 }
 
 enum Pending {
-    Fetch(u64),
+    /// A fetch request; `true` when the peer came from a provider record.
+    Fetch(u64, bool),
+    /// A request for a random resource, sent once per new peer: the answer
+    /// (or a decryption failure) tells whether it shares our cluster key.
+    Probe(ResourceId),
     Raw(oneshot::Sender<Option<Vec<u8>>>),
 }
 
@@ -725,6 +788,13 @@ struct Node {
     serve_delay_ms: Arc<AtomicU64>,
     fetches: HashMap<u64, FetchState>,
     next_fetch: u64,
+    provider_queries: HashMap<kad::QueryId, u64>,
+    provide_queries: HashSet<kad::QueryId>,
+    provide_queue: std::collections::VecDeque<kad::RecordKey>,
+    provide_queued: HashSet<kad::RecordKey>,
+    republish_next: Instant,
+    holders: lru::LruCache<ResourceId, PeerId>,
+    members: HashMap<PeerId, bool>,
     pending: HashMap<OutboundRequestId, Pending>,
     strikes: HashMap<PeerId, u32>,
     bans: HashMap<PeerId, Instant>,
@@ -854,6 +924,7 @@ impl Node {
                     .send_request(&peer, Frame::Bytes(bytes));
                 self.pending.insert(id, Pending::Raw(reply));
             }
+            Command::Hold(rid) => self.hold(rid),
             Command::Stats(tx) => {
                 let _ = tx.send(self.snapshot());
             }
@@ -917,60 +988,250 @@ impl Node {
         }
     }
 
+    /// Step "connected peers": the peer that last announced this resource,
+    /// plus up to `fetch_fanout` other connected members, all in parallel.
+    /// When none of them has it, [`Node::finish_one`] moves on to the
+    /// providers step.
     fn start_fetch(
         &mut self,
         rid: ResourceId,
         request: Vec<u8>,
         reply: oneshot::Sender<Option<PeerCopy>>,
     ) {
-        let peers: Vec<PeerId> = self
+        let mut candidates: Vec<PeerId> = self
             .swarm
             .connected_peers()
             .copied()
-            .filter(|p| !self.bans.contains_key(p))
+            .filter(|p| self.askable(p))
             .collect();
-        if peers.is_empty() {
-            self.stats.peer_misses += 1;
-            let _ = reply.send(None);
-            return;
+        let mut chosen = Vec::new();
+        if let Some(holder) = self.holders.get(&rid).copied() {
+            if let Some(i) = candidates.iter().position(|p| *p == holder) {
+                chosen.push(candidates.swap_remove(i));
+            }
         }
+        let fanout = self.config.fetch_fanout.min(candidates.len());
+        if fanout < candidates.len() {
+            use rand::seq::SliceRandom;
+            candidates.shuffle(&mut rand::thread_rng());
+        }
+        chosen.extend(candidates.into_iter().take(fanout));
+
         let fid = self.next_fetch;
         self.next_fetch += 1;
-        for p in &peers {
-            let id = self
-                .swarm
-                .behaviour_mut()
-                .fetch
-                .send_request(p, Frame::Bytes(request.clone()));
-            self.stats.bytes_out += request.len() as u64;
-            self.pending.insert(id, Pending::Fetch(fid));
-        }
         self.fetches.insert(
             fid,
             FetchState {
                 rid,
+                request,
                 reply: Some(reply),
-                outstanding: peers.len(),
+                outstanding: 0,
+                asked: HashSet::new(),
+                providers: ProviderStep::NotStarted,
             },
         );
+        for p in chosen {
+            self.ask_peer(fid, p, false);
+        }
+        if self.fetches.get(&fid).is_some_and(|f| f.outstanding == 0) {
+            self.next_step(fid);
+        }
+    }
+
+    /// Whether fetches may go to `peer`: not banned, not known to hold
+    /// another cluster key.
+    fn askable(&self, peer: &PeerId) -> bool {
+        !self.bans.contains_key(peer) && self.members.get(peer) != Some(&false)
+    }
+
+    fn ask_peer(&mut self, fid: u64, peer: PeerId, via_provider: bool) {
+        let Some(st) = self.fetches.get_mut(&fid) else {
+            return;
+        };
+        if !st.asked.insert(peer) {
+            return;
+        }
+        st.outstanding += 1;
+        let request = st.request.clone();
+        self.stats.bytes_out += request.len() as u64;
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .fetch
+            .send_request(&peer, Frame::Bytes(request));
+        self.pending.insert(id, Pending::Fetch(fid, via_provider));
+    }
+
+    /// Called when every peer asked so far has answered without the entry:
+    /// ask Kademlia for providers, or give up.
+    fn next_step(&mut self, fid: u64) {
+        let Some(st) = self.fetches.get_mut(&fid) else {
+            return;
+        };
+        if st.reply.as_ref().is_none_or(|r| r.is_closed()) {
+            self.end_fetch(fid);
+            return;
+        }
+        match st.providers {
+            ProviderStep::NotStarted => {
+                let key = kad::RecordKey::new(&self.keys.provider_key(&st.rid));
+                if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                    let qid = k.get_providers(key);
+                    self.provider_queries.insert(qid, fid);
+                    self.stats.provider_lookups += 1;
+                    if let Some(st) = self.fetches.get_mut(&fid) {
+                        st.providers = ProviderStep::Running(qid);
+                    }
+                } else {
+                    self.end_fetch(fid);
+                }
+            }
+            // The query's last event decides.
+            ProviderStep::Running(_) => {}
+            ProviderStep::Done => self.end_fetch(fid),
+        }
+    }
+
+    /// Forgets a fetch; a caller still waiting gets `None` (a miss).
+    fn end_fetch(&mut self, fid: u64) {
+        let Some(st) = self.fetches.remove(&fid) else {
+            return;
+        };
+        if let ProviderStep::Running(qid) = st.providers {
+            self.provider_queries.remove(&qid);
+            if let Some(mut q) = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .as_mut()
+                .and_then(|k| k.query_mut(&qid))
+            {
+                q.finish();
+            }
+        }
+        if let Some(tx) = st.reply {
+            self.stats.peer_misses += 1;
+            let _ = tx.send(None);
+        }
     }
 
     fn finish_one(&mut self, fid: u64) {
-        let done = match self.fetches.get_mut(&fid) {
-            Some(st) => {
-                st.outstanding = st.outstanding.saturating_sub(1);
-                st.outstanding == 0
-            }
-            None => false,
+        let Some(st) = self.fetches.get_mut(&fid) else {
+            return;
         };
-        if done {
-            if let Some(st) = self.fetches.remove(&fid) {
-                if let Some(tx) = st.reply {
-                    self.stats.peer_misses += 1;
-                    let _ = tx.send(None);
+        st.outstanding = st.outstanding.saturating_sub(1);
+        if st.outstanding > 0 {
+            return;
+        }
+        if st.reply.is_none() {
+            // Answered already: only the bookkeeping is left.
+            self.end_fetch(fid);
+        } else {
+            self.next_step(fid);
+        }
+    }
+
+    fn on_providers(&mut self, qid: kad::QueryId, found: Vec<PeerId>, last: bool) {
+        let Some(&fid) = self.provider_queries.get(&qid) else {
+            return;
+        };
+        for p in found {
+            if p != self.peer_id && self.askable(&p) {
+                self.ask_peer(fid, p, true);
+            }
+        }
+        if last {
+            self.provider_queries.remove(&qid);
+            let Some(st) = self.fetches.get_mut(&fid) else {
+                return;
+            };
+            st.providers = ProviderStep::Done;
+            if st.outstanding == 0 {
+                self.end_fetch(fid);
+            }
+        }
+    }
+
+    /// Queues a provider record for `rid` unless we publish one already.
+    fn hold(&mut self, rid: ResourceId) {
+        let key = kad::RecordKey::new(&self.keys.provider_key(&rid));
+        let me = self.peer_id;
+        let Some(k) = self.swarm.behaviour_mut().kad.as_mut() else {
+            return;
+        };
+        let provided = k
+            .store_mut()
+            .providers(&key)
+            .iter()
+            .any(|r| r.provider == me);
+        if !provided {
+            self.queue_provide(key);
+            self.drain_provides();
+        }
+    }
+
+    fn queue_provide(&mut self, key: kad::RecordKey) {
+        if self.provide_queued.contains(&key) {
+            return;
+        }
+        if self.provide_queue.len() >= MAX_PROVIDE_QUEUE {
+            self.stats.provides_dropped += 1;
+            return;
+        }
+        self.provide_queued.insert(key.clone());
+        self.provide_queue.push_back(key);
+    }
+
+    fn drain_provides(&mut self) {
+        while self.provide_queries.len() < MAX_PROVIDES_IN_FLIGHT {
+            let Some(key) = self.provide_queue.pop_front() else {
+                return;
+            };
+            self.provide_queued.remove(&key);
+            let Some(k) = self.swarm.behaviour_mut().kad.as_mut() else {
+                return;
+            };
+            match k.start_providing(key) {
+                Ok(qid) => {
+                    self.provide_queries.insert(qid);
+                }
+                Err(e) => {
+                    self.stats.provides_dropped += 1;
+                    tracing::debug!(error = %e, "provider record not published");
                 }
             }
         }
+    }
+
+    /// Re-publishes every record we provide, through the throttled queue.
+    fn republish_providers(&mut self) {
+        let Some(k) = self.swarm.behaviour_mut().kad.as_mut() else {
+            return;
+        };
+        let keys: Vec<kad::RecordKey> = k.store_mut().provided().map(|r| r.key.clone()).collect();
+        for key in keys {
+            self.queue_provide(key);
+        }
+        self.drain_provides();
+    }
+
+    /// Sends the membership probe to a peer we just connected to.
+    fn probe(&mut self, peer: PeerId) {
+        let rid = ResourceId::from_bytes(rand::random());
+        let request = seal_message(
+            self.keys.envelope_key(),
+            FETCH_REQUEST_AAD,
+            Some(&rid),
+            None,
+            &encode_request(&Partition::Anonymous),
+        );
+        self.stats.bytes_out += request.len() as u64;
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .fetch
+            .send_request(&peer, Frame::Bytes(request));
+        self.pending.insert(id, Pending::Probe(rid));
     }
 
     fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, frame: Frame) {
@@ -985,7 +1246,20 @@ impl Node {
                     _ => None,
                 });
             }
-            Some(Pending::Fetch(fid)) => {
+            Some(Pending::Probe(rid)) => {
+                match verify_response(self.keys.envelope_key(), &rid, frame) {
+                    Ok(_) => {
+                        self.members.insert(peer, true);
+                    }
+                    Err(r) => {
+                        if r == Reject::Decrypt {
+                            self.members.insert(peer, false);
+                        }
+                        self.reject(peer, r, "membership probe answer");
+                    }
+                }
+            }
+            Some(Pending::Fetch(fid, via_provider)) => {
                 let Some(rid) = self.fetches.get(&fid).map(|s| s.rid) else {
                     return;
                 };
@@ -993,9 +1267,13 @@ impl Node {
                     Err(r) => self.reject(peer, r, "fetch response"),
                     Ok(None) => {}
                     Ok(Some(copy)) => {
+                        self.members.insert(peer, true);
                         if let Some(tx) = self.fetches.get_mut(&fid).and_then(|s| s.reply.take()) {
                             if tx.send(Some(copy)).is_ok() {
                                 self.stats.peer_hits += 1;
+                                if via_provider {
+                                    self.stats.provider_hits += 1;
+                                }
                             }
                         }
                     }
@@ -1020,7 +1298,12 @@ impl Node {
             });
         let (rid, partition) = match parsed {
             Ok(x) => x,
-            Err(r) => return self.reject(peer, r, "fetch request"),
+            Err(r) => {
+                if r == Reject::Decrypt {
+                    self.members.insert(peer, false);
+                }
+                return self.reject(peer, r, "fetch request");
+            }
         };
         let store = self.store.clone();
         let key = *self.keys.envelope_key();
@@ -1088,7 +1371,13 @@ impl Node {
                 self.count_rejection(source, Reject::Replayed, "announcement")
             }
             Err(r) => self.reject(source, r, "announcement"),
-            Ok(ann) => self.apply(ann),
+            Ok(ann) => {
+                if let (AnnounceKind::Version { resource, .. }, Some(author)) = (&ann.kind, author)
+                {
+                    self.holders.put(*resource, author);
+                }
+                self.apply(ann)
+            }
         }
     }
 
@@ -1209,6 +1498,20 @@ impl Node {
             self.strikes.remove(&p);
             self.swarm.behaviour_mut().blocked.unblock_peer(p);
             tracing::info!(peer = %p, "ban lifted");
+        }
+        // Forget fetches whose caller is gone (deadline passed).
+        let abandoned: Vec<u64> = self
+            .fetches
+            .iter()
+            .filter(|(_, st)| st.reply.as_ref().is_some_and(|r| r.is_closed()))
+            .map(|(fid, _)| *fid)
+            .collect();
+        for fid in abandoned {
+            self.end_fetch(fid);
+        }
+        if now >= self.republish_next {
+            self.republish_next = now + PROVIDER_REPUBLISH;
+            self.republish_providers();
         }
         self.registry_tick(now);
         self.bootstrap_tick(now);
@@ -1333,10 +1636,12 @@ impl Node {
                     return;
                 }
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
-                self.conns
-                    .entry(peer_id)
-                    .or_default()
-                    .push((connection_id, endpoint.get_remote_address().clone()));
+                let conns = self.conns.entry(peer_id).or_default();
+                let first = conns.is_empty();
+                conns.push((connection_id, endpoint.get_remote_address().clone()));
+                if first && !self.members.contains_key(&peer_id) {
+                    self.probe(peer_id);
+                }
                 if let Some((source, idx)) = self.dial_sources.remove(&connection_id) {
                     self.discovered.entry(source).or_default().insert(peer_id);
                     if let Some(st) = idx.and_then(|i| self.bootstrap.get_mut(i)) {
@@ -1355,6 +1660,9 @@ impl Node {
                     v.retain(|(c, _)| *c != connection_id);
                     if v.is_empty() {
                         self.conns.remove(&peer_id);
+                        // Probe again on reconnection: the peer may have
+                        // restarted with another secret.
+                        self.members.remove(&peer_id);
                         tracing::debug!(peer = %peer_id, "disconnected");
                     }
                 }
@@ -1393,7 +1701,8 @@ impl Node {
             }) => {
                 tracing::debug!(%peer, %error, "fetch request failed");
                 match self.pending.remove(&request_id) {
-                    Some(Pending::Fetch(fid)) => self.finish_one(fid),
+                    Some(Pending::Fetch(fid, _)) => self.finish_one(fid),
+                    Some(Pending::Probe(_)) => {}
                     Some(Pending::Raw(tx)) => {
                         let _ = tx.send(None);
                     }
@@ -1438,6 +1747,24 @@ impl Node {
                 // Members stay connected: dial what Kademlia found.
                 self.discovered(Source::Kademlia, peer, addresses.into_vec());
             }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            }) => match result {
+                kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                    providers,
+                    ..
+                })) => self.on_providers(id, providers.into_iter().collect(), step.last),
+                kad::QueryResult::GetProviders(_) => self.on_providers(id, Vec::new(), step.last),
+                kad::QueryResult::StartProviding(result)
+                    if step.last && self.provide_queries.remove(&id) =>
+                {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "provider record published to fewer peers than wanted");
+                    }
+                    self.drain_provides();
+                }
+                _ => {}
+            },
             BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (p, a) in list {
@@ -1469,6 +1796,7 @@ impl Node {
             .swarm
             .connected_peers()
             .map(|p| ConnectedPeer {
+                member: self.members.get(p).copied(),
                 peer_id: p.to_string(),
                 addrs: self
                     .conns
@@ -1498,6 +1826,12 @@ impl Node {
                 manual: list(Source::Manual, &self.discovered),
             },
             banned_peers: self.bans.keys().map(|p| p.to_string()).collect(),
+            provided_keys: self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .as_mut()
+                .map_or(0, |k| k.store_mut().provided().count()),
             ..self.stats.clone()
         }
     }

@@ -205,7 +205,16 @@ pub struct FetchCodec {
 impl FetchCodec {
     async fn read_frame<T: AsyncRead + Unpin + Send>(&self, io: &mut T) -> io::Result<Frame> {
         let mut len = [0u8; 4];
-        match io.read_exact(&mut len).await {
+        // A stream closed before its first byte is a peer that chose not to
+        // answer (it could not read our request): an I/O failure, not a
+        // malformed message to hold against it.
+        if io.read(&mut len[..1]).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer closed the stream without answering",
+            ));
+        }
+        match io.read_exact(&mut len[1..]).await {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Frame::Truncated),
             Err(e) => return Err(e),
@@ -328,6 +337,13 @@ mod tests {
         );
         let mut r = Cursor::new(buf[..5].to_vec());
         assert_eq!(codec.read_frame(&mut r).await.ok(), Some(Frame::Truncated));
+        let mut r = Cursor::new(buf[..2].to_vec());
+        assert_eq!(codec.read_frame(&mut r).await.ok(), Some(Frame::Truncated));
+        let mut r = Cursor::new(Vec::new());
+        assert_eq!(
+            codec.read_frame(&mut r).await.map_err(|e| e.kind()).err(),
+            Some(io::ErrorKind::UnexpectedEof)
+        );
         let mut big = 100u32.to_be_bytes().to_vec();
         big.extend_from_slice(&[0; 100]);
         let mut r = Cursor::new(big);

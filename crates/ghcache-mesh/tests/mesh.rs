@@ -344,6 +344,86 @@ async fn entry_held_by_a_is_fetched_by_b() {
     assert_eq!(sb.rejected.total(), 0);
 }
 
+/// The lookup's providers step: C asks no connected peer by itself
+/// (fan-out 0, no announcement seen), so only a Kademlia provider record
+/// can lead it to A.
+#[tokio::test]
+async fn a_provider_record_leads_to_the_holder() {
+    let a = start_with(|c| c.kademlia = true).await;
+    let addr = tcp_addr(&a.mesh.listen_addrs().await).with(libp2p_p2p(a.mesh.peer_id()));
+    let b = start_with(|c| {
+        c.kademlia = true;
+        c.bootstrap = vec![addr.clone()];
+    })
+    .await;
+    let c = start_with(|c| {
+        c.kademlia = true;
+        c.fetch_fanout = 0;
+        c.bootstrap = vec![addr.clone()];
+    })
+    .await;
+    wait_until_linked(&b, &c).await;
+
+    let r = rid("/repos/o/r/contents/README.md");
+    let body = b"held by A only";
+    put(&a.store, r, Partition::Anonymous, body);
+    // Before A provides it, C finds nobody (and says so before the deadline).
+    let none = c
+        .mesh
+        .fetch(&r, &Partition::Anonymous, Duration::from_secs(5))
+        .await;
+    assert!(none.is_none());
+    assert_eq!(c.mesh.stats().await.provider_lookups, 1);
+
+    a.mesh.hold(&r);
+    a.mesh.hold(&r); // idempotent
+    wait_for("provider record", Duration::from_secs(10), || async {
+        a.mesh.stats().await.provided_keys == 1
+    })
+    .await;
+    let copy = c
+        .mesh
+        .fetch(&r, &Partition::Anonymous, Duration::from_secs(5))
+        .await
+        .expect("the provider record names A");
+    assert_eq!(copy.body.as_ref(), body);
+    let sc = c.mesh.stats().await;
+    assert_eq!(sc.provider_hits, 1, "{sc:?}");
+    assert_eq!(sc.provider_lookups, 2, "{sc:?}");
+    // B never held it, so it never served it.
+    assert_eq!(b.mesh.stats().await.fetches_served, 0);
+}
+
+/// With fan-out 0 and no Kademlia, only the peer that announced a version is
+/// asked: the announcement doubles as a holder hint.
+#[tokio::test]
+async fn the_announcing_peer_is_asked_first() {
+    let a = start().await;
+    let c = start_with(|c| c.fetch_fanout = 0).await;
+    connect(&c, &a).await;
+    let r = rid("/repos/o/r/issues");
+    let body = b"[]";
+    put(&a.store, r, Partition::Anonymous, body);
+    assert!(
+        c.mesh
+            .fetch(&r, &Partition::Anonymous, Duration::from_secs(2))
+            .await
+            .is_none(),
+        "fan-out 0 asks nobody without a hint"
+    );
+    a.mesh
+        .announce_version(&r, &ContentId::of(body), None, body.len() as u64);
+    wait_for("announcement", Duration::from_secs(10), || async {
+        c.mesh.stats().await.announcements_received >= 1
+    })
+    .await;
+    let copy = c
+        .mesh
+        .fetch(&r, &Partition::Anonymous, Duration::from_secs(5))
+        .await;
+    assert_eq!(copy.map(|c| c.body), Some(Bytes::from_static(body)));
+}
+
 // 5 -------------------------------------------------------------------------
 #[tokio::test]
 async fn announcements_mark_stale_and_invalidate() {
@@ -397,6 +477,26 @@ async fn wrong_cluster_secret_exchanges_no_data() {
     let a = start().await;
     let b = start_in(tempfile::tempdir().unwrap(), b"another secret", |_| {}).await;
     connect(&b, &a).await;
+    // The membership probe on connection tells both sides at once, before
+    // any entry or announcement is exchanged.
+    let (pa, pb) = (a.mesh.peer_id().to_string(), b.mesh.peer_id().to_string());
+    wait_for("membership verdict", Duration::from_secs(5), || async {
+        let (sa, sb) = (a.mesh.stats().await, b.mesh.stats().await);
+        let member = |s: &ghcache_mesh::MeshStats, p: &str| {
+            s.connected_peers
+                .iter()
+                .find(|c| c.peer_id == p)
+                .and_then(|c| c.member)
+        };
+        member(&sa, &pb) == Some(false)
+            && member(&sb, &pa) == Some(false)
+            && sb.rejected.decrypt >= 1
+            && sb
+                .last_rejection
+                .as_ref()
+                .is_some_and(|l| l.reason == "decrypt")
+    })
+    .await;
     let r = rid("/repos/o/r/secret");
     put(&a.store, r, Partition::Anonymous, b"members only");
     assert!(

@@ -44,6 +44,10 @@ pub trait PeerSource: Send + Sync + 'static {
     /// changed.
     fn announce_invalidation(&self, paths: &[String]);
 
+    /// We now hold a copy of `resource` (stored from upstream or a peer), so
+    /// peers may fetch it from us.
+    fn hold(&self, _resource: &ResourceId) {}
+
     /// What `/_ghcache/peers` shows (peer id, addresses, peers, counters).
     fn describe(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send + '_>> {
         Box::pin(std::future::ready(serde_json::json!({"enabled": false})))

@@ -720,16 +720,19 @@ impl Proxy {
     }
 
     fn keep(&self, ctx: &Ctx, meta: EntryMeta, body: Bytes) {
-        if let Err(e) = self
+        match self
             .inner
             .store
             .put(ctx.resource, ctx.partition, meta, body)
         {
-            self.inner
-                .stats
-                .store_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(error = %e, "could not store a response; serving it anyway");
+            Ok(()) => self.inner.peers.hold(&ctx.resource),
+            Err(e) => {
+                self.inner
+                    .stats
+                    .store_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e, "could not store a response; serving it anyway");
+            }
         }
     }
 

@@ -187,12 +187,24 @@ pub async fn run_peers(config: &Config, args: &StatsArgs) -> anyhow::Result<()> 
         peers["fetches_served"], peers["peer_hits"], peers["peer_misses"]
     );
     println!(
+        "providers        lookups {}, hits {}, records we publish {}",
+        peers["provider_lookups"], peers["provider_hits"], peers["provided_keys"]
+    );
+    println!(
         "bytes            in {}, out {}",
         peers["bytes_in"], peers["bytes_out"]
     );
     println!("rejected         {}", peers["rejected"]);
+    if let Some(last) = peers["last_rejection"].as_object() {
+        println!(
+            "last rejection   {} from {}: {}",
+            last.get("reason").map(text).unwrap_or_default(),
+            last.get("peer_id").map(text).unwrap_or_default(),
+            last.get("hint").map(text).unwrap_or_default()
+        );
+    }
     println!();
-    println!("{:<54} ADDRESS", "CONNECTED PEER");
+    println!("{:<54} {:<8} ADDRESS", "CONNECTED PEER", "MEMBER");
     for peer in peers["connected_peers"].as_array().into_iter().flatten() {
         let addr = peer["addrs"]
             .as_array()
@@ -200,7 +212,13 @@ pub async fn run_peers(config: &Config, args: &StatsArgs) -> anyhow::Result<()> 
             .or(peer.get("addr"))
             .map(text)
             .unwrap_or_default();
-        println!("{:<54} {addr}", text(&peer["peer_id"]));
+        // A non-member holds another cluster secret (or network id).
+        let member = match peer["member"].as_bool() {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "?",
+        };
+        println!("{:<54} {member:<8} {addr}", text(&peer["peer_id"]));
     }
     Ok(())
 }

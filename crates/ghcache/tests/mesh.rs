@@ -173,6 +173,12 @@ async fn a_daemon_with_the_wrong_secret_gets_no_data() {
         || async { connected(&client, &b).await == 1 },
     )
     .await;
+    // The daemon with the wrong secret says why, before anything is cached or announced
+    // (the membership probe sent on connection fails to decrypt).
+    eventually("B to name the reason", Duration::from_secs(10), || async {
+        peers(&client, &b).await["last_rejection"]["reason"] == "decrypt"
+    })
+    .await;
     assert_eq!(get(&client, &a.base, &runs, &alice).await.outcome, "MISS");
     let on_b = get(&client, &b.base, &runs, &alice).await;
     assert_eq!(on_b.outcome, "MISS", "no data may cross between clusters");
@@ -180,6 +186,12 @@ async fn a_daemon_with_the_wrong_secret_gets_no_data() {
     let peers_a = peers(&client, &a).await;
     let peers_b = peers(&client, &b).await;
     assert_ne!(peers_a["key_fingerprint"], peers_b["key_fingerprint"]);
+    assert!(
+        peers_b["last_rejection"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("GHCACHE_CLUSTER_SECRET")),
+        "{peers_b}"
+    );
     let shown = format!("{peers_a}{peers_b}");
     assert!(!shown.contains(SECRET) && !shown.contains("a-different-secret"));
 }
