@@ -57,6 +57,8 @@ const PROVIDER_TTL: Duration = Duration::from_secs(24 * 3600);
 /// ...and we republish ours this often, through our throttled queue (the
 /// built-in republication would start one query per record at once).
 const PROVIDER_REPUBLISH: Duration = Duration::from_secs(8 * 3600);
+/// `hold` calls waiting for the event loop.
+const MAX_HOLDS_WAITING: usize = 65_536;
 /// Resource → the peer that last announced a version of it.
 const HOLDER_HINTS: usize = 16_384;
 
@@ -90,8 +92,6 @@ enum Command {
         reply: oneshot::Sender<Option<PeerCopy>>,
     },
     Publish(Vec<u8>),
-    /// We hold `resource` now: publish a provider record for it.
-    Hold(ResourceId),
     Raw {
         peer: PeerId,
         bytes: Vec<u8>,
@@ -228,6 +228,10 @@ struct Shared {
     fetch_deadline: Duration,
     invalidations: broadcast::Sender<Vec<String>>,
     serve_delay_ms: Arc<AtomicU64>,
+    /// `hold` calls, on their own deep queue so a burst of stores never
+    /// competes with fetches for the command queue.
+    holds: mpsc::Sender<ResourceId>,
+    holds_dropped: AtomicU64,
     task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -290,6 +294,7 @@ impl Mesh {
 
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (internal_tx, internal_rx) = mpsc::channel(1024);
+        let (holds_tx, holds_rx) = mpsc::channel(MAX_HOLDS_WAITING);
         let (inv_tx, _) = broadcast::channel(256);
         let serve_delay_ms = Arc::new(AtomicU64::new(0));
         let now = Instant::now();
@@ -344,7 +349,7 @@ impl Mesh {
             config,
         };
         node.wait_listening().await?;
-        let task = tokio::spawn(node.run(cmd_rx, internal_rx));
+        let task = tokio::spawn(node.run(cmd_rx, internal_rx, holds_rx));
         Ok(Mesh {
             inner: Arc::new(Shared {
                 peer_id,
@@ -355,6 +360,8 @@ impl Mesh {
                 fetch_deadline,
                 invalidations: inv_tx,
                 serve_delay_ms,
+                holds: holds_tx,
+                holds_dropped: AtomicU64::new(0),
                 task: parking_lot::Mutex::new(Some(task)),
             }),
         })
@@ -450,8 +457,8 @@ impl Mesh {
     /// Records that we hold `resource` (publishes a Kademlia provider record
     /// once; a no-op without Kademlia).
     pub fn hold(&self, resource: &ResourceId) {
-        if self.inner.cmd.try_send(Command::Hold(*resource)).is_err() {
-            tracing::debug!("mesh command queue full or closed: provider record skipped");
+        if self.inner.holds.try_send(*resource).is_err() {
+            self.inner.holds_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -480,7 +487,10 @@ impl Mesh {
 
     pub async fn stats(&self) -> MeshStats {
         match self.ask(Command::Stats).await {
-            Some(s) => s,
+            Some(mut s) => {
+                s.provides_dropped += self.inner.holds_dropped.load(Ordering::Relaxed);
+                s
+            }
             None => MeshStats {
                 peer_id: self.inner.peer_id.to_string(),
                 key_fingerprint: self.inner.keys.fingerprint(),
@@ -839,6 +849,7 @@ impl Node {
         mut self,
         mut cmd_rx: mpsc::Receiver<Command>,
         mut internal_rx: mpsc::Receiver<Internal>,
+        mut holds_rx: mpsc::Receiver<ResourceId>,
     ) {
         tracing::info!(
             peer_id = %self.peer_id,
@@ -864,6 +875,7 @@ impl Node {
                     }
                 },
                 Some(msg) = internal_rx.recv() => self.on_internal(msg),
+                Some(rid) = holds_rx.recv() => self.hold(rid),
                 _ = tick.tick() => self.housekeeping(),
             }
         }
@@ -924,7 +936,6 @@ impl Node {
                     .send_request(&peer, Frame::Bytes(bytes));
                 self.pending.insert(id, Pending::Raw(reply));
             }
-            Command::Hold(rid) => self.hold(rid),
             Command::Stats(tx) => {
                 let _ = tx.send(self.snapshot());
             }
@@ -1038,6 +1049,24 @@ impl Node {
         }
     }
 
+    /// Starts the providers step of fetch `fid`; false without Kademlia.
+    fn start_providers(&mut self, fid: u64) -> bool {
+        let Some(st) = self.fetches.get(&fid) else {
+            return false;
+        };
+        let key = kad::RecordKey::new(&self.keys.provider_key(&st.rid));
+        let Some(k) = self.swarm.behaviour_mut().kad.as_mut() else {
+            return false;
+        };
+        let qid = k.get_providers(key);
+        self.provider_queries.insert(qid, fid);
+        self.stats.provider_lookups += 1;
+        if let Some(st) = self.fetches.get_mut(&fid) {
+            st.providers = ProviderStep::Running(qid);
+        }
+        true
+    }
+
     /// Whether fetches may go to `peer`: not banned, not known to hold
     /// another cluster key.
     fn askable(&self, peer: &PeerId) -> bool {
@@ -1074,15 +1103,7 @@ impl Node {
         }
         match st.providers {
             ProviderStep::NotStarted => {
-                let key = kad::RecordKey::new(&self.keys.provider_key(&st.rid));
-                if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
-                    let qid = k.get_providers(key);
-                    self.provider_queries.insert(qid, fid);
-                    self.stats.provider_lookups += 1;
-                    if let Some(st) = self.fetches.get_mut(&fid) {
-                        st.providers = ProviderStep::Running(qid);
-                    }
-                } else {
+                if !self.start_providers(fid) {
                     self.end_fetch(fid);
                 }
             }
