@@ -312,7 +312,9 @@ async fn fleet(n: usize) {
     let stores_only = {
         let dir = tempfile::tempdir().unwrap();
         let stores: Vec<Store> = (0..n)
-            .map(|i| Store::open(&dir.path().join(format!("s{i}")), StoreConfig::default()).unwrap())
+            .map(|i| {
+                Store::open(&dir.path().join(format!("s{i}")), StoreConfig::default()).unwrap()
+            })
             .collect();
         let with_stores = rss_kib();
         drop(stores);
@@ -342,11 +344,8 @@ async fn fleet(n: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = args.first().map(String::as_str).unwrap_or("all");
-    let num = |i: usize, default: usize| {
-        args.get(i)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let num =
+        |i: usize, default: usize| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(default);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

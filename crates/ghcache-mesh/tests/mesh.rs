@@ -235,6 +235,8 @@ fn libp2p_p2p(p: ghcache_mesh::PeerId) -> ghcache_mesh::MultiaddrProtocol<'stati
 /// multicast group, the test prints why and passes (nothing to test). If it
 /// can, discovery must work: under CI=true a failure is a failure; locally
 /// (where firewalls and VPNs often eat multicast) it prints a warning.
+/// CI always checks mDNS between two network namespaces over a veth link
+/// (`crates/ghcache/tests/netns.rs`), where multicast is guaranteed.
 #[tokio::test]
 async fn discovery_through_mdns() {
     let multicast = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {

@@ -51,8 +51,9 @@ struct Hosts {
 }
 
 impl Hosts {
-    fn new() -> Hosts {
-        let tag = std::process::id() % 100_000;
+    /// `test` (one letter) keeps names apart when tests share a process.
+    fn new(test: char) -> Hosts {
+        let tag = format!("{test}{}", std::process::id() % 100_000);
         let hosts = Hosts {
             a: format!("ghca{tag}"),
             b: format!("ghcb{tag}"),
@@ -74,6 +75,58 @@ impl Hosts {
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
         hosts
+    }
+
+    /// A `ghcache daemon` inside `ns` with its proxy on the namespace's
+    /// 127.0.0.1:8787 and the mesh on port 9100 of all its interfaces.
+    fn daemon(
+        &self,
+        ns: &str,
+        state: &std::path::Path,
+        extra_env: &[(&str, &str)],
+    ) -> common::Daemon {
+        let mut cmd = self.exec(ns, env!("CARGO_BIN_EXE_ghcache"));
+        cmd.args(["--log-format", "json", "--state-dir"])
+            .arg(state)
+            .args([
+                "daemon",
+                "--proxy-addr",
+                "127.0.0.1:8787",
+                "--upstream",
+                "http://10.78.0.1:9999",
+            ])
+            .current_dir(state)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", state)
+            .env("RUST_LOG", "info")
+            .env("GHCACHE_CLUSTER_SECRET", SECRET)
+            .env("CACHE_LISTEN_PORT", "9100")
+            // About sharing, not latency (see tests/mesh.rs).
+            .env("GHCACHE_PEER_DEADLINE_MS", "3000");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        common::start(cmd)
+    }
+
+    /// `/_ghcache/peers` of the daemon in `ns`, once `ready` holds for it.
+    fn wait_for_peers(
+        &self,
+        ns: &str,
+        what: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, _, body) = self.get(ns, "http://127.0.0.1:8787/_ghcache/peers", None);
+            let peers: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            if ready(&peers) {
+                return peers;
+            }
+            assert!(Instant::now() < deadline, "{what}: {peers}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// A command run inside `ns`.
@@ -131,17 +184,31 @@ impl Drop for Killed {
     }
 }
 
+/// The prerequisites, or why not: a failure under CI, a skip elsewhere.
+fn can_run() -> bool {
+    match prerequisites() {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI cannot run the netns tests: {why}"
+            );
+            eprintln!("skipping the network namespace test: {why}");
+            false
+        }
+    }
+}
+
+fn connected(peers: &serde_json::Value) -> usize {
+    peers["connected_peers"].as_array().map_or(0, Vec::len)
+}
+
 #[test]
 fn two_hosts_in_separate_network_namespaces_share_an_entry() {
-    if let Err(why) = prerequisites() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI cannot run the netns test: {why}"
-        );
-        eprintln!("skipping the network namespace test: {why}");
+    if !can_run() {
         return;
     }
-    let hosts = Hosts::new();
+    let hosts = Hosts::new('s');
     let bin = env!("CARGO_BIN_EXE_ghcache");
 
     // The fake GitHub lives on host A; host B reaches it over the veth.
@@ -161,55 +228,22 @@ fn two_hosts_in_separate_network_namespaces_share_an_entry() {
     };
     std::thread::spawn(move || for _ in lines {});
 
-    let daemon = |ns: &str, state: &std::path::Path, extra_env: &[(&str, &str)]| {
-        let mut cmd = hosts.exec(ns, bin);
-        cmd.args(["--log-format", "json", "--state-dir"])
-            .arg(state)
-            .args([
-                "daemon",
-                "--proxy-addr",
-                "127.0.0.1:8787",
-                "--upstream",
-                "http://10.78.0.1:9999",
-            ])
-            .current_dir(state)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", state)
-            .env("RUST_LOG", "info")
-            .env("GHCACHE_CLUSTER_SECRET", SECRET)
-            .env("GHCACHE_MDNS", "false")
-            .env("CACHE_LISTEN_PORT", "9100")
-            // About sharing, not latency (see tests/mesh.rs).
-            .env("GHCACHE_PEER_DEADLINE_MS", "3000");
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        common::start(cmd)
-    };
     let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let _a = daemon(&hosts.a, state_a.path(), &[]);
-    let _b = daemon(
+    let no_mdns = ("GHCACHE_MDNS", "false");
+    let _a = hosts.daemon(&hosts.a, state_a.path(), &[no_mdns]);
+    let _b = hosts.daemon(
         &hosts.b,
         state_b.path(),
-        &[("CACHE_BOOTSTRAP_PEERS", "/ip4/10.78.0.1/tcp/9100")],
+        &[
+            no_mdns,
+            ("CACHE_BOOTSTRAP_PEERS", "/ip4/10.78.0.1/tcp/9100"),
+        ],
     );
+    let peers = hosts.wait_for_peers(&hosts.b, "B never connected to A", |p| connected(p) == 1);
+    // B reached A over the veth, not loopback.
+    assert!(peers.to_string().contains("10.78.0.1"), "{peers}");
 
     let proxy = "http://127.0.0.1:8787";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, _, body) = hosts.get(&hosts.b, &format!("{proxy}/_ghcache/peers"), None);
-        let peers: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let connected = peers["connected_peers"].as_array().map_or(0, Vec::len);
-        if connected == 1 {
-            // B reached A over the veth, not loopback.
-            assert!(peers.to_string().contains("10.78.0.1"), "{peers}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "B never connected to A: {peers}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
     let path = "/repos/acme/gadgets/actions/runs?per_page=30";
     let (status, outcome, on_a) = hosts.get(&hosts.a, &format!("{proxy}{path}"), Some(&alice));
     assert_eq!((status, outcome.as_str()), (200, "MISS"));
@@ -223,4 +257,30 @@ fn two_hosts_in_separate_network_namespaces_share_an_entry() {
     let (_, _, stats) = hosts.get(&hosts.a, "http://10.78.0.1:9999/_fakehub/stats", None);
     let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
     assert_eq!(stats["identities"]["user:alice"]["requests"], 1, "{stats}");
+}
+
+/// mDNS between two hosts: no registry, no bootstrap list, only multicast
+/// on the veth link (which, unlike loopback, carries it).
+#[test]
+fn two_hosts_find_each_other_by_mdns() {
+    if !can_run() {
+        return;
+    }
+    let hosts = Hosts::new('m');
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mdns_only = [("GHCACHE_MDNS", "true"), ("GHCACHE_DHT", "false")];
+    let _a = hosts.daemon(&hosts.a, state_a.path(), &mdns_only);
+    let _b = hosts.daemon(&hosts.b, state_b.path(), &mdns_only);
+    let on_a = hosts.wait_for_peers(&hosts.a, "A never found B by mDNS", |p| connected(p) == 1);
+    let on_b = hosts.wait_for_peers(&hosts.b, "B never found A by mDNS", |p| connected(p) == 1);
+    let found_by_mdns = |p: &serde_json::Value, other: &serde_json::Value| {
+        p["discovered"]["mdns"]
+            .as_array()
+            .is_some_and(|l| l.contains(&other["peer_id"]))
+    };
+    assert!(
+        found_by_mdns(&on_a, &on_b) || found_by_mdns(&on_b, &on_a),
+        "{on_a}\n{on_b}"
+    );
+    assert!(on_b.to_string().contains("10.78.0.1"), "{on_b}");
 }
