@@ -75,6 +75,7 @@ pub(crate) struct MethodsSection {
 pub(crate) struct SecuritySection {
     pub encryption: Option<EncryptionSection>,
     pub cluster_secret_file: Option<PathBuf>,
+    pub private_network: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -145,6 +145,7 @@ struct RawEnv {
     cache_default_ttl: Option<String>,
     ghcache_persistence: Option<String>,
     ghcache_fleet_trust: Option<String>,
+    ghcache_private_network: Option<String>,
     cache_enable_p2p: Option<String>,
     cache_listen_port: Option<String>,
     ghcache_p2p_listen_ip: Option<String>,
@@ -178,6 +179,9 @@ pub struct Config {
     pub default_ttl: Setting<Seconds>,
     pub persistence: Setting<bool>,
     pub fleet_trust: Setting<bool>,
+    /// Mesh connections over TCP with a pre-shared key derived from the
+    /// cluster secret (libp2p pnet): non-members cannot even connect. No QUIC.
+    pub private_network: Setting<bool>,
     pub operation_ttls: Setting<BTreeMap<String, Seconds>>,
     pub p2p_enabled: Setting<bool>,
     pub listen_port: Setting<Port>,
@@ -518,6 +522,14 @@ impl Resolver<'_> {
                 false,
                 self.file(&["cache", "fleet_trust"], |c| c.cache.as_ref()?.fleet_trust),
                 bool_env("GHCACHE_FLEET_TRUST", &env.ghcache_fleet_trust)?,
+                None,
+            ),
+            private_network: layer(
+                false,
+                self.file(&["security", "private_network"], |c| {
+                    c.security.as_ref()?.private_network
+                }),
+                bool_env("GHCACHE_PRIVATE_NETWORK", &env.ghcache_private_network)?,
                 None,
             ),
             operation_ttls: layer(
@@ -898,6 +910,11 @@ impl Config {
                 "security.encryption.algorithm",
                 &self.encryption_algorithm,
                 text(&self.encryption_algorithm.value),
+            ),
+            row(
+                "security.private_network",
+                &self.private_network,
+                json!(self.private_network.value),
             ),
             row(
                 "security.cluster_secret",

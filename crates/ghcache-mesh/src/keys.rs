@@ -15,6 +15,7 @@ pub struct ClusterKeys {
     envelope: [u8; 32],
     partition: [u8; 32],
     locator: [u8; 32],
+    pnet: [u8; 32],
 }
 
 impl fmt::Debug for ClusterKeys {
@@ -48,6 +49,11 @@ impl ClusterKeys {
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
         mac.update(resource.as_bytes());
         mac.finalize().into_bytes().to_vec()
+    }
+
+    /// The libp2p pnet pre-shared key (private-network mode).
+    pub fn pnet_key(&self) -> &[u8; 32] {
+        &self.pnet
     }
 
     /// A short, one-way fingerprint of the envelope key (12 hex digits).
@@ -91,10 +97,12 @@ pub fn derive_keys(cluster_secret: &[u8], network_id: &str) -> ClusterKeys {
     let mut envelope = [0u8; 32];
     let mut partition = [0u8; 32];
     let mut locator = [0u8; 32];
+    let mut pnet = [0u8; 32];
     // expand only fails when asked for more than 255 * 32 bytes.
     if hk.expand(b"ghcache envelope v1", &mut envelope).is_err()
         || hk.expand(b"ghcache partition v1", &mut partition).is_err()
         || hk.expand(b"ghcache provider v1", &mut locator).is_err()
+        || hk.expand(b"ghcache pnet v1", &mut pnet).is_err()
     {
         unreachable!("32 bytes is a valid HKDF-SHA256 output length");
     }
@@ -103,6 +111,7 @@ pub fn derive_keys(cluster_secret: &[u8], network_id: &str) -> ClusterKeys {
         envelope,
         partition,
         locator,
+        pnet,
     }
 }
 

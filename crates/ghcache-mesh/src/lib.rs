@@ -44,7 +44,12 @@ pub struct MeshConfig {
     pub listen_ip: IpAddr,
     /// TCP and QUIC (UDP) port; 0 = ephemeral.
     pub listen_port: u16,
+    /// QUIC besides TCP (ignored with `private_network`).
     pub quic: bool,
+    /// TCP only, behind a libp2p pnet pre-shared key derived from the
+    /// cluster secret: a non-member cannot complete even the transport
+    /// handshake. QUIC cannot carry pnet, so it is off in this mode.
+    pub private_network: bool,
     /// Operator-set addresses to advertise (GHCACHE_EXTERNAL_ADDR).
     pub external_addrs: Vec<Multiaddr>,
     pub bootstrap: Vec<Multiaddr>,
@@ -79,6 +84,7 @@ impl std::fmt::Debug for MeshConfig {
             .field("listen_ip", &self.listen_ip)
             .field("listen_port", &self.listen_port)
             .field("quic", &self.quic)
+            .field("private_network", &self.private_network)
             .field("external_addrs", &self.external_addrs)
             .field("bootstrap", &self.bootstrap)
             .field("bootstrap_refresh", &self.bootstrap_refresh)
@@ -110,6 +116,7 @@ impl MeshConfig {
             listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             listen_port: 9100,
             quic: true,
+            private_network: false,
             external_addrs: Vec::new(),
             bootstrap: Vec::new(),
             bootstrap_refresh: Duration::from_secs(300),

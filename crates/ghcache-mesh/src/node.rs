@@ -86,6 +86,7 @@ enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     Dial(Multiaddr, oneshot::Sender<Result<(), MeshError>>),
+    Connect(Multiaddr, oneshot::Sender<Result<PeerId, MeshError>>),
     Fetch {
         rid: ResourceId,
         request: Vec<u8>,
@@ -113,6 +114,8 @@ enum Internal {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
     },
+    /// Bootstrap address `index` (a `/dns*` one) resolved to these.
+    Resolved { index: usize, addrs: Vec<Multiaddr> },
 }
 
 // ---- stats ----------------------------------------------------------------
@@ -269,11 +272,14 @@ impl Mesh {
                 .map_err(|e| MeshError::Config(format!("identity task failed: {e}")))??;
         let peer_id = keypair.public().to_peer_id();
         let topic = announce_topic(&config.network_id);
-        let mut swarm = build_swarm(&config, keypair, &topic)?;
+        if config.private_network && config.quic {
+            tracing::info!("private network (pre-shared key) mode: TCP only, QUIC is off");
+        }
+        let mut swarm = build_swarm(&config, &keys, keypair, &topic)?;
 
         let mut listen =
             vec![Multiaddr::from(config.listen_ip).with(Protocol::Tcp(config.listen_port))];
-        if config.quic {
+        if config.quic && !config.private_network {
             listen.push(
                 Multiaddr::from(config.listen_ip)
                     .with(Protocol::Udp(config.listen_port))
@@ -331,6 +337,7 @@ impl Mesh {
                 NonZeroUsize::new(HOLDER_HINTS).unwrap_or(NonZeroUsize::MIN),
             ),
             members: HashMap::new(),
+            connect_waiters: HashMap::new(),
             pending: HashMap::new(),
             strikes: HashMap::new(),
             bans: HashMap::new(),
@@ -401,6 +408,18 @@ impl Mesh {
         self.inner
             .cmd
             .send(Command::Dial(addr, tx))
+            .await
+            .map_err(|_| MeshError::Closed)?;
+        rx.await.map_err(|_| MeshError::Closed)?
+    }
+
+    /// Dials `addr` and waits for the outcome: the peer's id once the
+    /// connection (transport, Noise, Yamux) is up, or why it failed.
+    pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId, MeshError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(Command::Connect(addr, tx))
             .await
             .map_err(|_| MeshError::Closed)?;
         rx.await.map_err(|_| MeshError::Closed)?
@@ -626,99 +645,184 @@ fn validate(c: &MeshConfig) -> Result<(), MeshError> {
     Ok(())
 }
 
+type BehaviourResult = Result<Behaviour, Box<dyn std::error::Error + Send + Sync>>;
+
 fn build_swarm(
     config: &MeshConfig,
+    keys: &ClusterKeys,
     keypair: libp2p::identity::Keypair,
     topic: &str,
 ) -> Result<Swarm<Behaviour>, MeshError> {
     let transport = |e: &dyn std::fmt::Display| MeshError::Transport(e.to_string());
+    let behaviour = |key: &libp2p::identity::Keypair| make_behaviour(config, key, topic);
+    let tcp_config = tcp::Config::default().nodelay(true);
+    let builder = SwarmBuilder::with_existing_identity(keypair).with_tokio();
+    let swarm = if config.private_network {
+        // pnet wraps the raw TCP stream before Noise; QUIC has its own
+        // handshake and cannot carry it.
+        let psk = libp2p::pnet::PreSharedKey::new(*keys.pnet_key());
+        builder
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    use libp2p::Transport;
+                    Ok(tcp::tokio::Transport::new(tcp_config)
+                        .and_then(move |socket, _| {
+                            libp2p::pnet::PnetConfig::new(psk).handshake(socket)
+                        })
+                        .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default())
+                        .timeout(Duration::from_secs(20)))
+                },
+            )
+            .map_err(|e| transport(&e))?
+            .with_behaviour(behaviour)
+            .map_err(|e| transport(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+            .build()
+    } else {
+        builder
+            .with_tcp(tcp_config, noise::Config::new, yamux::Config::default)
+            .map_err(|e| transport(&e))?
+            .with_quic()
+            .with_behaviour(behaviour)
+            .map_err(|e| transport(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+            .build()
+    };
+    Ok(swarm)
+}
+
+fn make_behaviour(
+    config: &MeshConfig,
+    key: &libp2p::identity::Keypair,
+    topic: &str,
+) -> BehaviourResult {
     let max = config.max_message_bytes;
     let mdns_on = config.mdns;
     let kad_on = config.kademlia;
     let topic = gossipsub::IdentTopic::new(topic);
-    let swarm = SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| transport(&e))?
-        .with_quic()
-        .with_behaviour(|key| {
-            let peer_id = key.public().to_peer_id();
-            let identify = identify::Behaviour::new(
-                identify::Config::new("/ghcache/id/1.0.0".into(), key.public())
-                    .with_agent_version(format!("ghcache/{}", env!("CARGO_PKG_VERSION")))
-                    // Only addresses we chose to advertise (external ones).
-                    .with_hide_listen_addrs(true),
-            );
-            let fetch = request_response::Behaviour::with_codec(
-                FetchCodec { max_bytes: max },
-                [(
-                    StreamProtocol::new(FETCH_PROTOCOL),
-                    request_response::ProtocolSupport::Full,
-                )],
-                request_response::Config::default()
-                    .with_request_timeout(Duration::from_secs(30))
-                    .with_max_concurrent_streams(256),
-            );
-            let gs_config = gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_secs(1))
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .validate_messages()
-                .max_transmit_size(MAX_ANNOUNCE_BYTES + 4096)
-                .build()
-                .map_err(|e| format!("gossipsub config: {e}"))?;
-            let mut gossipsub = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gs_config,
-            )
-            .map_err(|e| format!("gossipsub: {e}"))?;
-            gossipsub
-                .subscribe(&topic)
-                .map_err(|e| format!("gossipsub subscribe: {e}"))?;
-            let kad = kad_on.then(|| {
-                let store = kad::store::MemoryStore::with_config(
-                    peer_id,
-                    kad::store::MemoryStoreConfig {
-                        max_provided_keys: MAX_PROVIDED_KEYS,
-                        ..Default::default()
-                    },
-                );
-                let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
-                kad_config
-                    .set_provider_record_ttl(Some(PROVIDER_TTL))
-                    .set_provider_publication_interval(None);
-                let mut k = kad::Behaviour::with_config(peer_id, store, kad_config);
-                k.set_mode(Some(kad::Mode::Server));
-                k
-            });
-            let mdns = if mdns_on {
-                match mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id) {
-                    Ok(m) => Some(m),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "mDNS unavailable; continuing without it");
-                        None
-                    }
-                }
-            } else {
+    let peer_id = key.public().to_peer_id();
+    let identify = identify::Behaviour::new(
+        identify::Config::new("/ghcache/id/1.0.0".into(), key.public())
+            .with_agent_version(format!("ghcache/{}", env!("CARGO_PKG_VERSION")))
+            // Only addresses we chose to advertise (external ones).
+            .with_hide_listen_addrs(true),
+    );
+    let fetch = request_response::Behaviour::with_codec(
+        FetchCodec { max_bytes: max },
+        [(
+            StreamProtocol::new(FETCH_PROTOCOL),
+            request_response::ProtocolSupport::Full,
+        )],
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(30))
+            .with_max_concurrent_streams(256),
+    );
+    let gs_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_secs(1))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(MAX_ANNOUNCE_BYTES + 4096)
+        .build()
+        .map_err(|e| format!("gossipsub config: {e}"))?;
+    let mut gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gs_config,
+    )
+    .map_err(|e| format!("gossipsub: {e}"))?;
+    gossipsub
+        .subscribe(&topic)
+        .map_err(|e| format!("gossipsub subscribe: {e}"))?;
+    let kad = kad_on.then(|| {
+        let store = kad::store::MemoryStore::with_config(
+            peer_id,
+            kad::store::MemoryStoreConfig {
+                max_provided_keys: MAX_PROVIDED_KEYS,
+                ..Default::default()
+            },
+        );
+        let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+        kad_config
+            .set_provider_record_ttl(Some(PROVIDER_TTL))
+            .set_provider_publication_interval(None);
+        let mut k = kad::Behaviour::with_config(peer_id, store, kad_config);
+        k.set_mode(Some(kad::Mode::Server));
+        k
+    });
+    let mdns = if mdns_on {
+        match mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "mDNS unavailable; continuing without it");
                 None
-            };
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
-                blocked: allow_block_list::Behaviour::default(),
-                identify,
-                ping: ping::Behaviour::new(ping::Config::new()),
-                fetch,
-                gossipsub,
-                kad: Toggle::from(kad),
-                mdns: Toggle::from(mdns),
-            })
+            }
+        }
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        blocked: allow_block_list::Behaviour::default(),
+        identify,
+        ping: ping::Behaviour::new(ping::Config::new()),
+        fetch,
+        gossipsub,
+        kad: Toggle::from(kad),
+        mdns: Toggle::from(mdns),
+    })
+}
+
+fn is_dns(addr: &Multiaddr) -> bool {
+    matches!(
+        addr.iter().next(),
+        Some(Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_))
+    )
+}
+
+/// `/dns4/host/tcp/9100[/p2p/…]` → `/ip4/<each address>/tcp/9100[/p2p/…]`.
+/// Empty (with a warning) when the name does not resolve.
+async fn resolve(addr: &Multiaddr) -> Vec<Multiaddr> {
+    let mut parts = addr.iter();
+    let (host, want_v4, want_v6) = match parts.next() {
+        Some(Protocol::Dns(h)) => (h.to_string(), true, true),
+        Some(Protocol::Dns4(h)) => (h.to_string(), true, false),
+        Some(Protocol::Dns6(h)) => (h.to_string(), false, true),
+        _ => return Vec::new(),
+    };
+    let rest: Vec<Protocol<'_>> = parts.collect();
+    let port = rest
+        .iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(port) | Protocol::Udp(port) => Some(*port),
+            _ => None,
         })
-        .map_err(|e| transport(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
-        .build();
-    Ok(swarm)
+        .unwrap_or(0);
+    match tokio::net::lookup_host((host.as_str(), port)).await {
+        Ok(found) => {
+            let mut out: Vec<Multiaddr> = Vec::new();
+            for sa in found {
+                let ip = sa.ip();
+                if (ip.is_ipv4() && !want_v4) || (ip.is_ipv6() && !want_v6) {
+                    continue;
+                }
+                let mut m = Multiaddr::from(ip);
+                for p in &rest {
+                    m.push(p.clone());
+                }
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+            if out.is_empty() {
+                tracing::warn!(%addr, "bootstrap name has no address of the requested family");
+            }
+            out
+        }
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "cannot resolve bootstrap address; will retry");
+            Vec::new()
+        }
+    }
 }
 
 fn peer_of_addr(addr: &Multiaddr) -> Option<PeerId> {
@@ -805,6 +909,7 @@ struct Node {
     republish_next: Instant,
     holders: lru::LruCache<ResourceId, PeerId>,
     members: HashMap<PeerId, bool>,
+    connect_waiters: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, MeshError>>)>,
     pending: HashMap<OutboundRequestId, Pending>,
     strikes: HashMap<PeerId, u32>,
     bans: HashMap<PeerId, Instant>,
@@ -908,6 +1013,22 @@ impl Node {
                 }
                 let _ = tx.send(res);
             }
+            Command::Connect(addr, tx) => {
+                let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.dial_sources.insert(id, (Source::Manual, None));
+                        self.connect_waiters.insert(id, (addr, tx));
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(MeshError::Dial {
+                            addr: addr.to_string(),
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
             Command::Fetch {
                 rid,
                 request,
@@ -974,6 +1095,11 @@ impl Node {
                 peer,
                 addrs,
             } => self.discovered(source, peer, addrs),
+            Internal::Resolved { index, addrs } => {
+                for addr in addrs {
+                    self.dial_bootstrap(index, addr);
+                }
+            }
         }
     }
 
@@ -1601,34 +1727,51 @@ impl Node {
     fn bootstrap_tick(&mut self, now: Instant) {
         let refresh = self.config.bootstrap_refresh;
         for i in 0..self.bootstrap.len() {
-            let st = &self.bootstrap[i];
+            let st = &mut self.bootstrap[i];
             if now < st.next {
                 continue;
             }
-            if st.peer.is_some_and(|p| self.swarm.is_connected(&p)) {
-                self.bootstrap[i].next = now + refresh;
+            let connected = st.peer.is_some_and(|p| self.swarm.is_connected(&p));
+            if connected || st.peer == Some(self.peer_id) {
+                st.next = now + refresh;
                 continue;
             }
-            let addr = st.addr.clone();
-            let opts = match st.peer {
-                Some(p) if p != self.peer_id => DialOpts::peer_id(p)
-                    .addresses(vec![addr.clone()])
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build(),
-                Some(_) => {
-                    self.bootstrap[i].next = now + refresh;
-                    continue;
-                }
-                None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
-            };
-            let id = opts.connection_id();
-            let st = &mut self.bootstrap[i];
             st.attempts = st.attempts.saturating_add(1);
             let backoff = Duration::from_secs(1u64 << st.attempts.min(16)).min(refresh);
             st.next = now + backoff;
-            if self.swarm.dial(opts).is_ok() {
-                self.dial_sources.insert(id, (Source::Bootstrap, Some(i)));
+            let addr = st.addr.clone();
+            if is_dns(&addr) {
+                // Resolved by the system resolver (/etc/hosts, the container
+                // runtime's DNS) on every attempt, so a peer that comes back
+                // with another address is found again.
+                let tx = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    let addrs = resolve(&addr).await;
+                    if !addrs.is_empty() {
+                        let _ = tx.send(Internal::Resolved { index: i, addrs }).await;
+                    }
+                });
+            } else {
+                self.dial_bootstrap(i, addr);
             }
+        }
+    }
+
+    fn dial_bootstrap(&mut self, index: usize, addr: Multiaddr) {
+        let Some(st) = self.bootstrap.get(index) else {
+            return;
+        };
+        let opts = match st.peer {
+            Some(p) => DialOpts::peer_id(p)
+                .addresses(vec![addr])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build(),
+            None => DialOpts::unknown_peer_id().address(addr).build(),
+        };
+        let id = opts.connection_id();
+        if self.swarm.dial(opts).is_ok() {
+            self.dial_sources
+                .insert(id, (Source::Bootstrap, Some(index)));
         }
     }
 
@@ -1652,6 +1795,9 @@ impl Node {
                 endpoint,
                 ..
             } => {
+                if let Some((_, tx)) = self.connect_waiters.remove(&connection_id) {
+                    let _ = tx.send(Ok(peer_id));
+                }
                 if self.bans.contains_key(&peer_id) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
@@ -1695,6 +1841,12 @@ impl Node {
             } => {
                 self.dial_sources.remove(&connection_id);
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
+                if let Some((addr, tx)) = self.connect_waiters.remove(&connection_id) {
+                    let _ = tx.send(Err(MeshError::Dial {
+                        addr: addr.to_string(),
+                        reason: error.to_string(),
+                    }));
+                }
             }
             SwarmEvent::Behaviour(ev) => self.on_behaviour_event(ev),
             _ => {}

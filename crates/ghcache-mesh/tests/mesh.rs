@@ -172,6 +172,21 @@ async fn discovery_through_bootstrap_only() {
     let plain = tcp_addr(&a.mesh.listen_addrs().await);
     let c = start_with(|c| c.bootstrap = vec![plain]).await;
     wait_until_linked(&a, &c).await;
+    // A host name (as in a docker-compose file), through the system resolver.
+    let port = tcp_addr(&a.mesh.listen_addrs().await)
+        .iter()
+        .find_map(|p| match p {
+            ghcache_mesh::MultiaddrProtocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    let named: Multiaddr = format!("/dns4/localhost/tcp/{port}").parse().unwrap();
+    let d = start_with(|c| c.bootstrap = vec![named]).await;
+    wait_until_linked(&a, &d).await;
+    assert_eq!(
+        d.mesh.stats().await.discovered.bootstrap,
+        vec![a.mesh.peer_id().to_string()]
+    );
 }
 
 /// A bootstrap peer that is down at start is redialled (with backoff) and
@@ -424,6 +439,50 @@ async fn the_announcing_peer_is_asked_first() {
         .fetch(&r, &Partition::Anonymous, Duration::from_secs(5))
         .await;
     assert_eq!(copy.map(|c| c.body), Some(Bytes::from_static(body)));
+}
+
+/// Private-network mode: members connect and share over TCP; a daemon
+/// without the mode, or with another secret, cannot even complete the
+/// transport handshake (so it never reaches the application layer).
+#[tokio::test]
+async fn private_network_keeps_outsiders_from_connecting() {
+    let private = |c: &mut MeshConfig| c.private_network = true;
+    let a = start_with(private).await;
+    let addrs = a.mesh.listen_addrs().await;
+    assert!(
+        addrs.iter().all(|a| !a.to_string().contains("quic")),
+        "QUIC is off in private-network mode: {addrs:?}"
+    );
+    let addr = tcp_addr(&addrs);
+
+    let b = start_with(private).await;
+    assert_eq!(
+        b.mesh.connect(addr.clone()).await.unwrap(),
+        a.mesh.peer_id()
+    );
+    wait_until_linked(&a, &b).await;
+    let r = rid("/repos/o/r/private");
+    put(&a.store, r, Partition::Anonymous, b"members only");
+    assert!(
+        b.mesh
+            .fetch(&r, &Partition::Anonymous, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+
+    let plain = start().await;
+    let refused = plain.mesh.connect(addr.clone()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let stranger = start_in(tempfile::tempdir().unwrap(), b"another secret", private).await;
+    let refused = stranger.mesh.connect(addr.clone()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let message = refused.unwrap_err().to_string();
+    assert!(!message.contains("horse") && !message.contains("another secret"));
+
+    let sa = a.mesh.stats().await;
+    assert_eq!(sa.connected_peers.len(), 1, "{sa:?}");
+    // Nothing reached the envelope layer, so nothing was counted there.
+    assert_eq!(sa.rejected.total(), 0, "{sa:?}");
 }
 
 // 5 -------------------------------------------------------------------------

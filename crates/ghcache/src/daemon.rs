@@ -147,6 +147,7 @@ async fn start_mesh(config: &Config, store: &Arc<Store>) -> anyhow::Result<Optio
         (discovery && config.registry_discovery.value).then(|| config.registry_dir.value.clone());
     mesh.mdns = discovery && config.mdns.value;
     mesh.kademlia = discovery && config.dht.value;
+    mesh.private_network = config.private_network.value;
     mesh.fetch_deadline = config.peer_deadline.value;
     let mesh = Mesh::start(mesh, store.clone())
         .await
