@@ -82,7 +82,7 @@ impl Cli {
     pub fn overrides(&self) -> Overrides {
         let settings = match &self.command {
             Command::Daemon(args) => Some(&args.settings),
-            Command::Stats(args) | Command::Peers(args) => {
+            Command::Stats(args) | Command::Peers(args) | Command::Doctor(args) => {
                 return Overrides {
                     config_file: self.global.config.clone(),
                     state_dir: self.global.state_dir.clone(),
@@ -141,8 +141,11 @@ pub enum Command {
     Stats(StatsArgs),
     /// Print the daemon's peers: connected, discovered (by source), rejected.
     Peers(StatsArgs),
-    /// Diagnose a host: configuration, state directory, upstream quota, mesh membership.
-    Doctor,
+    /// Diagnose a host: configuration, state directory, store, mesh membership.
+    ///
+    /// Every finding names its fix. Exits 1 when anything failed (for
+    /// example a peer holding another cluster secret).
+    Doctor(StatsArgs),
     /// Run an offline demonstration: a fake GitHub, a fleet of daemons and simulated runners.
     Demo,
     /// Run the benchmark suite and print rate-limit units and seconds saved.
@@ -220,7 +223,7 @@ impl Command {
             Command::Creds => "creds",
             Command::Stats(_) => "stats",
             Command::Peers(_) => "peers",
-            Command::Doctor => "doctor",
+            Command::Doctor(_) => "doctor",
             Command::Demo => "demo",
             Command::Bench => "bench",
             Command::Config(_) => "config",

@@ -2,6 +2,7 @@
 
 mod cli;
 mod daemon;
+mod doctor;
 mod logging;
 
 use std::process::ExitCode;
@@ -68,6 +69,14 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
         Command::Peers(args) => {
             runtime()?.block_on(daemon::run_peers(config, args))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor(args) => {
+            let healthy = runtime()?.block_on(doctor::run(config, args.json))?;
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Fakehub(args) => {
             runtime()?.block_on(daemon::run_fakehub(args))?;

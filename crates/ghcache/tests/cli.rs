@@ -74,11 +74,34 @@ fn every_subcommand_has_informative_help() {
 #[test]
 fn unbuilt_subcommands_exit_2_saying_so() {
     let ws = workspace();
-    for sub in ["doctor", "demo", "bench", "creds", "codeql"] {
+    for sub in ["demo", "bench", "creds", "codeql"] {
         let out = ghcache(ws.path(), &[sub], &[]);
         assert_eq!(out.status.code(), Some(2), "{sub}");
         assert!(text(&out).contains("not implemented yet"), "{sub}");
     }
+}
+
+#[test]
+fn doctor_without_a_daemon_fails_and_says_how_to_fix_it() {
+    let ws = workspace();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = ghcache(
+        ws.path(),
+        &["doctor", "--proxy-addr", &addr],
+        &[("GITHUB_TOKEN", "ghp_doctorTokenThatMustNotLeak0000000000")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out);
+    assert!(shown.contains("FAIL") && shown.contains(&addr), "{shown}");
+    assert!(shown.contains("ghcache daemon"), "{shown}");
+    // The GITHUB_TOKEN fallback is named, the token is not.
+    assert!(shown.contains("GITHUB_TOKEN"), "{shown}");
+    assert!(!shown.contains("doctorToken"), "{shown}");
 }
 
 #[test]

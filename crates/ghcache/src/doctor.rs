@@ -1,0 +1,299 @@
+//! `ghcache doctor`: what is wrong on this host, and how to fix it.
+//!
+//! Reads the configuration, the state directory and the running daemon's
+//! control endpoints; every finding names its fix. Exit 1 when anything
+//! failed, so a workflow step can gate on it.
+
+use std::path::Path;
+
+use ghcache_config::{Config, Origin};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Info,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub level: Level,
+    pub area: &'static str,
+    pub message: String,
+    /// What to do about it (empty when nothing is to be done).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub fix: String,
+}
+
+fn finding(level: Level, area: &'static str, message: String, fix: &str) -> Finding {
+    Finding {
+        level,
+        area,
+        message,
+        fix: fix.to_owned(),
+    }
+}
+
+/// Runs every check; returns whether none failed.
+pub async fn run(config: &Config, json: bool) -> anyhow::Result<bool> {
+    let mut findings = configuration(config);
+    findings.push(state_dir(&config.state_dir.value));
+    let addr = config.proxy_addr.value.0;
+    match ghcache_proxy::control_get(addr, "/_ghcache/stats").await {
+        Err(e) => findings.push(finding(
+            Level::Fail,
+            "daemon",
+            format!("no daemon answers at {addr}: {e}"),
+            "start it with `ghcache daemon`, or point --proxy-addr / GHCACHE_PROXY_ADDR at it",
+        )),
+        Ok(stats) => {
+            findings.push(finding(
+                Level::Ok,
+                "daemon",
+                format!("daemon answering at {addr}"),
+                "",
+            ));
+            findings.extend(store(&stats));
+            let peers = ghcache_proxy::control_get(addr, "/_ghcache/peers")
+                .await
+                .unwrap_or(Value::Null);
+            findings.extend(mesh(&peers));
+        }
+    }
+    let healthy = findings.iter().all(|f| f.level != Level::Fail);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "healthy": healthy,
+                "findings": findings,
+            }))?
+        );
+    } else {
+        for f in &findings {
+            let mark = match f.level {
+                Level::Ok => "ok  ",
+                Level::Info => "info",
+                Level::Warn => "WARN",
+                Level::Fail => "FAIL",
+            };
+            println!("{mark} {:<13} {}", f.area, f.message);
+            if !f.fix.is_empty() {
+                println!("     {:<13} fix: {}", "", f.fix);
+            }
+        }
+    }
+    Ok(healthy)
+}
+
+fn configuration(config: &Config) -> Vec<Finding> {
+    let mut out = vec![finding(
+        Level::Ok,
+        "configuration",
+        "configuration is valid".into(),
+        "",
+    )];
+    if !config.p2p_enabled.value {
+        out.push(finding(
+            Level::Info,
+            "mesh",
+            "peer-to-peer sharing is off: this host pays for every answer itself".into(),
+            "",
+        ));
+    } else if config.cluster_secret.value.is_none() {
+        out.push(finding(
+            Level::Warn,
+            "mesh",
+            "no cluster secret: the daemon runs as a standalone cache".into(),
+            "give every daemon of the fleet the same GHCACHE_CLUSTER_SECRET (e.g. `openssl rand -hex 32`)",
+        ));
+    } else if config.cluster_secret.origin == Origin::Env("GITHUB_TOKEN") {
+        out.push(finding(
+            Level::Warn,
+            "mesh",
+            "the cluster secret comes from GITHUB_TOKEN: per-job tokens differ between jobs and rotate, so daemons will not agree on keys".into(),
+            "set GHCACHE_CLUSTER_SECRET (or GHCACHE_CLUSTER_SECRET_FILE) to one value shared by the fleet",
+        ));
+    }
+    out
+}
+
+fn state_dir(dir: &Path) -> Finding {
+    let probe = dir.join(format!(".doctor-{}", std::process::id()));
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b"ok"))
+        .and_then(|()| std::fs::remove_file(&probe));
+    match written {
+        Ok(()) => finding(
+            Level::Ok,
+            "state",
+            format!("state directory {} is writable", dir.display()),
+            "",
+        ),
+        Err(e) => finding(
+            Level::Fail,
+            "state",
+            format!("cannot write the state directory {}: {e}", dir.display()),
+            "set GHCACHE_STATE_DIR or --state-dir to a writable directory (the store, keys and peer registry live there)",
+        ),
+    }
+}
+
+fn store(stats: &Value) -> Vec<Finding> {
+    let store = &stats["store"];
+    let mut out = Vec::new();
+    if store["degraded"].as_bool() == Some(true) {
+        out.push(finding(
+            Level::Fail,
+            "store",
+            "the store is degraded: entries are kept in memory only".into(),
+            "check free space and permissions of the state directory, then restart the daemon (see its log)",
+        ));
+    } else {
+        out.push(finding(
+            Level::Ok,
+            "store",
+            format!(
+                "{} entries, {} bytes",
+                store["entries"].as_u64().unwrap_or(0),
+                store["bytes"].as_u64().unwrap_or(0)
+            ),
+            "",
+        ));
+    }
+    out
+}
+
+/// Findings about the mesh from `/_ghcache/peers`.
+pub fn mesh(peers: &Value) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if peers["enabled"].as_bool() != Some(true) {
+        return out;
+    }
+    let ours = peers["key_fingerprint"].as_str().unwrap_or("?");
+    let network = peers["network_id"].as_str().unwrap_or("?");
+    let connected = peers["connected_peers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let members = connected
+        .iter()
+        .filter(|p| p["member"].as_bool() == Some(true))
+        .count();
+    let strangers: Vec<&Value> = connected
+        .iter()
+        .filter(|p| p["member"].as_bool() == Some(false))
+        .collect();
+    let same_secret_fix = "give every daemon the same GHCACHE_CLUSTER_SECRET and GHCACHE_NETWORK_ID; compare the key fingerprints shown by `ghcache peers` on both hosts";
+    for p in &strangers {
+        out.push(finding(
+            Level::Fail,
+            "mesh",
+            format!(
+                "peer {} ({}) holds a different cluster secret or network id (our key fingerprint is {ours}, network {network:?})",
+                p["peer_id"].as_str().unwrap_or("?"),
+                p["addrs"][0].as_str().unwrap_or("?"),
+            ),
+            same_secret_fix,
+        ));
+    }
+    let last = &peers["last_rejection"];
+    if last["reason"] == "decrypt" && strangers.is_empty() {
+        out.push(finding(
+            Level::Fail,
+            "mesh",
+            format!(
+                "peer {} sent a {} we could not decrypt: {} (our key fingerprint is {ours})",
+                last["peer_id"].as_str().unwrap_or("?"),
+                last["message"].as_str().unwrap_or("message"),
+                last["hint"].as_str().unwrap_or(""),
+            ),
+            same_secret_fix,
+        ));
+    } else if let Some(reason) = last["reason"].as_str().filter(|r| *r != "decrypt") {
+        out.push(finding(
+            Level::Warn,
+            "mesh",
+            format!(
+                "peer {} sent a rejected {} ({reason}: {})",
+                last["peer_id"].as_str().unwrap_or("?"),
+                last["message"].as_str().unwrap_or("message"),
+                last["hint"].as_str().unwrap_or(""),
+            ),
+            "usually a bug or a version mismatch; the peer is disconnected after repeated rejections",
+        ));
+    }
+    if connected.is_empty() {
+        out.push(finding(
+            Level::Warn,
+            "mesh",
+            "no peer connected: every answer costs this host its own requests".into(),
+            "share GHCACHE_REGISTRY_DIR between runners, or list the other hosts in CACHE_BOOTSTRAP_PEERS (e.g. /dns4/cache-a/tcp/9100)",
+        ));
+    } else if strangers.is_empty() {
+        out.push(finding(
+            Level::Ok,
+            "mesh",
+            format!(
+                "{} peer(s) connected, {members} confirmed members (key fingerprint {ours}, network {network:?})",
+                connected.len()
+            ),
+            "",
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stranger_is_a_failure_with_a_fix() {
+        let peers = serde_json::json!({
+            "enabled": true,
+            "key_fingerprint": "abc123",
+            "network_id": "ghcache",
+            "connected_peers": [
+                {"peer_id": "P1", "addrs": ["/ip4/10.0.0.2/tcp/9100"], "member": true},
+                {"peer_id": "P2", "addrs": ["/ip4/10.0.0.3/tcp/9100"], "member": false}
+            ],
+        });
+        let f = mesh(&peers);
+        let fail = f.iter().find(|f| f.level == Level::Fail).unwrap();
+        assert!(fail.message.contains("P2") && fail.message.contains("abc123"));
+        assert!(fail.fix.contains("GHCACHE_CLUSTER_SECRET"));
+        assert!(f.iter().all(|f| !f.message.contains("P1 ")));
+    }
+
+    #[test]
+    fn healthy_and_lonely_meshes() {
+        let healthy = serde_json::json!({
+            "enabled": true, "key_fingerprint": "f", "network_id": "n",
+            "connected_peers": [{"peer_id": "P1", "addrs": [], "member": true}],
+        });
+        assert!(mesh(&healthy).iter().all(|f| f.level == Level::Ok));
+        let lonely = serde_json::json!({"enabled": true, "connected_peers": []});
+        assert!(
+            mesh(&lonely)
+                .iter()
+                .any(|f| f.level == Level::Warn && f.fix.contains("CACHE_BOOTSTRAP_PEERS"))
+        );
+        // A banned stranger is gone from the connected list but not forgotten.
+        let banned = serde_json::json!({
+            "enabled": true, "connected_peers": [],
+            "last_rejection": {"reason": "decrypt", "peer_id": "P9", "message": "announcement",
+                               "hint": "cannot decrypt"},
+        });
+        assert!(
+            mesh(&banned)
+                .iter()
+                .any(|f| f.level == Level::Fail && f.message.contains("P9"))
+        );
+        assert!(mesh(&serde_json::json!({"enabled": false})).is_empty());
+    }
+}
