@@ -206,6 +206,8 @@ pub struct MeshStats {
     pub provider_hits: u64,
     /// Resources we publish provider records for.
     pub provided_keys: usize,
+    /// Provider publications waiting or under way.
+    pub provides_pending: usize,
     /// Provider publications dropped because the queue was full.
     pub provides_dropped: u64,
     pub bytes_in: u64,
@@ -356,6 +358,18 @@ impl Mesh {
             config,
         };
         node.wait_listening().await?;
+        // Entries kept from before a restart: publish them again once peers
+        // are connected (the queue waits for them).
+        if node.config.kademlia {
+            let store = node.store.clone();
+            let held = tokio::task::spawn_blocking(move || store.resource_ids())
+                .await
+                .unwrap_or_default();
+            for rid in held {
+                let key = kad::RecordKey::new(&node.keys.provider_key(&rid));
+                node.queue_provide(key);
+            }
+        }
         let task = tokio::spawn(node.run(cmd_rx, internal_rx, holds_rx));
         Ok(Mesh {
             inner: Arc::new(Shared {
@@ -1329,7 +1343,12 @@ impl Node {
         self.provide_queue.push_back(key);
     }
 
+    /// Starts queued publications, while nothing is connected a publication
+    /// would reach no one, so they wait.
     fn drain_provides(&mut self) {
+        if self.swarm.connected_peers().next().is_none() {
+            return;
+        }
         while self.provide_queries.len() < MAX_PROVIDES_IN_FLIGHT {
             let Some(key) = self.provide_queue.pop_front() else {
                 return;
@@ -1656,6 +1675,7 @@ impl Node {
         for fid in abandoned {
             self.end_fetch(fid);
         }
+        self.drain_provides();
         if now >= self.republish_next {
             self.republish_next = now + PROVIDER_REPUBLISH;
             self.republish_providers();
@@ -1999,6 +2019,7 @@ impl Node {
                 manual: list(Source::Manual, &self.discovered),
             },
             banned_peers: self.bans.keys().map(|p| p.to_string()).collect(),
+            provides_pending: self.provide_queue.len() + self.provide_queries.len(),
             provided_keys: self
                 .swarm
                 .behaviour_mut()

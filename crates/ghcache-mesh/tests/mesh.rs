@@ -411,6 +411,43 @@ async fn a_provider_record_leads_to_the_holder() {
     assert_eq!(b.mesh.stats().await.fetches_served, 0);
 }
 
+/// Entries kept across a restart are published again once a peer connects.
+#[tokio::test]
+async fn held_entries_are_provided_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = rid("/repos/o/r/kept");
+    {
+        let store = Store::open(&dir.path().join("store"), StoreConfig::default()).unwrap();
+        put(&store, r, Partition::Anonymous, b"kept on disk");
+        store.flush();
+    }
+    let a = start_in(dir, SECRET, |c| c.kademlia = true).await;
+    // Alone, it waits: a publication now would reach no one.
+    assert_eq!(a.mesh.stats().await.provides_pending, 1);
+    let addr = tcp_addr(&a.mesh.listen_addrs().await).with(libp2p_p2p(a.mesh.peer_id()));
+    let c = start_with(|c| {
+        c.kademlia = true;
+        c.fetch_fanout = 0;
+        c.bootstrap = vec![addr.clone()];
+    })
+    .await;
+    wait_until_linked(&a, &c).await;
+    wait_for("the publication", Duration::from_secs(10), || async {
+        let s = a.mesh.stats().await;
+        s.provided_keys == 1 && s.provides_pending == 0
+    })
+    .await;
+    let copy = c
+        .mesh
+        .fetch(&r, &Partition::Anonymous, Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        copy.map(|c| c.body),
+        Some(Bytes::from_static(b"kept on disk"))
+    );
+    assert_eq!(c.mesh.stats().await.provider_hits, 1);
+}
+
 /// With fan-out 0 and no Kademlia, only the peer that announced a version is
 /// asked: the announcement doubles as a holder hint.
 #[tokio::test]

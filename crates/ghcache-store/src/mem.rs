@@ -131,6 +131,15 @@ impl Mem {
             .map(|(_, e)| e.clone())
     }
 
+    /// Every resource held (any partition).
+    pub fn resource_ids(&self) -> Vec<ResourceId> {
+        let mut out = Vec::new();
+        for shard in self.index.iter() {
+            out.extend(shard.read().keys().copied());
+        }
+        out
+    }
+
     /// All partitions of `rid`, most recently stored first.
     pub fn lookup_all(&self, rid: &ResourceId) -> Vec<(Partition, Arc<Entry>)> {
         let mut v = self

@@ -189,6 +189,12 @@ impl Store {
         })
     }
 
+    /// Every resource the store holds an entry for (any partition), in no
+    /// particular order. Memory only: no disk read.
+    pub fn resource_ids(&self) -> Vec<ResourceId> {
+        self.shared.mem.resource_ids()
+    }
+
     /// A body held for `rid` under any partition, the most recently stored
     /// first (for ETag synthesis: the caller revalidates with its own token).
     pub fn get_any(&self, rid: &ResourceId) -> Option<(Partition, Hit)> {
