@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use ghcache_core::{ContentId, Partition, ResourceId};
 use ghcache_proxy::{PeerCopy, PeerFuture, PeerSource};
@@ -88,9 +89,9 @@ enum Command {
     Dial(Multiaddr, oneshot::Sender<Result<(), MeshError>>),
     Connect(Multiaddr, oneshot::Sender<Result<PeerId, MeshError>>),
     Fetch {
-        rid: ResourceId,
+        wanted: Wanted,
         request: Vec<u8>,
-        reply: oneshot::Sender<Option<PeerCopy>>,
+        reply: Reply,
     },
     Publish(Vec<u8>),
     Raw {
@@ -460,9 +461,36 @@ impl Mesh {
             self.inner
                 .cmd
                 .send(Command::Fetch {
-                    rid,
+                    wanted: Wanted::Entry(rid),
                     request,
-                    reply: tx,
+                    reply: Reply::Entry(tx),
+                })
+                .await
+                .ok()?;
+            rx.await.ok().flatten()
+        };
+        tokio::time::timeout(deadline, work).await.ok().flatten()
+    }
+
+    /// Asks connected members for the body with content id `cid` (any
+    /// resource); the body is checked against the CID. `None` past
+    /// `deadline` or when nobody holds it.
+    pub async fn fetch_blob(&self, cid: &ContentId, deadline: Duration) -> Option<Bytes> {
+        let request = seal_message(
+            self.inner.keys.envelope_key(),
+            FETCH_REQUEST_AAD,
+            None,
+            Some(cid),
+            &[],
+        );
+        let work = async {
+            let (tx, rx) = oneshot::channel();
+            self.inner
+                .cmd
+                .send(Command::Fetch {
+                    wanted: Wanted::Blob(*cid),
+                    request,
+                    reply: Reply::Blob(tx),
                 })
                 .await
                 .ok()?;
@@ -870,11 +898,46 @@ fn advertisable(addr: &Multiaddr, listen_ip: IpAddr) -> bool {
 
 // ---- the event loop -------------------------------------------------------
 
+/// What a fetch asks for.
+#[derive(Clone, Copy)]
+enum Wanted {
+    /// An entry (metadata and body) of a resource.
+    Entry(ResourceId),
+    /// A body by content id.
+    Blob(ContentId),
+}
+
+/// Where a fetch's answer goes.
+enum Reply {
+    Entry(oneshot::Sender<Option<PeerCopy>>),
+    Blob(oneshot::Sender<Option<Bytes>>),
+}
+
+impl Reply {
+    fn is_closed(&self) -> bool {
+        match self {
+            Reply::Entry(tx) => tx.is_closed(),
+            Reply::Blob(tx) => tx.is_closed(),
+        }
+    }
+
+    fn miss(self) {
+        match self {
+            Reply::Entry(tx) => {
+                let _ = tx.send(None);
+            }
+            Reply::Blob(tx) => {
+                let _ = tx.send(None);
+            }
+        }
+    }
+}
+
 struct FetchState {
-    rid: ResourceId,
+    wanted: Wanted,
     /// The sealed request, resent to providers found later.
     request: Vec<u8>,
-    reply: Option<oneshot::Sender<Option<PeerCopy>>>,
+    reply: Option<Reply>,
     outstanding: usize,
     asked: HashSet<PeerId>,
     providers: ProviderStep,
@@ -1044,10 +1107,10 @@ impl Node {
                 }
             }
             Command::Fetch {
-                rid,
+                wanted,
                 request,
                 reply,
-            } => self.start_fetch(rid, request, reply),
+            } => self.start_fetch(wanted, request, reply),
             Command::Publish(bytes) => {
                 let len = bytes.len() as u64;
                 match self
@@ -1143,12 +1206,7 @@ impl Node {
     /// plus up to `fetch_fanout` other connected members, all in parallel.
     /// When none of them has it, [`Node::finish_one`] moves on to the
     /// providers step.
-    fn start_fetch(
-        &mut self,
-        rid: ResourceId,
-        request: Vec<u8>,
-        reply: oneshot::Sender<Option<PeerCopy>>,
-    ) {
+    fn start_fetch(&mut self, wanted: Wanted, request: Vec<u8>, reply: Reply) {
         let mut candidates: Vec<PeerId> = self
             .swarm
             .connected_peers()
@@ -1156,7 +1214,11 @@ impl Node {
             .filter(|p| self.askable(p))
             .collect();
         let mut chosen = Vec::new();
-        if let Some(holder) = self.holders.get(&rid).copied() {
+        let hint = match wanted {
+            Wanted::Entry(rid) => self.holders.get(&rid).copied(),
+            Wanted::Blob(_) => None,
+        };
+        if let Some(holder) = hint {
             if let Some(i) = candidates.iter().position(|p| *p == holder) {
                 chosen.push(candidates.swap_remove(i));
             }
@@ -1173,7 +1235,7 @@ impl Node {
         self.fetches.insert(
             fid,
             FetchState {
-                rid,
+                wanted,
                 request,
                 reply: Some(reply),
                 outstanding: 0,
@@ -1194,7 +1256,11 @@ impl Node {
         let Some(st) = self.fetches.get(&fid) else {
             return false;
         };
-        let key = kad::RecordKey::new(&self.keys.provider_key(&st.rid));
+        // Provider records are kept per resource, not per body.
+        let Wanted::Entry(rid) = st.wanted else {
+            return false;
+        };
+        let key = kad::RecordKey::new(&self.keys.provider_key(&rid));
         let Some(k) = self.swarm.behaviour_mut().kad.as_mut() else {
             return false;
         };
@@ -1270,9 +1336,9 @@ impl Node {
                 q.finish();
             }
         }
-        if let Some(tx) = st.reply {
+        if let Some(reply) = st.reply {
             self.stats.peer_misses += 1;
-            let _ = tx.send(None);
+            reply.miss();
         }
     }
 
@@ -1426,20 +1492,31 @@ impl Node {
                 }
             }
             Some(Pending::Fetch(fid, via_provider)) => {
-                let Some(rid) = self.fetches.get(&fid).map(|s| s.rid) else {
+                let Some(wanted) = self.fetches.get(&fid).map(|s| s.wanted) else {
                     return;
                 };
-                match verify_response(self.keys.envelope_key(), &rid, frame) {
+                let key = self.keys.envelope_key();
+                let answer = match wanted {
+                    Wanted::Entry(rid) => verify_response(key, &rid, frame).map(|o| o.map(Ok)),
+                    Wanted::Blob(cid) => verify_blob_response(key, &cid, frame).map(|o| o.map(Err)),
+                };
+                match answer {
                     Err(r) => self.reject(peer, r, "fetch response"),
                     Ok(None) => {}
-                    Ok(Some(copy)) => {
+                    Ok(Some(found)) => {
                         self.members.insert(peer, true);
-                        if let Some(tx) = self.fetches.get_mut(&fid).and_then(|s| s.reply.take()) {
-                            if tx.send(Some(copy)).is_ok() {
-                                self.stats.peer_hits += 1;
-                                if via_provider {
-                                    self.stats.provider_hits += 1;
-                                }
+                        let sent = match (
+                            self.fetches.get_mut(&fid).and_then(|s| s.reply.take()),
+                            found,
+                        ) {
+                            (Some(Reply::Entry(tx)), Ok(copy)) => tx.send(Some(copy)).is_ok(),
+                            (Some(Reply::Blob(tx)), Err(body)) => tx.send(Some(body)).is_ok(),
+                            _ => false,
+                        };
+                        if sent {
+                            self.stats.peer_hits += 1;
+                            if via_provider {
+                                self.stats.provider_hits += 1;
                             }
                         }
                     }
@@ -1459,10 +1536,11 @@ impl Node {
         let parsed = open_message(self.keys.envelope_key(), FETCH_REQUEST_AAD, &bytes)
             .map_err(Reject::from)
             .and_then(|o| match (o.resource, o.cid) {
-                (Some(rid), None) => Ok((rid, decode_request(&o.plaintext)?)),
+                (Some(rid), None) => Ok((Wanted::Entry(rid), Some(decode_request(&o.plaintext)?))),
+                (None, Some(cid)) if o.plaintext.is_empty() => Ok((Wanted::Blob(cid), None)),
                 _ => Err(Reject::Malformed),
             });
-        let (rid, partition) = match parsed {
+        let (wanted, partition) = match parsed {
             Ok(x) => x,
             Err(r) => {
                 if r == Reject::Decrypt {
@@ -1480,23 +1558,45 @@ impl Node {
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
-            let built = tokio::task::spawn_blocking(move || {
-                let hit = store
-                    .get(&rid, &partition)
-                    .map(|h| (partition, h))
-                    .or_else(|| store.get_any(&rid))
-                    // Never send what the requester would refuse as oversized.
-                    .filter(|(_, h)| h.body.len() + 4096 + h.meta.headers.len() * 256 < max);
-                let (plain, cid) = match &hit {
-                    Some((p, h)) => (
-                        encode_response(Some((p, &h.meta, &h.body))),
-                        Some(h.meta.body_cid),
-                    ),
-                    None => (encode_response(None), None),
-                };
-                let sealed =
-                    seal_message(&key, FETCH_RESPONSE_AAD, Some(&rid), cid.as_ref(), &plain);
-                (Frame::Bytes(sealed), hit.is_some())
+            let built = tokio::task::spawn_blocking(move || match (wanted, partition) {
+                (Wanted::Entry(rid), Some(partition)) => {
+                    let hit = store
+                        .get(&rid, &partition)
+                        .map(|h| (partition, h))
+                        .or_else(|| store.get_any(&rid))
+                        // Never send what the requester would refuse as oversized.
+                        .filter(|(_, h)| h.body.len() + 4096 + h.meta.headers.len() * 256 < max);
+                    let (plain, cid) = match &hit {
+                        Some((p, h)) => (
+                            encode_response(Some((p, &h.meta, &h.body))),
+                            Some(h.meta.body_cid),
+                        ),
+                        None => (encode_response(None), None),
+                    };
+                    let sealed =
+                        seal_message(&key, FETCH_RESPONSE_AAD, Some(&rid), cid.as_ref(), &plain);
+                    (Frame::Bytes(sealed), hit.is_some())
+                }
+                (Wanted::Blob(cid), _) => {
+                    let body = store.get_blob(&cid).filter(|b| b.len() + 4096 < max);
+                    let mut plain = Vec::with_capacity(1 + body.as_ref().map_or(0, |b| b.len()));
+                    plain.push(u8::from(body.is_some()));
+                    if let Some(b) = &body {
+                        plain.extend_from_slice(b);
+                    }
+                    let sealed = seal_message(&key, FETCH_RESPONSE_AAD, None, Some(&cid), &plain);
+                    (Frame::Bytes(sealed), body.is_some())
+                }
+                (Wanted::Entry(rid), None) => {
+                    let sealed = seal_message(
+                        &key,
+                        FETCH_RESPONSE_AAD,
+                        Some(&rid),
+                        None,
+                        &encode_response(None),
+                    );
+                    (Frame::Bytes(sealed), false)
+                }
             })
             .await;
             if let Ok((frame, found)) = built {
@@ -2071,6 +2171,30 @@ fn verify_response(
     }
 }
 
+/// Checks a response to a fetch by content id: bound to that CID, body
+/// matching it.
+fn verify_blob_response(
+    key: &[u8; 32],
+    cid: &ContentId,
+    frame: Frame,
+) -> Result<Option<Bytes>, Reject> {
+    let bytes = match frame {
+        Frame::Bytes(b) => b,
+        Frame::Oversized(_) => return Err(Reject::Oversized),
+        Frame::Truncated => return Err(Reject::Malformed),
+    };
+    let opened = open_message(key, FETCH_RESPONSE_AAD, &bytes)?;
+    if opened.resource.is_some() || opened.cid.as_ref() != Some(cid) {
+        return Err(Reject::Malformed);
+    }
+    match opened.plaintext.split_first() {
+        Some((0, [])) => Ok(None),
+        Some((1, body)) if cid.verify(body) => Ok(Some(Bytes::copy_from_slice(body))),
+        Some((1, _)) => Err(Reject::CidMismatch),
+        _ => Err(Reject::Malformed),
+    }
+}
+
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
@@ -2168,6 +2292,55 @@ mod tests {
             &encode_response(None),
         ));
         assert!(matches!(verify_response(&k, &rid, nf), Ok(None)));
+    }
+
+    #[test]
+    fn blob_responses_are_verified() {
+        let k = [3u8; 32];
+        let body = b"sarif or any body";
+        let cid = ContentId::of(body);
+        let answer = |cid: &ContentId, plain: &[u8]| {
+            Frame::Bytes(seal_message(&k, FETCH_RESPONSE_AAD, None, Some(cid), plain))
+        };
+        let mut found = vec![1u8];
+        found.extend_from_slice(body);
+        assert_eq!(
+            verify_blob_response(&k, &cid, answer(&cid, &found)),
+            Ok(Some(Bytes::from_static(body)))
+        );
+        assert_eq!(verify_blob_response(&k, &cid, answer(&cid, &[0])), Ok(None));
+        let mut evil = vec![1u8];
+        evil.extend_from_slice(b"evil");
+        assert_eq!(
+            verify_blob_response(&k, &cid, answer(&cid, &evil)),
+            Err(Reject::CidMismatch)
+        );
+        // An answer bound to another CID, or to a resource, is refused.
+        let other = ContentId::of(b"evil");
+        assert_eq!(
+            verify_blob_response(&k, &cid, answer(&other, &evil)),
+            Err(Reject::Malformed)
+        );
+        let rid = ResourceId::from_bytes([1; 32]);
+        let bound = Frame::Bytes(seal_message(
+            &k,
+            FETCH_RESPONSE_AAD,
+            Some(&rid),
+            Some(&cid),
+            &found,
+        ));
+        assert_eq!(
+            verify_blob_response(&k, &cid, bound),
+            Err(Reject::Malformed)
+        );
+        assert_eq!(
+            verify_blob_response(&k, &cid, answer(&cid, &[0, 1])),
+            Err(Reject::Malformed)
+        );
+        assert_eq!(
+            verify_blob_response(&[9; 32], &cid, answer(&cid, &found)),
+            Err(Reject::Decrypt)
+        );
     }
 
     #[test]

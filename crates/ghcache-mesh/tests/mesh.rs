@@ -351,12 +351,26 @@ async fn entry_held_by_a_is_fetched_by_b() {
     );
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 
+    // By content id (any resource): the body alone, checked against it.
+    let blob = b
+        .mesh
+        .fetch_blob(&ContentId::of(&body), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(blob.as_ref(), body.as_slice());
+    assert!(
+        b.mesh
+            .fetch_blob(&ContentId::of(b"nobody has this"), Duration::from_secs(5))
+            .await
+            .is_none()
+    );
+
     let sa = a.mesh.stats().await;
     let sb = b.mesh.stats().await;
-    assert!(sa.fetches_served >= 3, "{sa:?}");
+    assert!(sa.fetches_served >= 4, "{sa:?}");
     assert!(sa.fetches_not_found >= 1, "{sa:?}");
-    assert!(sb.peer_hits >= 3, "{sb:?}");
-    assert!(sb.bytes_in > 400_000 && sa.bytes_out > 400_000);
+    assert!(sb.peer_hits >= 4, "{sb:?}");
+    assert!(sb.bytes_in > 600_000 && sa.bytes_out > 600_000);
     assert_eq!(sa.rejected.total(), 0);
     assert_eq!(sb.rejected.total(), 0);
 }
