@@ -13,6 +13,7 @@
 mod content;
 mod error;
 mod partition;
+pub mod private_file;
 mod resource;
 
 pub use content::ContentId;

@@ -1,6 +1,5 @@
 use std::fmt;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use hmac::{Hmac, Mac};
@@ -42,73 +41,26 @@ impl PartitionSecret {
     /// Refuses a file readable by group/others rather than silently using a
     /// leaked key, and a file of the wrong length rather than overwriting it.
     pub fn load_or_create(path: &Path) -> Result<PartitionSecret, CoreError> {
-        let io = |source| CoreError::SecretIo {
-            path: path.to_path_buf(),
-            source,
-        };
-        match std::fs::File::open(path) {
-            Ok(f) => Self::read_existing(path, f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(io)?;
+        use crate::private_file::{PrivateFileError, read_or_create};
+        let (bytes, _) =
+            read_or_create(path, 4096, || Self::generate().0.to_vec()).map_err(|e| match e {
+                PrivateFileError::Io { path, source } => CoreError::SecretIo { path, source },
+                PrivateFileError::Permissions { path, mode } => {
+                    CoreError::SecretPermissions { path, mode }
                 }
-                let secret = Self::generate();
-                let tmp = tmp_path(path);
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let written = opts.open(&tmp).and_then(|mut f| {
-                    f.write_all(&secret.0)?;
-                    f.sync_all()
-                });
-                if let Err(e) = written {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(io(e));
+                PrivateFileError::TooLarge { path, len, .. } => {
+                    CoreError::SecretBadLength { path, len }
                 }
-                // hard_link fails if another process created the secret first;
-                // then both must use that one, so re-read it.
-                let linked = std::fs::hard_link(&tmp, path);
-                let _ = std::fs::remove_file(&tmp);
-                match linked {
-                    Ok(()) => Ok(secret),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        let f = std::fs::File::open(path).map_err(io)?;
-                        Self::read_existing(path, f)
-                    }
-                    Err(e) => Err(io(e)),
-                }
-            }
-            Err(e) => Err(io(e)),
-        }
-    }
-
-    fn read_existing(path: &Path, mut f: std::fs::File) -> Result<PartitionSecret, CoreError> {
-        let io = |source| CoreError::SecretIo {
-            path: path.to_path_buf(),
-            source,
-        };
-        let md = f.metadata().map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = md.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(CoreError::SecretPermissions {
+            })?;
+        let key: [u8; 32] =
+            bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| CoreError::SecretBadLength {
                     path: path.to_path_buf(),
-                    mode,
-                });
-            }
-        }
-        if md.len() != 32 {
-            return Err(CoreError::SecretBadLength {
-                path: path.to_path_buf(),
-                len: md.len(),
-            });
-        }
-        let mut b = [0u8; 32];
-        f.read_exact(&mut b).map_err(io)?;
-        Ok(PartitionSecret(b))
+                    len: bytes.len() as u64,
+                })?;
+        Ok(PartitionSecret(key))
     }
 
     /// The partition a request belongs to: HMAC-SHA256 of its `Authorization`
@@ -127,12 +79,6 @@ impl PartitionSecret {
             }
         }
     }
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
