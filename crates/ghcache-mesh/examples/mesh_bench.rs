@@ -188,7 +188,11 @@ async fn peer_hit(n: usize, fetches: usize, body_len: usize, requesters: usize) 
         daemons[0].mesh.hold(&rid(i));
     }
     let t = Instant::now();
-    while daemons[0].mesh.stats().await.provided_keys < fetches {
+    loop {
+        let s = daemons[0].mesh.stats().await;
+        if s.provided_keys >= fetches && s.provides_pending == 0 {
+            break;
+        }
         assert!(t.elapsed() < Duration::from_secs(120), "provider records");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -231,6 +235,26 @@ async fn peer_hit(n: usize, fetches: usize, body_len: usize, requesters: usize) 
         .iter()
         .filter(|d| **d <= Duration::from_millis(50))
         .count();
+    // True misses: nobody holds these. The lookup must say so quickly, since
+    // the proxy waits for it before asking GitHub.
+    let mut miss_lat = Vec::new();
+    for i in 0..200 {
+        use ghcache_proxy::PeerSource;
+        let t = Instant::now();
+        let got = daemons[1]
+            .mesh
+            .lookup(&rid(1_000_000 + i), &Partition::Anonymous, Duration::from_secs(1))
+            .await;
+        assert!(got.is_none());
+        miss_lat.push(t.elapsed());
+    }
+    miss_lat.sort();
+    println!(
+        "peer-hit: 200 true misses (nobody holds them): p50 {}, p99 {}, max {}",
+        show(percentile(&miss_lat, 0.5)),
+        show(percentile(&miss_lat, 0.99)),
+        show(percentile(&miss_lat, 1.0)),
+    );
     let mut provider_hits = 0;
     for d in &daemons {
         provider_hits += d.mesh.stats().await.provider_hits;

@@ -12,7 +12,6 @@ use futures::StreamExt;
 use ghcache_core::{ContentId, Partition, ResourceId};
 use ghcache_proxy::{PeerCopy, PeerFuture, PeerSource};
 use ghcache_store::Store;
-use libp2p::kad::store::RecordStore;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -58,6 +57,8 @@ const PROVIDER_TTL: Duration = Duration::from_secs(24 * 3600);
 /// ...and we republish ours this often, through our throttled queue (the
 /// built-in republication would start one query per record at once).
 const PROVIDER_REPUBLISH: Duration = Duration::from_secs(8 * 3600);
+/// How often publications that reached nobody are tried again.
+const RETRY_PROVIDES: Duration = Duration::from_secs(30);
 /// `hold` calls waiting for the event loop.
 const MAX_HOLDS_WAITING: usize = 65_536;
 /// Resource → the peer that last announced a version of it.
@@ -100,6 +101,7 @@ enum Command {
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
     Stats(oneshot::Sender<MeshStats>),
+    Providers(ResourceId, oneshot::Sender<Vec<PeerId>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -115,6 +117,8 @@ enum Internal {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
     },
+    /// Provider keys of every resource the store holds (start, republish).
+    Held(Vec<kad::RecordKey>),
     /// Bootstrap address `index` (a `/dns*` one) resolved to these.
     Resolved { index: usize, addrs: Vec<Multiaddr> },
 }
@@ -181,6 +185,9 @@ pub struct DiscoveredPeers {
 /// A snapshot of the mesh for `stats`, `peers` and tests. Holds no secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MeshStats {
+    /// False when the event loop has stopped (crashed or shut down): the
+    /// daemon then shares nothing.
+    pub running: bool,
     pub peer_id: String,
     pub network_id: String,
     /// One-way fingerprint of the cluster key: equal on daemons that share
@@ -332,9 +339,13 @@ impl Mesh {
             fetches: HashMap::new(),
             next_fetch: 0,
             provider_queries: HashMap::new(),
+            provider_probes: HashMap::new(),
             provide_queries: HashSet::new(),
             provide_queue: std::collections::VecDeque::new(),
             provide_queued: HashSet::new(),
+            ours: HashSet::new(),
+            provide_retry: Vec::new(),
+            retry_next: now + RETRY_PROVIDES,
             republish_next: now + PROVIDER_REPUBLISH,
             holders: lru::LruCache::new(
                 NonZeroUsize::new(HOLDER_HINTS).unwrap_or(NonZeroUsize::MIN),
@@ -359,18 +370,9 @@ impl Mesh {
             config,
         };
         node.wait_listening().await?;
-        // Entries kept from before a restart: publish them again once peers
-        // are connected (the queue waits for them).
-        if node.config.kademlia {
-            let store = node.store.clone();
-            let held = tokio::task::spawn_blocking(move || store.resource_ids())
-                .await
-                .unwrap_or_default();
-            for rid in held {
-                let key = kad::RecordKey::new(&node.keys.provider_key(&rid));
-                node.queue_provide(key);
-            }
-        }
+        // Entries kept from before a restart: published again once the
+        // routing table has peers (the queue waits for them).
+        node.refresh_held();
         let task = tokio::spawn(node.run(cmd_rx, internal_rx, holds_rx));
         Ok(Mesh {
             inner: Arc::new(Shared {
@@ -607,6 +609,15 @@ impl Mesh {
         .ok()
         .flatten()
         .flatten()
+    }
+
+    /// Test hook: every provider Kademlia knows for `resource` (a full
+    /// `get_providers` query).
+    #[doc(hidden)]
+    pub async fn providers_of(&self, resource: &ResourceId) -> Vec<PeerId> {
+        self.ask(|tx| Command::Providers(*resource, tx))
+            .await
+            .unwrap_or_default()
     }
 
     /// Test hook: publishes raw bytes on the announcement topic.
@@ -980,9 +991,18 @@ struct Node {
     fetches: HashMap<u64, FetchState>,
     next_fetch: u64,
     provider_queries: HashMap<kad::QueryId, u64>,
+    /// Test hook queries: providers found so far, and where they go.
+    provider_probes: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     provide_queries: HashSet<kad::QueryId>,
     provide_queue: std::collections::VecDeque<kad::RecordKey>,
     provide_queued: HashSet<kad::RecordKey>,
+    /// Keys we publish (or are about to): the source of truth for dedup,
+    /// republication and withdrawal; libp2p's store may drop our own record
+    /// when a key already has its maximum of providers.
+    ours: HashSet<kad::RecordKey>,
+    /// Publications that reached no peer, retried every RETRY_PROVIDES.
+    provide_retry: Vec<kad::RecordKey>,
+    retry_next: Instant,
     republish_next: Instant,
     holders: lru::LruCache<ResourceId, PeerId>,
     members: HashMap<PeerId, bool>,
@@ -1137,6 +1157,18 @@ impl Node {
             Command::Stats(tx) => {
                 let _ = tx.send(self.snapshot());
             }
+            Command::Providers(rid, tx) => {
+                let key = kad::RecordKey::new(&self.keys.provider_key(&rid));
+                match self.swarm.behaviour_mut().kad.as_mut() {
+                    Some(k) => {
+                        let qid = k.get_providers(key);
+                        self.provider_probes.insert(qid, (Vec::new(), tx));
+                    }
+                    None => {
+                        let _ = tx.send(Vec::new());
+                    }
+                }
+            }
             Command::Shutdown(_) => {}
         }
     }
@@ -1172,6 +1204,7 @@ impl Node {
                 peer,
                 addrs,
             } => self.discovered(source, peer, addrs),
+            Internal::Held(keys) => self.on_held(keys),
             Internal::Resolved { index, addrs } => {
                 for addr in addrs {
                     self.dial_bootstrap(index, addr);
@@ -1224,7 +1257,13 @@ impl Node {
             }
         }
         let fanout = self.config.fetch_fanout.min(candidates.len());
-        if fanout < candidates.len() {
+        // When every connected member is asked, a provider record could only
+        // name a peer we are not connected to: in a small, fully connected
+        // cluster that is a dead one, and the query would hold a true miss
+        // until the deadline. Ask Kademlia only when some members were left
+        // out.
+        let everyone_asked = fanout == candidates.len();
+        if !everyone_asked {
             use rand::seq::SliceRandom;
             candidates.shuffle(&mut rand::thread_rng());
         }
@@ -1240,7 +1279,11 @@ impl Node {
                 reply: Some(reply),
                 outstanding: 0,
                 asked: HashSet::new(),
-                providers: ProviderStep::NotStarted,
+                providers: if everyone_asked {
+                    ProviderStep::Done
+                } else {
+                    ProviderStep::NotStarted
+                },
             },
         );
         for p in chosen {
@@ -1359,9 +1402,35 @@ impl Node {
     }
 
     fn on_providers(&mut self, qid: kad::QueryId, found: Vec<PeerId>, last: bool) {
+        if let Some((so_far, _)) = self.provider_probes.get_mut(&qid) {
+            so_far.extend(found);
+            if last {
+                if let Some((all, tx)) = self.provider_probes.remove(&qid) {
+                    let _ = tx.send(all);
+                }
+            }
+            return;
+        }
         let Some(&fid) = self.provider_queries.get(&qid) else {
             return;
         };
+        if self.fetches.get(&fid).is_none_or(|st| st.reply.is_none()) {
+            // Answered (or abandoned) already: stop looking.
+            self.provider_queries.remove(&qid);
+            if let Some(st) = self.fetches.get_mut(&fid) {
+                st.providers = ProviderStep::Done;
+            }
+            if let Some(mut q) = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .as_mut()
+                .and_then(|k| k.query_mut(&qid))
+            {
+                q.finish();
+            }
+            return;
+        }
         for p in found {
             if p != self.peer_id && self.askable(&p) {
                 self.ask_peer(fid, p, true);
@@ -1381,19 +1450,64 @@ impl Node {
 
     /// Queues a provider record for `rid` unless we publish one already.
     fn hold(&mut self, rid: ResourceId) {
-        let key = kad::RecordKey::new(&self.keys.provider_key(&rid));
-        let me = self.peer_id;
-        let Some(k) = self.swarm.behaviour_mut().kad.as_mut() else {
+        if self.swarm.behaviour().kad.is_enabled() {
+            let key = kad::RecordKey::new(&self.keys.provider_key(&rid));
+            self.provide(key);
+        }
+    }
+
+    fn provide(&mut self, key: kad::RecordKey) {
+        if self.ours.contains(&key) {
             return;
-        };
-        let provided = k
-            .store_mut()
-            .providers(&key)
-            .iter()
-            .any(|r| r.provider == me);
-        if !provided {
-            self.queue_provide(key);
-            self.drain_provides();
+        }
+        if self.ours.len() >= MAX_PROVIDED_KEYS {
+            self.stats.provides_dropped += 1;
+            return;
+        }
+        self.ours.insert(key.clone());
+        self.queue_provide(key);
+        self.drain_provides();
+    }
+
+    /// Computes the provider keys of everything the store holds, off the
+    /// event loop; the answer comes back as [`Internal::Held`].
+    fn refresh_held(&self) {
+        if !self.config.kademlia {
+            return;
+        }
+        let store = self.store.clone();
+        let keys = self.keys.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let held = tokio::task::spawn_blocking(move || {
+                store
+                    .resource_ids()
+                    .iter()
+                    .map(|rid| kad::RecordKey::new(&keys.provider_key(rid)))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            let _ = tx.send(Internal::Held(held)).await;
+        });
+    }
+
+    /// Republishes what the store holds and withdraws what it no longer
+    /// holds (evicted entries).
+    fn on_held(&mut self, keys: Vec<kad::RecordKey>) {
+        let held: HashSet<kad::RecordKey> = keys.into_iter().collect();
+        let gone: Vec<kad::RecordKey> = self.ours.difference(&held).cloned().collect();
+        if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+            for key in &gone {
+                k.stop_providing(key);
+            }
+        }
+        for key in &gone {
+            self.ours.remove(key);
+        }
+        for key in held {
+            self.ours.remove(&key);
+            self.provide(key);
         }
     }
 
@@ -1412,7 +1526,13 @@ impl Node {
     /// Starts queued publications, while nothing is connected a publication
     /// would reach no one, so they wait.
     fn drain_provides(&mut self) {
-        if self.swarm.connected_peers().next().is_none() {
+        let routable = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .as_mut()
+            .is_some_and(|k| k.kbuckets().any(|b| b.num_entries() > 0));
+        if !routable {
             return;
         }
         while self.provide_queries.len() < MAX_PROVIDES_IN_FLIGHT {
@@ -1433,18 +1553,6 @@ impl Node {
                 }
             }
         }
-    }
-
-    /// Re-publishes every record we provide, through the throttled queue.
-    fn republish_providers(&mut self) {
-        let Some(k) = self.swarm.behaviour_mut().kad.as_mut() else {
-            return;
-        };
-        let keys: Vec<kad::RecordKey> = k.store_mut().provided().map(|r| r.key.clone()).collect();
-        for key in keys {
-            self.queue_provide(key);
-        }
-        self.drain_provides();
     }
 
     /// Sends the membership probe to a peer we just connected to.
@@ -1533,20 +1641,40 @@ impl Node {
             Frame::Truncated => return self.reject(peer, Reject::Malformed, "fetch request"),
         };
         self.stats.bytes_in += bytes.len() as u64;
-        let parsed = open_message(self.keys.envelope_key(), FETCH_REQUEST_AAD, &bytes)
-            .map_err(Reject::from)
-            .and_then(|o| match (o.resource, o.cid) {
-                (Some(rid), None) => Ok((Wanted::Entry(rid), Some(decode_request(&o.plaintext)?))),
-                (None, Some(cid)) if o.plaintext.is_empty() => Ok((Wanted::Blob(cid), None)),
-                _ => Err(Reject::Malformed),
-            });
-        let (wanted, partition) = match parsed {
-            Ok(x) => x,
-            Err(r) => {
+        let opened = match open_message(self.keys.envelope_key(), FETCH_REQUEST_AAD, &bytes) {
+            Ok(o) => o,
+            Err(e) => {
+                let r = Reject::from(e);
                 if r == Reject::Decrypt {
                     self.members.insert(peer, false);
                 }
                 return self.reject(peer, r, "fetch request");
+            }
+        };
+        // It opened under the cluster key, so a member sent it: a request we
+        // do not understand (a newer daemon's, during a rolling upgrade) gets
+        // "not found", never a strike.
+        let (wanted, partition) = match (opened.resource, opened.cid) {
+            (Some(rid), None) => match decode_request(&opened.plaintext) {
+                Ok(p) => (Wanted::Entry(rid), Some(p)),
+                Err(_) => (Wanted::Entry(rid), None),
+            },
+            (None, Some(cid)) if opened.plaintext.is_empty() => (Wanted::Blob(cid), None),
+            (resource, cid) => {
+                tracing::debug!(%peer, "fetch request of an unknown kind: answering not found");
+                let sealed = seal_message(
+                    self.keys.envelope_key(),
+                    FETCH_RESPONSE_AAD,
+                    resource.as_ref(),
+                    cid.as_ref(),
+                    &encode_response(None),
+                );
+                self.on_internal(Internal::Respond {
+                    channel,
+                    frame: Frame::Bytes(sealed),
+                    found: false,
+                });
+                return;
             }
         };
         let store = self.store.clone();
@@ -1778,7 +1906,14 @@ impl Node {
         self.drain_provides();
         if now >= self.republish_next {
             self.republish_next = now + PROVIDER_REPUBLISH;
-            self.republish_providers();
+            self.refresh_held();
+        }
+        if now >= self.retry_next {
+            self.retry_next = now + RETRY_PROVIDES;
+            for key in std::mem::take(&mut self.provide_retry) {
+                self.queue_provide(key);
+            }
+            self.drain_provides();
         }
         self.registry_tick(now);
         self.bootstrap_tick(now);
@@ -1959,8 +2094,21 @@ impl Node {
                 peer_id,
                 error,
             } => {
-                self.dial_sources.remove(&connection_id);
+                let source = self.dial_sources.remove(&connection_id);
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
+                // A bootstrap host that came back with a new identity: forget
+                // the old one, unless the operator pinned it with /p2p.
+                if let (
+                    Some((Source::Bootstrap, Some(i))),
+                    libp2p::swarm::DialError::WrongPeerId { .. },
+                ) = (source, &error)
+                {
+                    if let Some(st) = self.bootstrap.get_mut(i) {
+                        if peer_of_addr(&st.addr).is_none() {
+                            st.peer = None;
+                        }
+                    }
+                }
                 if let Some((addr, tx)) = self.connect_waiters.remove(&connection_id) {
                     let _ = tx.send(Err(MeshError::Dial {
                         addr: addr.to_string(),
@@ -2041,7 +2189,10 @@ impl Node {
                 self.discovered(Source::Kademlia, peer, addresses.into_vec());
             }
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
+                id,
+                result,
+                step,
+                stats,
             }) => match result {
                 kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
                     providers,
@@ -2051,8 +2202,14 @@ impl Node {
                 kad::QueryResult::StartProviding(result)
                     if step.last && self.provide_queries.remove(&id) =>
                 {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "provider record published to fewer peers than wanted");
+                    let key = match result {
+                        Ok(kad::AddProviderOk { key }) => key,
+                        Err(kad::AddProviderError::Timeout { key }) => key,
+                    };
+                    // libp2p reports success even when no peer took the
+                    // record (an empty routing table): try again later.
+                    if stats.num_successes() == 0 && self.ours.contains(&key) {
+                        self.provide_retry.push(key);
                     }
                     self.drain_provides();
                 }
@@ -2100,6 +2257,7 @@ impl Node {
             .collect();
         connected.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         MeshStats {
+            running: true,
             peer_id: self.peer_id.to_string(),
             network_id: self.config.network_id.clone(),
             key_fingerprint: self.keys.fingerprint(),
@@ -2119,13 +2277,10 @@ impl Node {
                 manual: list(Source::Manual, &self.discovered),
             },
             banned_peers: self.bans.keys().map(|p| p.to_string()).collect(),
-            provides_pending: self.provide_queue.len() + self.provide_queries.len(),
-            provided_keys: self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .as_mut()
-                .map_or(0, |k| k.store_mut().provided().count()),
+            provides_pending: self.provide_queue.len()
+                + self.provide_queries.len()
+                + self.provide_retry.len(),
+            provided_keys: self.ours.len(),
             ..self.stats.clone()
         }
     }

@@ -358,12 +358,16 @@ async fn entry_held_by_a_is_fetched_by_b() {
         .await
         .unwrap();
     assert_eq!(blob.as_ref(), body.as_slice());
+    let t = Instant::now();
+    let misses = b.mesh.stats().await.peer_misses;
     assert!(
         b.mesh
             .fetch_blob(&ContentId::of(b"nobody has this"), Duration::from_secs(5))
             .await
             .is_none()
     );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(b.mesh.stats().await.peer_misses, misses + 1);
 
     let sa = a.mesh.stats().await;
     let sb = b.mesh.stats().await;
@@ -399,17 +403,21 @@ async fn a_provider_record_leads_to_the_holder() {
     let body = b"held by A only";
     put(&a.store, r, Partition::Anonymous, body);
     // Before A provides it, C finds nobody (and says so before the deadline).
+    let t = Instant::now();
     let none = c
         .mesh
         .fetch(&r, &Partition::Anonymous, Duration::from_secs(5))
         .await;
     assert!(none.is_none());
-    assert_eq!(c.mesh.stats().await.provider_lookups, 1);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let sc = c.mesh.stats().await;
+    assert_eq!((sc.provider_lookups, sc.peer_misses), (1, 1), "{sc:?}");
 
     a.mesh.hold(&r);
     a.mesh.hold(&r); // idempotent
     wait_for("provider record", Duration::from_secs(10), || async {
-        a.mesh.stats().await.provided_keys == 1
+        let s = a.mesh.stats().await;
+        s.provided_keys == 1 && s.provides_pending == 0
     })
     .await;
     let copy = c
@@ -423,6 +431,10 @@ async fn a_provider_record_leads_to_the_holder() {
     assert_eq!(sc.provider_lookups, 2, "{sc:?}");
     // B never held it, so it never served it.
     assert_eq!(b.mesh.stats().await.fetches_served, 0);
+    // The record lives on other members too: with A gone, C still learns
+    // that A held it.
+    a.mesh.abort();
+    assert!(c.mesh.providers_of(&r).await.contains(&a.mesh.peer_id()));
 }
 
 /// Entries kept across a restart are published again once a peer connects.
@@ -437,7 +449,15 @@ async fn held_entries_are_provided_again_after_a_restart() {
     }
     let a = start_in(dir, SECRET, |c| c.kademlia = true).await;
     // Alone, it waits: a publication now would reach no one.
-    assert_eq!(a.mesh.stats().await.provides_pending, 1);
+    wait_for(
+        "the held entry to be queued",
+        Duration::from_secs(5),
+        || async {
+            let s = a.mesh.stats().await;
+            s.provided_keys == 1 && s.provides_pending == 1
+        },
+    )
+    .await;
     let addr = tcp_addr(&a.mesh.listen_addrs().await).with(libp2p_p2p(a.mesh.peer_id()));
     let c = start_with(|c| {
         c.kademlia = true;
@@ -460,6 +480,9 @@ async fn held_entries_are_provided_again_after_a_restart() {
         Some(Bytes::from_static(b"kept on disk"))
     );
     assert_eq!(c.mesh.stats().await.provider_hits, 1);
+    // Published to C, not only kept by A.
+    a.mesh.abort();
+    assert!(c.mesh.providers_of(&r).await.contains(&a.mesh.peer_id()));
 }
 
 /// With fan-out 0 and no Kademlia, only the peer that announced a version is
@@ -611,12 +634,15 @@ async fn wrong_cluster_secret_exchanges_no_data() {
     .await;
     let r = rid("/repos/o/r/secret");
     put(&a.store, r, Partition::Anonymous, b"members only");
+    // B knows A is not a member: it does not even ask.
+    let sent = b.mesh.stats().await.bytes_out;
     assert!(
         b.mesh
             .fetch(&r, &Partition::Anonymous, Duration::from_secs(2))
             .await
             .is_none()
     );
+    assert_eq!(b.mesh.stats().await.bytes_out, sent);
     b.mesh.announce_invalidation(&["/x".to_string()]);
     wait_for("decrypt rejection", Duration::from_secs(5), || async {
         a.mesh.stats().await.rejected.decrypt >= 2

@@ -58,10 +58,26 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<bool> {
                 "",
             ));
             findings.extend(store(&stats));
-            let peers = ghcache_proxy::control_get(addr, "/_ghcache/peers")
-                .await
-                .unwrap_or(Value::Null);
-            findings.extend(mesh(&peers));
+            match ghcache_proxy::control_get(addr, "/_ghcache/peers").await {
+                Ok(peers) => {
+                    let wanted = config.p2p_enabled.value && config.cluster_secret.value.is_some();
+                    if wanted && peers["enabled"].as_bool() != Some(true) {
+                        findings.push(finding(
+                            Level::Warn,
+                            "mesh",
+                            "this environment configures a mesh, but the daemon runs without one".into(),
+                            "restart the daemon with the same environment (CACHE_ENABLE_P2P, GHCACHE_CLUSTER_SECRET)",
+                        ));
+                    }
+                    findings.extend(mesh(&peers, now_ms()));
+                }
+                Err(e) => findings.push(finding(
+                    Level::Fail,
+                    "mesh",
+                    format!("cannot read the daemon's mesh state: {e}"),
+                    "check the daemon's log; restart it if the problem persists",
+                )),
+            }
         }
     }
     let healthy = findings.iter().all(|f| f.level != Level::Fail);
@@ -168,10 +184,29 @@ fn store(stats: &Value) -> Vec<Finding> {
     out
 }
 
-/// Findings about the mesh from `/_ghcache/peers`.
-pub fn mesh(peers: &Value) -> Vec<Finding> {
+/// A rejection older than this no longer fails the check (a peer that was
+/// fixed, or banned and gone).
+const RECENT_MS: u64 = 10 * 60 * 1000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Findings about the mesh from `/_ghcache/peers`, at time `now_ms`.
+pub fn mesh(peers: &Value, now_ms: u64) -> Vec<Finding> {
     let mut out = Vec::new();
     if peers["enabled"].as_bool() != Some(true) {
+        return out;
+    }
+    if peers["running"].as_bool() != Some(true) {
+        out.push(finding(
+            Level::Fail,
+            "mesh",
+            "the mesh has stopped: this daemon shares nothing".into(),
+            "restart the daemon and look at its log for the cause",
+        ));
         return out;
     }
     let ours = peers["key_fingerprint"].as_str().unwrap_or("?");
@@ -202,7 +237,10 @@ pub fn mesh(peers: &Value) -> Vec<Finding> {
         ));
     }
     let last = &peers["last_rejection"];
-    if last["reason"] == "decrypt" && strangers.is_empty() {
+    let recent = last["at_ms"]
+        .as_u64()
+        .is_some_and(|at| now_ms.saturating_sub(at) < RECENT_MS);
+    if last["reason"] == "decrypt" && strangers.is_empty() && recent {
         out.push(finding(
             Level::Fail,
             "mesh",
@@ -214,7 +252,10 @@ pub fn mesh(peers: &Value) -> Vec<Finding> {
             ),
             same_secret_fix,
         ));
-    } else if let Some(reason) = last["reason"].as_str().filter(|r| *r != "decrypt") {
+    } else if let Some(reason) = last["reason"]
+        .as_str()
+        .filter(|r| *r != "decrypt" && recent)
+    {
         out.push(finding(
             Level::Warn,
             "mesh",
@@ -233,6 +274,16 @@ pub fn mesh(peers: &Value) -> Vec<Finding> {
             "mesh",
             "no peer connected: every answer costs this host its own requests".into(),
             "share GHCACHE_REGISTRY_DIR between runners, or list the other hosts in CACHE_BOOTSTRAP_PEERS (e.g. /dns4/cache-a/tcp/9100)",
+        ));
+    } else if strangers.is_empty() && members == 0 {
+        out.push(finding(
+            Level::Warn,
+            "mesh",
+            format!(
+                "{} peer(s) connected, none confirmed as a member yet",
+                connected.len()
+            ),
+            "run doctor again in a few seconds; if it persists, the peers may run an older ghcache",
         ));
     } else if strangers.is_empty() {
         out.push(finding(
@@ -256,6 +307,7 @@ mod tests {
     fn a_stranger_is_a_failure_with_a_fix() {
         let peers = serde_json::json!({
             "enabled": true,
+            "running": true,
             "key_fingerprint": "abc123",
             "network_id": "ghcache",
             "connected_peers": [
@@ -263,7 +315,7 @@ mod tests {
                 {"peer_id": "P2", "addrs": ["/ip4/10.0.0.3/tcp/9100"], "member": false}
             ],
         });
-        let f = mesh(&peers);
+        let f = mesh(&peers, 0);
         let fail = f.iter().find(|f| f.level == Level::Fail).unwrap();
         assert!(fail.message.contains("P2") && fail.message.contains("abc123"));
         assert!(fail.fix.contains("GHCACHE_CLUSTER_SECRET"));
@@ -273,27 +325,41 @@ mod tests {
     #[test]
     fn healthy_and_lonely_meshes() {
         let healthy = serde_json::json!({
-            "enabled": true, "key_fingerprint": "f", "network_id": "n",
+            "enabled": true, "running": true, "key_fingerprint": "f", "network_id": "n",
             "connected_peers": [{"peer_id": "P1", "addrs": [], "member": true}],
         });
-        assert!(mesh(&healthy).iter().all(|f| f.level == Level::Ok));
-        let lonely = serde_json::json!({"enabled": true, "connected_peers": []});
+        assert!(mesh(&healthy, 0).iter().all(|f| f.level == Level::Ok));
+        let lonely = serde_json::json!({"enabled": true, "running": true, "connected_peers": []});
         assert!(
-            mesh(&lonely)
+            mesh(&lonely, 0)
                 .iter()
                 .any(|f| f.level == Level::Warn && f.fix.contains("CACHE_BOOTSTRAP_PEERS"))
         );
         // A banned stranger is gone from the connected list but not forgotten.
         let banned = serde_json::json!({
-            "enabled": true, "connected_peers": [],
+            "enabled": true, "running": true, "connected_peers": [],
             "last_rejection": {"reason": "decrypt", "peer_id": "P9", "message": "announcement",
-                               "hint": "cannot decrypt"},
+                               "hint": "cannot decrypt", "at_ms": 1_000_000},
         });
         assert!(
-            mesh(&banned)
+            mesh(&banned, 1_000_000 + 60_000)
                 .iter()
                 .any(|f| f.level == Level::Fail && f.message.contains("P9"))
         );
-        assert!(mesh(&serde_json::json!({"enabled": false})).is_empty());
+        // Long ago: no longer a failure.
+        assert!(
+            mesh(&banned, 1_000_000 + RECENT_MS + 1)
+                .iter()
+                .all(|f| f.level != Level::Fail)
+        );
+        assert!(mesh(&serde_json::json!({"enabled": false}), 0).is_empty());
+        // A stopped mesh, or peers not confirmed yet, are not healthy.
+        let stopped = serde_json::json!({"enabled": true, "running": false});
+        assert!(mesh(&stopped, 0).iter().any(|f| f.level == Level::Fail));
+        let unconfirmed = serde_json::json!({
+            "enabled": true, "running": true,
+            "connected_peers": [{"peer_id": "P1", "addrs": [], "member": null}],
+        });
+        assert!(mesh(&unconfirmed, 0).iter().any(|f| f.level == Level::Warn));
     }
 }
