@@ -243,7 +243,11 @@ async fn peer_hit(n: usize, fetches: usize, body_len: usize, requesters: usize) 
         let t = Instant::now();
         let got = daemons[1]
             .mesh
-            .lookup(&rid(1_000_000 + i), &Partition::Anonymous, Duration::from_secs(1))
+            .lookup(
+                &rid(1_000_000 + i),
+                &Partition::Anonymous,
+                Duration::from_secs(1),
+            )
             .await;
         assert!(got.is_none());
         miss_lat.push(t.elapsed());
