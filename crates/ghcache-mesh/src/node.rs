@@ -450,34 +450,29 @@ impl Mesh {
         partition: &Partition,
         deadline: Duration,
     ) -> Option<PeerCopy> {
-        let rid = *resource;
+        let (tx, rx) = oneshot::channel();
         let request = seal_message(
             self.inner.keys.envelope_key(),
             FETCH_REQUEST_AAD,
-            Some(&rid),
+            Some(resource),
             None,
             &encode_request(partition),
         );
-        let work = async {
-            let (tx, rx) = oneshot::channel();
-            self.inner
-                .cmd
-                .send(Command::Fetch {
-                    wanted: Wanted::Entry(rid),
-                    request,
-                    reply: Reply::Entry(tx),
-                })
-                .await
-                .ok()?;
-            rx.await.ok().flatten()
-        };
-        tokio::time::timeout(deadline, work).await.ok().flatten()
+        self.run_fetch(
+            Wanted::Entry(*resource),
+            request,
+            Reply::Entry(tx),
+            rx,
+            deadline,
+        )
+        .await
     }
 
     /// Asks connected members for the body with content id `cid` (any
     /// resource); the body is checked against the CID. `None` past
     /// `deadline` or when nobody holds it.
     pub async fn fetch_blob(&self, cid: &ContentId, deadline: Duration) -> Option<Bytes> {
+        let (tx, rx) = oneshot::channel();
         let request = seal_message(
             self.inner.keys.envelope_key(),
             FETCH_REQUEST_AAD,
@@ -485,18 +480,31 @@ impl Mesh {
             Some(cid),
             &[],
         );
+        self.run_fetch(Wanted::Blob(*cid), request, Reply::Blob(tx), rx, deadline)
+            .await
+    }
+
+    /// Hands a fetch to the event loop and waits for its answer, at most
+    /// `deadline`.
+    async fn run_fetch<T>(
+        &self,
+        wanted: Wanted,
+        request: Vec<u8>,
+        reply: Reply,
+        answer: oneshot::Receiver<Option<T>>,
+        deadline: Duration,
+    ) -> Option<T> {
         let work = async {
-            let (tx, rx) = oneshot::channel();
             self.inner
                 .cmd
                 .send(Command::Fetch {
-                    wanted: Wanted::Blob(*cid),
+                    wanted,
                     request,
-                    reply: Reply::Blob(tx),
+                    reply,
                 })
                 .await
                 .ok()?;
-            rx.await.ok().flatten()
+            answer.await.ok().flatten()
         };
         tokio::time::timeout(deadline, work).await.ok().flatten()
     }
@@ -1369,19 +1377,24 @@ impl Node {
         };
         if let ProviderStep::Running(qid) = st.providers {
             self.provider_queries.remove(&qid);
-            if let Some(mut q) = self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .as_mut()
-                .and_then(|k| k.query_mut(&qid))
-            {
-                q.finish();
-            }
+            self.finish_query(qid);
         }
         if let Some(reply) = st.reply {
             self.stats.peer_misses += 1;
             reply.miss();
+        }
+    }
+
+    /// Stops a Kademlia query early (its last event still arrives).
+    fn finish_query(&mut self, qid: kad::QueryId) {
+        if let Some(mut q) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .as_mut()
+            .and_then(|k| k.query_mut(&qid))
+        {
+            q.finish();
         }
     }
 
@@ -1420,15 +1433,7 @@ impl Node {
             if let Some(st) = self.fetches.get_mut(&fid) {
                 st.providers = ProviderStep::Done;
             }
-            if let Some(mut q) = self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .as_mut()
-                .and_then(|k| k.query_mut(&qid))
-            {
-                q.finish();
-            }
+            self.finish_query(qid);
             return;
         }
         for p in found {
@@ -1452,21 +1457,22 @@ impl Node {
     fn hold(&mut self, rid: ResourceId) {
         if self.swarm.behaviour().kad.is_enabled() {
             let key = kad::RecordKey::new(&self.keys.provider_key(&rid));
-            self.provide(key);
+            if !self.ours.contains(&key) {
+                self.provide(key);
+                self.drain_provides();
+            }
         }
     }
 
+    /// Makes `key` ours and queues its publication (even when it is ours
+    /// already: a republication). Call `drain_provides` afterwards.
     fn provide(&mut self, key: kad::RecordKey) {
-        if self.ours.contains(&key) {
-            return;
-        }
-        if self.ours.len() >= MAX_PROVIDED_KEYS {
+        if !self.ours.contains(&key) && self.ours.len() >= MAX_PROVIDED_KEYS {
             self.stats.provides_dropped += 1;
             return;
         }
         self.ours.insert(key.clone());
         self.queue_provide(key);
-        self.drain_provides();
     }
 
     /// Computes the provider keys of everything the store holds, off the
@@ -1506,9 +1512,9 @@ impl Node {
             self.ours.remove(key);
         }
         for key in held {
-            self.ours.remove(&key);
             self.provide(key);
         }
+        self.drain_provides();
     }
 
     fn queue_provide(&mut self, key: kad::RecordKey) {
@@ -1523,8 +1529,8 @@ impl Node {
         self.provide_queue.push_back(key);
     }
 
-    /// Starts queued publications, while nothing is connected a publication
-    /// would reach no one, so they wait.
+    /// Starts queued publications. While the routing table is empty a
+    /// publication would reach no one, so they wait.
     fn drain_provides(&mut self) {
         let routable = self
             .swarm
@@ -1635,10 +1641,9 @@ impl Node {
     }
 
     fn on_request(&mut self, peer: PeerId, frame: Frame, channel: ResponseChannel<Frame>) {
-        let bytes = match frame {
-            Frame::Bytes(b) => b,
-            Frame::Oversized(_) => return self.reject(peer, Reject::Oversized, "fetch request"),
-            Frame::Truncated => return self.reject(peer, Reject::Malformed, "fetch request"),
+        let bytes = match frame.into_bytes() {
+            Ok(b) => b,
+            Err(r) => return self.reject(peer, r, "fetch request"),
         };
         self.stats.bytes_in += bytes.len() as u64;
         let opened = match open_message(self.keys.envelope_key(), FETCH_REQUEST_AAD, &bytes) {
@@ -2293,12 +2298,7 @@ fn verify_response(
     rid: &ResourceId,
     frame: Frame,
 ) -> Result<Option<PeerCopy>, Reject> {
-    let bytes = match frame {
-        Frame::Bytes(b) => b,
-        Frame::Oversized(_) => return Err(Reject::Oversized),
-        Frame::Truncated => return Err(Reject::Malformed),
-    };
-    let opened = open_message(key, FETCH_RESPONSE_AAD, &bytes)?;
+    let opened = open_message(key, FETCH_RESPONSE_AAD, &frame.into_bytes()?)?;
     if opened.resource.as_ref() != Some(rid) {
         return Err(Reject::Malformed);
     }
@@ -2333,12 +2333,7 @@ fn verify_blob_response(
     cid: &ContentId,
     frame: Frame,
 ) -> Result<Option<Bytes>, Reject> {
-    let bytes = match frame {
-        Frame::Bytes(b) => b,
-        Frame::Oversized(_) => return Err(Reject::Oversized),
-        Frame::Truncated => return Err(Reject::Malformed),
-    };
-    let opened = open_message(key, FETCH_RESPONSE_AAD, &bytes)?;
+    let opened = open_message(key, FETCH_RESPONSE_AAD, &frame.into_bytes()?)?;
     if opened.resource.is_some() || opened.cid.as_ref() != Some(cid) {
         return Err(Reject::Malformed);
     }

@@ -196,6 +196,17 @@ pub enum Frame {
     Truncated,
 }
 
+impl Frame {
+    /// The message, or why it is refused.
+    pub fn into_bytes(self) -> Result<Vec<u8>, Reject> {
+        match self {
+            Frame::Bytes(b) => Ok(b),
+            Frame::Oversized(_) => Err(Reject::Oversized),
+            Frame::Truncated => Err(Reject::Malformed),
+        }
+    }
+}
+
 /// Length-prefixed (u32 BE) codec for `/ghcache/fetch/1.0.0`.
 #[derive(Debug, Clone)]
 pub struct FetchCodec {

@@ -212,21 +212,23 @@ async fn bootstrap_peer_down_at_start_is_redialled() {
     wait_until_linked(&a, &b).await;
 }
 
+/// A Kademlia daemon whose only bootstrap address is `a`'s.
+async fn kad_joining(a: &Node, f: impl FnOnce(&mut MeshConfig)) -> Node {
+    let addr = tcp_addr(&a.mesh.listen_addrs().await).with(libp2p_p2p(a.mesh.peer_id()));
+    start_with(|c| {
+        c.kademlia = true;
+        c.bootstrap = vec![addr];
+        f(c);
+    })
+    .await
+}
+
 /// Kademlia: B and C only know A (bootstrap), and find each other.
 #[tokio::test]
 async fn discovery_through_kademlia() {
     let a = start_with(|c| c.kademlia = true).await;
-    let addr = tcp_addr(&a.mesh.listen_addrs().await).with(libp2p_p2p(a.mesh.peer_id()));
-    let b = start_with(|c| {
-        c.kademlia = true;
-        c.bootstrap = vec![addr.clone()];
-    })
-    .await;
-    let c = start_with(|c| {
-        c.kademlia = true;
-        c.bootstrap = vec![addr.clone()];
-    })
-    .await;
+    let b = kad_joining(&a, |_| {}).await;
+    let c = kad_joining(&a, |_| {}).await;
     wait_until_linked(&b, &c).await;
     let (sb, sc) = (b.mesh.stats().await, c.mesh.stats().await);
     assert!(
@@ -385,18 +387,8 @@ async fn entry_held_by_a_is_fetched_by_b() {
 #[tokio::test]
 async fn a_provider_record_leads_to_the_holder() {
     let a = start_with(|c| c.kademlia = true).await;
-    let addr = tcp_addr(&a.mesh.listen_addrs().await).with(libp2p_p2p(a.mesh.peer_id()));
-    let b = start_with(|c| {
-        c.kademlia = true;
-        c.bootstrap = vec![addr.clone()];
-    })
-    .await;
-    let c = start_with(|c| {
-        c.kademlia = true;
-        c.fetch_fanout = 0;
-        c.bootstrap = vec![addr.clone()];
-    })
-    .await;
+    let b = kad_joining(&a, |_| {}).await;
+    let c = kad_joining(&a, |c| c.fetch_fanout = 0).await;
     wait_until_linked(&b, &c).await;
 
     let r = rid("/repos/o/r/contents/README.md");
@@ -458,13 +450,7 @@ async fn held_entries_are_provided_again_after_a_restart() {
         },
     )
     .await;
-    let addr = tcp_addr(&a.mesh.listen_addrs().await).with(libp2p_p2p(a.mesh.peer_id()));
-    let c = start_with(|c| {
-        c.kademlia = true;
-        c.fetch_fanout = 0;
-        c.bootstrap = vec![addr.clone()];
-    })
-    .await;
+    let c = kad_joining(&a, |c| c.fetch_fanout = 0).await;
     wait_until_linked(&a, &c).await;
     wait_for("the publication", Duration::from_secs(10), || async {
         let s = a.mesh.stats().await;
@@ -785,9 +771,13 @@ async fn a_peer_killed_mid_transfer_never_delays_past_the_deadline() {
     let slack = Duration::from_millis(250);
     let bm = b.mesh.clone();
     let t = Instant::now();
+    let received = a.mesh.stats().await.bytes_in;
     let fetch = tokio::spawn(async move { bm.fetch(&r, &Partition::Anonymous, deadline).await });
-    // Kill A once B's request is in flight.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Kill A once B's request has reached it.
+    wait_for("the request to reach A", deadline, || async {
+        a.mesh.stats().await.bytes_in > received
+    })
+    .await;
     a.mesh.abort();
     let got = fetch.await.unwrap();
     assert!(got.is_none());
