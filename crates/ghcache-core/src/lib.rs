@@ -10,6 +10,25 @@
 //! Raw `Authorization` values go in through [`PartitionSecret::partition_for`]
 //! and never come out: a [`Partition`] holds only an HMAC of the token.
 
+/// Serde as a string: `$to` writes it, `FromStr` reads it back.
+macro_rules! serde_via_str {
+    ($t:ty, $to:path) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&$to(self))
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use serde_via_str;
+
 mod content;
 mod error;
 mod partition;

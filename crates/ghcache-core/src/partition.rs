@@ -163,18 +163,7 @@ impl FromStr for Partition {
     }
 }
 
-impl serde::Serialize for Partition {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_full_string())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Partition {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::serde_via_str!(Partition, Partition::to_full_string);
 
 #[cfg(test)]
 mod tests {
