@@ -4,8 +4,9 @@
 //!
 //! This crate is for small, pure, I/O-free types every other crate agrees on
 //! (store keys, mesh messages, proxy lookups). It is not for storage, HTTP or
-//! networking. The single exception is [`PartitionSecret::load_or_create`],
-//! which reads or creates one small secret file.
+//! networking. The exception is small key files: [`private_file`] reads or
+//! creates them (for [`PartitionSecret::load_or_create`] and the mesh
+//! identity).
 //!
 //! Raw `Authorization` values go in through [`PartitionSecret::partition_for`]
 //! and never come out: a [`Partition`] holds only an HMAC of the token.
