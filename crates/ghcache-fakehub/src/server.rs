@@ -521,14 +521,10 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Resu
             sample(&mut rng, range),
         )
     };
-    if outage {
-        let reply = Reply::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service Unavailable: GitHub is experiencing an outage (fakehub injected)",
-            "https://www.githubstatus.com",
-        );
-        hub.stats.record(&who.label, 503, 0);
-        return Ok(finish(
+    // An error answered before any work: counted at 0 units.
+    let refuse = |reply: Reply| {
+        hub.stats.record(&who.label, reply.status.as_u16(), 0);
+        finish(
             &hub,
             &parts.headers,
             &who,
@@ -536,7 +532,15 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Resu
             reply,
             &request_id,
             false,
-        ));
+        )
+    };
+    if outage {
+        let reply = Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: GitHub is experiencing an outage (fakehub injected)",
+            "https://www.githubstatus.com",
+        );
+        return Ok(refuse(reply));
     }
     if roll_reset {
         hub.stats.record_dropped(&who.label);
@@ -555,16 +559,7 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Resu
                 "Request body too large or unreadable",
                 DOCS,
             );
-            hub.stats.record(&who.label, 413, 0);
-            return Ok(finish(
-                &hub,
-                &parts.headers,
-                &who,
-                category,
-                reply,
-                &request_id,
-                false,
-            ));
+            return Ok(refuse(reply));
         }
     };
     if !latency.is_zero() {
@@ -577,16 +572,7 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Resu
             (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
         };
         let reply = Reply::error(status, msg, DOCS);
-        hub.stats.record(&who.label, code, 0);
-        return Ok(finish(
-            &hub,
-            &parts.headers,
-            &who,
-            category,
-            reply,
-            &request_id,
-            false,
-        ));
+        return Ok(refuse(reply));
     }
 
     // API version header
@@ -598,16 +584,7 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Resu
                 &format!("API version {v} is not supported."),
                 "https://docs.github.com/rest/about-the-rest-api/api-versions",
             );
-            hub.stats.record(&who.label, 400, 0);
-            return Ok(finish(
-                &hub,
-                &parts.headers,
-                &who,
-                category,
-                reply,
-                &request_id,
-                false,
-            ));
+            return Ok(refuse(reply));
         }
     }
 
