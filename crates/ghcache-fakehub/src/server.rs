@@ -454,6 +454,23 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Resu
         }
     };
     let (class, category) = api::classify(&parts.method, &path);
+    // Errors answered before any work (no cache headers).
+    let answer = |reply: Reply| {
+        finish(
+            &hub,
+            &parts.headers,
+            &who,
+            category,
+            reply,
+            &request_id,
+            false,
+        )
+    };
+    // ... of which these are counted as a request at 0 units.
+    let refuse = |reply: Reply| {
+        hub.stats.record(&who.label, reply.status.as_u16(), 0);
+        answer(reply)
+    };
 
     // secondary limit: concurrent requests per identity
     let limit = hub.cfg.secondary_concurrency_limit;
@@ -478,15 +495,7 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Resu
         );
         reply.headers.push(("retry-after", "60".to_string()));
         hub.stats.record_secondary(&who.label);
-        return Ok(finish(
-            &hub,
-            &parts.headers,
-            &who,
-            category,
-            reply,
-            &request_id,
-            false,
-        ));
+        return Ok(answer(reply));
     }
     let _guard = InFlight {
         hub: &hub,
@@ -519,19 +528,6 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Resu
                 None
             },
             sample(&mut rng, range),
-        )
-    };
-    // An error answered before any work: counted at 0 units.
-    let refuse = |reply: Reply| {
-        hub.stats.record(&who.label, reply.status.as_u16(), 0);
-        finish(
-            &hub,
-            &parts.headers,
-            &who,
-            category,
-            reply,
-            &request_id,
-            false,
         )
     };
     if outage {
@@ -605,15 +601,7 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Resu
             "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
         );
         hub.stats.record_rate_limited(&who.label);
-        return Ok(finish(
-            &hub,
-            &parts.headers,
-            &who,
-            category,
-            reply,
-            &request_id,
-            false,
-        ));
+        return Ok(answer(reply));
     }
     let reserved = !free && hub.limit_for(&who, category) > 0;
 
