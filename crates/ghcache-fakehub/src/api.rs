@@ -260,6 +260,23 @@ fn slice<'t, T>(items: &'t [T], p: &Page) -> &'t [T] {
 
 /// GitHub's `Link` header: prev, next, last, first (those that apply),
 /// absolute URLs, other query parameters kept.
+/// One page of `items` as a JSON array (cached per generation), with the
+/// `Link` header GitHub sends for it.
+fn list_reply<T>(
+    hub: &Hub,
+    ctx: &Ctx<'_>,
+    generation: u64,
+    items: &[T],
+    link_path: &str,
+    render: impl Fn(&T) -> Value,
+) -> Reply {
+    let pg = page_of(ctx);
+    let body = hub.cached(ctx.key(""), generation, || {
+        Value::Array(slice(items, &pg).iter().map(&render).collect())
+    });
+    Reply::ok(body).link(link(hub, ctx, link_path, &pg, items.len()))
+}
+
 fn link(hub: &Hub, ctx: &Ctx<'_>, link_path: &str, p: &Page, total: usize) -> Option<String> {
     let last = total.div_ceil(p.per_page).max(1);
     let others: Vec<(String, String)> = ctx
@@ -834,16 +851,7 @@ fn repo_scoped(hub: &Hub, ctx: &Ctx<'_>, owner: &str, name: &str, rest: &[&str])
                 .filter(|i| base.is_none_or(|b| i.pull.as_ref().is_some_and(|p| p.base_ref == b)))
                 .collect();
             sort_issues(ctx, &mut list);
-            let pg = page_of(ctx);
-            let body = hub.cached(ctx.key(""), g, || {
-                Value::Array(
-                    slice(&list, &pg)
-                        .iter()
-                        .map(|i| rd.pull(ri, i, false))
-                        .collect(),
-                )
-            });
-            Reply::ok(body).link(link(hub, ctx, &lp("pulls"), &pg, list.len()))
+            list_reply(hub, ctx, g, &list, &lp("pulls"), |i| rd.pull(ri, i, false))
         }
         ["pulls", n] => match find_issue(repo, n).filter(|i| i.pull.is_some()) {
             Some(i) => {
@@ -873,11 +881,7 @@ fn repo_scoped(hub: &Hub, ctx: &Ctx<'_>, owner: &str, name: &str, rest: &[&str])
                 })
                 .collect();
             sort_issues(ctx, &mut list);
-            let pg = page_of(ctx);
-            let body = hub.cached(ctx.key(""), g, || {
-                Value::Array(slice(&list, &pg).iter().map(|i| rd.issue(ri, i)).collect())
-            });
-            Reply::ok(body).link(link(hub, ctx, &lp("issues"), &pg, list.len()))
+            list_reply(hub, ctx, g, &list, &lp("issues"), |i| rd.issue(ri, i))
         }
         ["issues", n] => match find_issue(repo, n) {
             Some(i) => {
@@ -893,22 +897,14 @@ fn repo_scoped(hub: &Hub, ctx: &Ctx<'_>, owner: &str, name: &str, rest: &[&str])
                     .iter()
                     .filter(|c| c.issue_number == i.number)
                     .collect();
-                let pg = page_of(ctx);
-                let body = hub.cached(ctx.key(""), g, || {
-                    Value::Array(
-                        slice(&list, &pg)
-                            .iter()
-                            .map(|c| rd.comment(ri, c))
-                            .collect(),
-                    )
-                });
-                Reply::ok(body).link(link(
+                list_reply(
                     hub,
                     ctx,
+                    g,
+                    &list,
                     &lp(&format!("issues/{}/comments", i.number)),
-                    &pg,
-                    list.len(),
-                ))
+                    |c| rd.comment(ri, c),
+                )
             }
             None => Reply::not_found(),
         },
@@ -925,16 +921,9 @@ fn repo_scoped(hub: &Hub, ctx: &Ctx<'_>, owner: &str, name: &str, rest: &[&str])
                 list.push(p);
                 c = p;
             }
-            let pg = page_of(ctx);
-            let body = hub.cached(ctx.key(""), g, || {
-                Value::Array(
-                    slice(&list, &pg)
-                        .iter()
-                        .map(|c| rd.commit(ri, *c, false))
-                        .collect(),
-                )
-            });
-            Reply::ok(body).link(link(hub, ctx, &lp("commits"), &pg, list.len()))
+            list_reply(hub, ctx, g, &list, &lp("commits"), |c| {
+                rd.commit(ri, *c, false)
+            })
         }
         ["commits", r] => match st.resolve_ref(ri, r) {
             Some(ci) => {
@@ -1038,22 +1027,9 @@ fn repo_scoped(hub: &Hub, ctx: &Ctx<'_>, owner: &str, name: &str, rest: &[&str])
             if ctx.q("direction") != Some("asc") {
                 list.reverse();
             }
-            let pg = page_of(ctx);
-            let body = hub.cached(ctx.key(""), g, || {
-                Value::Array(
-                    slice(&list, &pg)
-                        .iter()
-                        .map(|a| rd.analysis(ri, a))
-                        .collect(),
-                )
-            });
-            Reply::ok(body).link(link(
-                hub,
-                ctx,
-                &lp("code-scanning/analyses"),
-                &pg,
-                list.len(),
-            ))
+            list_reply(hub, ctx, g, &list, &lp("code-scanning/analyses"), |a| {
+                rd.analysis(ri, a)
+            })
         }
         ["code-scanning", "sarifs", id] => match repo.sarifs.iter().find(|s| s.id == *id) {
             Some(s) => {
