@@ -127,16 +127,10 @@ fn rid(i: usize) -> ResourceId {
 
 fn meta(body: &[u8]) -> EntryMeta {
     EntryMeta {
-        status: 200,
         headers: vec![("content-type".into(), "application/json".into())],
         etag: Some(format!("W/\"{}\"", ContentId::of(body))),
-        last_modified: None,
-        stored_at_ms: 0,
         ttl_ms: 60_000,
-        stale: false,
-        body_cid: ContentId::of(body),
-        body_len: body.len() as u64,
-        last_access_ms: 0,
+        ..EntryMeta::for_body(body)
     }
 }
 

@@ -2362,18 +2362,7 @@ mod tests {
     use super::*;
 
     fn meta(body: &[u8]) -> ghcache_store::EntryMeta {
-        ghcache_store::EntryMeta {
-            status: 200,
-            headers: vec![],
-            etag: None,
-            last_modified: None,
-            stored_at_ms: 0,
-            ttl_ms: 0,
-            stale: false,
-            body_cid: ContentId::of(body),
-            body_len: body.len() as u64,
-            last_access_ms: 0,
-        }
+        ghcache_store::EntryMeta::for_body(body)
     }
 
     fn response(

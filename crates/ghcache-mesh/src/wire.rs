@@ -305,16 +305,11 @@ mod tests {
 
     fn meta(body: &[u8]) -> EntryMeta {
         EntryMeta {
-            status: 200,
             headers: vec![("a".into(), "b".into())],
             etag: Some("\"x\"".into()),
-            last_modified: None,
             stored_at_ms: 1,
             ttl_ms: 2,
-            stale: false,
-            body_cid: ContentId::of(body),
-            body_len: body.len() as u64,
-            last_access_ms: 0,
+            ..EntryMeta::for_body(body)
         }
     }
 

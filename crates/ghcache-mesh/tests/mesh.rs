@@ -102,16 +102,12 @@ fn rid(path: &str) -> ResourceId {
 
 fn meta(body: &[u8]) -> EntryMeta {
     EntryMeta {
-        status: 200,
         headers: vec![("content-type".into(), "application/json".into())],
         etag: Some(format!("W/\"{}\"", ContentId::of(body))),
         last_modified: Some("Tue, 01 Jul 2025 00:00:00 GMT".into()),
         stored_at_ms: 1_700_000_000_000,
         ttl_ms: 60_000,
-        stale: false,
-        body_cid: ContentId::of(body),
-        body_len: body.len() as u64,
-        last_access_ms: 0,
+        ..EntryMeta::for_body(body)
     }
 }
 

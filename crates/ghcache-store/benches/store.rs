@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use ghcache_core::{ContentId, Partition, ResourceId, ResourceKey};
+use ghcache_core::{Partition, ResourceId, ResourceKey};
 use ghcache_store::{EntryMeta, Store, StoreConfig};
 
 const N: u64 = 100_000;
@@ -25,16 +25,10 @@ fn rid(n: u64) -> ResourceId {
 fn entry(n: u64) -> (EntryMeta, Bytes) {
     let body = Bytes::from(format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(1000)));
     let meta = EntryMeta {
-        status: 200,
         headers: vec![("content-type".into(), "application/json".into())],
         etag: Some(format!("\"{n:x}\"")),
-        last_modified: None,
-        stored_at_ms: 0,
         ttl_ms: 60_000,
-        stale: false,
-        body_cid: ContentId::of(&body),
-        body_len: body.len() as u64,
-        last_access_ms: 0,
+        ..EntryMeta::for_body(&body)
     };
     (meta, body)
 }

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use ghcache_core::{ContentId, Partition, ResourceId, ResourceKey};
+use ghcache_core::{Partition, ResourceId, ResourceKey};
 use ghcache_store::{EntryMeta, Store, StoreConfig};
 
 fn rss_kib() -> u64 {
@@ -57,16 +57,10 @@ fn main() {
             });
             let body = Bytes::from(format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(1000)));
             let meta = EntryMeta {
-                status: 200,
                 headers: vec![("content-type".into(), "application/json".into())],
                 etag: Some(format!("\"{n:x}\"")),
-                last_modified: None,
-                stored_at_ms: 0,
                 ttl_ms: 60_000,
-                stale: false,
-                body_cid: ContentId::of(&body),
-                body_len: body.len() as u64,
-                last_access_ms: 0,
+                ..EntryMeta::for_body(&body)
             };
             store.put(rid, Partition::Anonymous, meta, body).unwrap();
         }

@@ -45,6 +45,25 @@ pub struct EntryMeta {
     pub last_access_ms: u64,
 }
 
+impl EntryMeta {
+    /// A `200` for `body` with nothing else set (no headers, no validators,
+    /// TTL 0): the base to fill in with `..EntryMeta::for_body(body)`.
+    pub fn for_body(body: &[u8]) -> EntryMeta {
+        EntryMeta {
+            status: 200,
+            headers: Vec::new(),
+            etag: None,
+            last_modified: None,
+            stored_at_ms: 0,
+            ttl_ms: 0,
+            stale: false,
+            body_cid: ContentId::of(body),
+            body_len: body.len() as u64,
+            last_access_ms: 0,
+        }
+    }
+}
+
 /// A cached response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {

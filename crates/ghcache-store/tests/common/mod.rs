@@ -18,16 +18,11 @@ pub fn rid(n: u64) -> ResourceId {
 
 pub fn meta_for(body: &[u8]) -> EntryMeta {
     EntryMeta {
-        status: 200,
         headers: vec![("content-type".into(), "application/json".into())],
         etag: Some(format!("\"{}\"", ContentId::of(body))),
-        last_modified: None,
         stored_at_ms: 1_700_000_000_000,
         ttl_ms: 60_000,
-        stale: false,
-        body_cid: ContentId::of(body),
-        body_len: body.len() as u64,
-        last_access_ms: 0,
+        ..EntryMeta::for_body(body)
     }
 }
 
