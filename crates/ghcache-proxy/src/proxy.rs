@@ -245,9 +245,9 @@ impl Proxy {
         if let Some(response) = self.control(&path) {
             return response;
         }
-        match self.classify(&request) {
-            Some(ctx) => self.cacheable(ctx).await,
-            None => self.pass_through(request).await,
+        match self.classify(request) {
+            Ok(ctx) => self.cacheable(ctx).await,
+            Err(request) => self.pass_through(request).await,
         }
     }
 
@@ -282,11 +282,13 @@ impl Proxy {
     }
 
     /// Step 1: is this a request we may answer from cache?
-    fn classify(&self, request: &Request<Incoming>) -> Option<Ctx> {
+    /// The cache context of a cacheable request (which it consumes: its
+    /// headers move into the context), or the request back to pass through.
+    fn classify(&self, request: Request<Incoming>) -> Result<Ctx, Request<Incoming>> {
         let head_only = match *request.method() {
             Method::GET => false,
             Method::HEAD => true,
-            _ => return None,
+            _ => return Err(request),
         };
         let headers = request.headers();
         let cc = cache_control(headers);
@@ -294,7 +296,7 @@ impl Proxy {
             || headers.contains_key("x-github-otp")
             || headers.contains_key(header::RANGE);
         if !self.inner.config.cache_enabled || cc.no_store || personal {
-            return None;
+            return Err(request);
         }
         let uri = request.uri();
         let path = uri.path().to_owned();
@@ -316,10 +318,10 @@ impl Proxy {
             format!("{path}?{query}")
         };
         let proxy_base = self.proxy_base(headers);
-        Some(Ctx {
+        Ok(Ctx {
             path,
             path_and_query,
-            headers: headers.clone(),
+            headers: request.into_parts().0.headers,
             head_only,
             authorization,
             accept,
