@@ -116,6 +116,12 @@ struct Inner {
     invalidated: Mutex<HashMap<String, u64>>,
 }
 
+/// What `classify` decided for a request.
+enum Route {
+    Cache(Ctx),
+    Pass(Request<Incoming>),
+}
+
 /// One classified cacheable request.
 struct Ctx {
     path: String,
@@ -246,8 +252,8 @@ impl Proxy {
             return response;
         }
         match self.classify(request) {
-            Ok(ctx) => self.cacheable(ctx).await,
-            Err(request) => self.pass_through(request).await,
+            Route::Cache(ctx) => self.cacheable(ctx).await,
+            Route::Pass(request) => self.pass_through(request).await,
         }
     }
 
@@ -284,11 +290,11 @@ impl Proxy {
     /// Step 1: is this a request we may answer from cache?
     /// The cache context of a cacheable request (which it consumes: its
     /// headers move into the context), or the request back to pass through.
-    fn classify(&self, request: Request<Incoming>) -> Result<Ctx, Request<Incoming>> {
+    fn classify(&self, request: Request<Incoming>) -> Route {
         let head_only = match *request.method() {
             Method::GET => false,
             Method::HEAD => true,
-            _ => return Err(request),
+            _ => return Route::Pass(request),
         };
         let headers = request.headers();
         let cc = cache_control(headers);
@@ -296,7 +302,7 @@ impl Proxy {
             || headers.contains_key("x-github-otp")
             || headers.contains_key(header::RANGE);
         if !self.inner.config.cache_enabled || cc.no_store || personal {
-            return Err(request);
+            return Route::Pass(request);
         }
         let uri = request.uri();
         let path = uri.path().to_owned();
@@ -318,7 +324,7 @@ impl Proxy {
             format!("{path}?{query}")
         };
         let proxy_base = self.proxy_base(headers);
-        Ok(Ctx {
+        Route::Cache(Ctx {
             path,
             path_and_query,
             headers: request.into_parts().0.headers,
