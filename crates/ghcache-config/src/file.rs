@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::ConfigError;
-use crate::values::{ByteSize, Count, ListenAddr, LogFormat, PeerAddr, Port, Seconds, Upstream};
+use crate::values::{
+    ByteSize, Count, ListenAddr, LogFormat, PeerAddr, PeerTrust, Port, Seconds, Upstream,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +35,7 @@ pub(crate) struct CacheSection {
     pub persistence: Option<bool>,
     pub dir: Option<PathBuf>,
     pub fleet_trust: Option<bool>,
+    pub fleet_trust_non_loopback: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +49,7 @@ pub(crate) struct P2pSection {
     pub registry_dir: Option<PathBuf>,
     pub external_addr: Option<PeerAddr>,
     pub peer_deadline_ms: Option<Count>,
+    pub peer_trust: Option<PeerTrust>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -20,8 +20,8 @@ use serde::Deserialize;
 
 use file::LoadedFile;
 pub use values::{
-    ByteSize, Count, Flag, ListenAddr, LogFormat, PeerAddr, Port, Seconds, Secret, Upstream,
-    parse_peer_list,
+    ByteSize, Count, Flag, ListenAddr, LogFormat, PeerAddr, PeerTrust, Port, Seconds, Secret,
+    Upstream, parse_peer_list,
 };
 
 /// Where a value came from.
@@ -145,6 +145,8 @@ struct RawEnv {
     cache_default_ttl: Option<String>,
     ghcache_persistence: Option<String>,
     ghcache_fleet_trust: Option<String>,
+    ghcache_fleet_trust_non_loopback: Option<String>,
+    ghcache_peer_trust: Option<String>,
     ghcache_private_network: Option<String>,
     cache_enable_p2p: Option<String>,
     cache_listen_port: Option<String>,
@@ -179,6 +181,9 @@ pub struct Config {
     pub default_ttl: Setting<Seconds>,
     pub persistence: Setting<bool>,
     pub fleet_trust: Setting<bool>,
+    /// Acknowledges fleet trust on a proxy address other hosts can reach.
+    pub fleet_trust_non_loopback: Setting<bool>,
+    pub peer_trust: Setting<PeerTrust>,
     /// Mesh connections over TCP with a pre-shared key derived from the
     /// cluster secret (libp2p pnet): non-members cannot even connect. No QUIC.
     pub private_network: Setting<bool>,
@@ -524,6 +529,23 @@ impl Resolver<'_> {
                 bool_env("GHCACHE_FLEET_TRUST", &env.ghcache_fleet_trust)?,
                 None,
             ),
+            fleet_trust_non_loopback: layer(
+                false,
+                self.file(&["cache", "fleet_trust_non_loopback"], |c| {
+                    c.cache.as_ref()?.fleet_trust_non_loopback
+                }),
+                bool_env(
+                    "GHCACHE_FLEET_TRUST_NON_LOOPBACK",
+                    &env.ghcache_fleet_trust_non_loopback,
+                )?,
+                None,
+            ),
+            peer_trust: layer(
+                PeerTrust::Verify,
+                self.file(&["p2p", "peer_trust"], |c| c.p2p.as_ref()?.peer_trust),
+                env_val("GHCACHE_PEER_TRUST", &env.ghcache_peer_trust)?,
+                None,
+            ),
             private_network: layer(
                 false,
                 self.file(&["security", "private_network"], |c| {
@@ -636,6 +658,8 @@ impl Resolver<'_> {
             warnings,
         };
         validate_network_id(&config.network_id)?;
+        let mut config = config;
+        check_exposure(&mut config)?;
         Ok(config)
     }
 
@@ -689,6 +713,30 @@ impl Resolver<'_> {
             origin: Origin::Default,
         })
     }
+}
+
+/// A proxy other hosts can reach serves whatever it caches to anyone who
+/// reaches it: say so, and refuse fleet trust there (it would hand private
+/// bodies to requests with any token) unless the operator acknowledged it.
+fn check_exposure(config: &mut Config) -> Result<(), ConfigError> {
+    let addr = config.proxy_addr.value.0;
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if config.fleet_trust.value && !config.fleet_trust_non_loopback.value {
+        return Err(ConfigError::Invalid {
+            at: format!(
+                "cache.fleet_trust=true ({}) with proxy.addr={addr} ({})",
+                config.fleet_trust.origin, config.proxy_addr.origin
+            ),
+            problem: "fleet trust serves cached private bodies to any token, and this address is reachable from other hosts: bind the proxy to 127.0.0.1, turn fleet trust off, or acknowledge with GHCACHE_FLEET_TRUST_NON_LOOPBACK=true (cache.fleet_trust_non_loopback)".into(),
+        });
+    }
+    config.warnings.push(format!(
+        "the proxy listens on {addr} ({}), reachable from other hosts: anyone who reaches it gets answers from this cache (each still needs GitHub's consent for private data unless fleet trust is on). Bind it to 127.0.0.1 unless other hosts must use it, and firewall the port",
+        config.proxy_addr.origin
+    ));
+    Ok(())
 }
 
 fn layer<T>(
@@ -829,6 +877,16 @@ impl Config {
                 "cache.fleet_trust",
                 &self.fleet_trust,
                 json!(self.fleet_trust.value),
+            ),
+            row(
+                "cache.fleet_trust_non_loopback",
+                &self.fleet_trust_non_loopback,
+                json!(self.fleet_trust_non_loopback.value),
+            ),
+            row(
+                "p2p.peer_trust",
+                &self.peer_trust,
+                text(&self.peer_trust.value),
             ),
             row(
                 "operation_ttls",

@@ -309,6 +309,38 @@ impl fmt::Display for LogFormat {
     }
 }
 
+/// Whether a mesh member's copy may be served before GitHub confirmed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerTrust {
+    /// Only after a free `304` for the requester's own token (the default).
+    Verify,
+    /// On the member's word: peer-hit latency, trusting every member.
+    Members,
+}
+
+impl FromStr for PeerTrust {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "verify" => Ok(PeerTrust::Verify),
+            "members" => Ok(PeerTrust::Members),
+            other => Err(format!(
+                "{other:?} is not a peer trust policy: expected verify (GitHub confirms every peer copy with a free 304) or members (serve members' copies on their word)"
+            )),
+        }
+    }
+}
+deserialize_via_from_str!(PeerTrust, "verify or members");
+
+impl fmt::Display for PeerTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PeerTrust::Verify => "verify",
+            PeerTrust::Members => "members",
+        })
+    }
+}
+
 /// A libp2p multiaddr, validated by the `multiaddr` crate libp2p uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerAddr(pub multiaddr::Multiaddr);

@@ -66,6 +66,12 @@ impl PartitionSecret {
     /// The partition a request belongs to: HMAC-SHA256 of its `Authorization`
     /// value, or [`Partition::Anonymous`] when there is none.
     pub fn partition_for(&self, authorization: Option<&str>) -> Partition {
+        self.partition_for_bytes(authorization.map(str::as_bytes))
+    }
+
+    /// [`Self::partition_for`] over the exact bytes that are forwarded, for
+    /// values that are not visible ASCII: never a lossy view of them.
+    pub fn partition_for_bytes(&self, authorization: Option<&[u8]>) -> Partition {
         match authorization {
             None => Partition::Anonymous,
             Some(token) => {
@@ -74,7 +80,7 @@ impl PartitionSecret {
                     Ok(m) => m,
                     Err(_) => unreachable!("HMAC-SHA256 takes any key length"),
                 };
-                mac.update(token.as_bytes());
+                mac.update(token);
                 Partition(Inner::Keyed(mac.finalize().into_bytes().into()))
             }
         }

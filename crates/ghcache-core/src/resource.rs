@@ -35,18 +35,91 @@ pub struct ResourceId([u8; 32]);
 /// uses in ghcache (ETags, CIDs). Bump the suffix if the encoding changes.
 const RESOURCE_DOMAIN: &[u8] = b"ghcache/resource-id/v1";
 
-/// Sorts query parameters and drops empty ones (`a=1&&b=` → `a=1`).
+/// Normalises a query string only where GitHub's answer provably cannot
+/// change: empty `&&` segments are dropped, percent-escapes are upper-cased
+/// (`%2f` = `%2F`), and parameters are ordered by their decoded name with a
+/// *stable* sort, so repeated names keep their relative order (`page=2&page=1`
+/// is not `page=1&page=2`). Values are never touched: `after=Y3Vyc29yOjI=`
+/// keeps its `=`, and `state=` is not the same as no `state`.
 ///
-/// Parameters are not percent-decoded: two spellings of the same query give
-/// two ids, which costs a cache miss but can never serve a wrong body.
+/// Two spellings of one query may still give two ids (`%41` and `A`): that
+/// costs a cache miss but can never serve a wrong body.
 pub fn normalise_query(query: &str) -> String {
     let query = query.strip_prefix('?').unwrap_or(query);
-    let mut params: Vec<&str> = query
+    let mut params: Vec<(Vec<u8>, String)> = query
         .split('&')
-        .filter(|p| !p.is_empty() && !p.ends_with('='))
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let name = p.split_once('=').map_or(p, |(n, _)| n);
+            (decode_component(name), upper_escapes(p))
+        })
         .collect();
-    params.sort_unstable();
-    params.join("&")
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::with_capacity(query.len());
+    for (i, (_, param)) in params.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(param);
+    }
+    out
+}
+
+/// `%xx` → `%XX`; everything else as it is.
+fn upper_escapes(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            out.push('%');
+            out.push(bytes[i + 1].to_ascii_uppercase() as char);
+            out.push(bytes[i + 2].to_ascii_uppercase() as char);
+            i += 3;
+        } else {
+            let len = utf8_len(bytes[i]);
+            out.push_str(&text[i..i + len]);
+            i += len;
+        }
+    }
+    out
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
+    }
+}
+
+/// A query component as a form decoder reads it (`+` is a space, `%XX` a
+/// byte); the sort key that groups every spelling of one parameter name.
+pub fn decode_component(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
 }
 
 impl ResourceId {
@@ -128,6 +201,7 @@ crate::serde_via_str!(ResourceId, ResourceId::to_hex);
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn key<'a>(query: &'a str) -> ResourceKey<'a> {
         ResourceKey {
@@ -143,12 +217,31 @@ mod tests {
     #[test]
     fn query_normalisation() {
         assert_eq!(normalise_query("b=2&a=1"), "a=1&b=2");
-        assert_eq!(normalise_query("?b=2&&a=1&c="), "a=1&b=2");
+        assert_eq!(normalise_query("?b=2&&a=1&"), "a=1&b=2");
         assert_eq!(normalise_query(""), "");
+        assert_eq!(normalise_query("q=%2fx%c3%a9"), "q=%2Fx%C3%A9");
         assert_eq!(
             ResourceId::compute(&key("page=2&per_page=100")),
-            ResourceId::compute(&key("per_page=100&page=2&state="))
+            ResourceId::compute(&key("per_page=100&page=2"))
         );
+    }
+
+    /// Issue 9, item 2: each of these pairs once shared a key.
+    #[test]
+    fn normalisation_never_changes_meaning() {
+        for (a, b) in [
+            ("after=Y3Vyc29yOjI=", ""),
+            ("page=2&page=1", "page=1&page=2"),
+            ("state=", ""),
+            ("a[]=1&a%5B%5D=2", "a%5B%5D=2&a[]=1"),
+            ("flag", "flag="),
+        ] {
+            assert_ne!(
+                ResourceId::compute(&key(a)),
+                ResourceId::compute(&key(b)),
+                "{a:?} vs {b:?}"
+            );
+        }
     }
 
     #[test]
@@ -227,10 +320,45 @@ mod tests {
         assert!(ResourceId::from_slice(&[1, 2, 3]).is_err());
     }
 
+    /// What a form decoder (Rails, Rack) makes of a query: for each decoded
+    /// name, its decoded values in order (`None` for a bare `name`).
+    fn meaning(query: &str) -> BTreeMap<Vec<u8>, Vec<Option<Vec<u8>>>> {
+        let mut map: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        for param in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = match param.split_once('=') {
+                Some((n, v)) => (n, Some(decode_component(v))),
+                None => (param, None),
+            };
+            map.entry(decode_component(name)).or_default().push(value);
+        }
+        map
+    }
+
+    fn param() -> impl Strategy<Value = String> {
+        // Small alphabets so that collisions (same names, escapes in two
+        // cases, `=` inside values, bare names) are common.
+        (
+            "(a|b|%61|%5B|\\[|\\+| )",
+            "(|=|=1|=2|==|=%2f|=%2F|=x=|=a%3D)",
+        )
+            .prop_map(|(n, v)| format!("{n}{v}"))
+    }
+
     proptest! {
         #[test]
-        fn query_order_does_not_matter(
-            params in proptest::collection::vec(("[a-z_]{1,8}", "[a-z0-9]{0,6}"), 0..8),
+        fn a_key_is_shared_only_by_queries_that_mean_the_same(
+            a in proptest::collection::vec(param(), 0..5),
+            b in proptest::collection::vec(param(), 0..5),
+        ) {
+            let (qa, qb) = (a.join("&"), b.join("&"));
+            if ResourceId::compute(&key(&qa)) == ResourceId::compute(&key(&qb)) {
+                prop_assert_eq!(meaning(&qa), meaning(&qb), "{} vs {}", qa, qb);
+            }
+        }
+
+        #[test]
+        fn the_order_of_distinct_names_does_not_matter(
+            params in proptest::collection::btree_map("[a-z_]{1,8}", "[a-z0-9=]{0,6}", 0..8),
             seed in any::<u64>(),
         ) {
             let pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -117,9 +117,29 @@ pub fn if_none_match_matches(if_none_match: &str, etag: &str) -> bool {
         .any(|candidate| candidate == "*" || etag_opaque(candidate) == ours)
 }
 
-/// Rewrites absolute upstream URLs in a `Link` value to the proxy's base.
+/// Rewrites the URLs of a `Link` value that lie under the upstream base
+/// (`<https://api.github.com/...>`, not `<https://api.github.com.evil/...>`)
+/// to the proxy's base; every other URL is left as it is.
 pub fn rewrite_link(value: &str, upstream_base: &str, proxy_base: &str) -> String {
-    value.replace(&format!("<{upstream_base}"), &format!("<{proxy_base}"))
+    let base = upstream_base.trim_end_matches('/');
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find('>') else { break };
+        let url = &rest[..close];
+        match url.strip_prefix(base) {
+            Some(tail) if tail.is_empty() || tail.starts_with(['/', '?', '#']) => {
+                out.push_str(proxy_base);
+                out.push_str(tail);
+            }
+            _ => out.push_str(url),
+        }
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Parsed request or response `Cache-Control` directives we act on.
@@ -153,6 +173,37 @@ pub fn cache_control(headers: &HeaderMap) -> CacheControl {
         cc.no_cache = true;
     }
     cc
+}
+
+/// A key header's one value, exactly: `Ok(None)` when absent, `Err(())`
+/// when it is repeated or not visible ASCII (it cannot be keyed exactly).
+#[allow(clippy::result_unit_err)]
+pub fn exact_single(
+    headers: &HeaderMap,
+    name: impl header::AsHeaderName,
+) -> Result<Option<&str>, ()> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(());
+    }
+    first.to_str().map(Some).map_err(|_| ())
+}
+
+/// Every value of a header, byte for byte (joined by `\n`, which no value
+/// can contain), or `None` when absent.
+pub fn exact_bytes(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    for value in headers.get_all(name) {
+        let buf = out.get_or_insert_with(Vec::new);
+        if !buf.is_empty() {
+            buf.push(b'\n');
+        }
+        buf.extend_from_slice(value.as_bytes());
+    }
+    out
 }
 
 pub fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
@@ -197,6 +248,49 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn link_rewriting_stays_under_the_upstream_base() {
+        let up = "https://api.github.com";
+        let proxy = "http://127.0.0.1:8787";
+        for (link, expected) in [
+            (
+                "<https://api.github.com.evil.example/x>; rel=\"next\"",
+                "<https://api.github.com.evil.example/x>; rel=\"next\"",
+            ),
+            ("<https://api.github.comx>", "<https://api.github.comx>"),
+            (
+                "<https://other.example/https://api.github.com/x>",
+                "<https://other.example/https://api.github.com/x>",
+            ),
+            (
+                "<https://api.github.com/a?page=2>; rel=\"next\", <https://api.github.com/a?page=9>; rel=\"last\"",
+                "<http://127.0.0.1:8787/a?page=2>; rel=\"next\", <http://127.0.0.1:8787/a?page=9>; rel=\"last\"",
+            ),
+            ("<https://api.github.com/a", "<https://api.github.com/a"),
+        ] {
+            assert_eq!(rewrite_link(link, up, proxy), expected, "{link}");
+        }
+    }
+
+    #[test]
+    fn exact_key_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(exact_single(&h, header::AUTHORIZATION), Ok(None));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(b"token\xa0x").unwrap(),
+        );
+        assert_eq!(exact_single(&h, header::AUTHORIZATION), Err(()));
+        h.insert(header::AUTHORIZATION, value("token a"));
+        assert_eq!(exact_single(&h, header::AUTHORIZATION), Ok(Some("token a")));
+        h.append(header::AUTHORIZATION, value("token b"));
+        assert_eq!(exact_single(&h, header::AUTHORIZATION), Err(()));
+        assert_eq!(
+            exact_bytes(&h, header::AUTHORIZATION).unwrap(),
+            b"token a\ntoken b"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! stores, logs or forwards a token anywhere but to the upstream it came for.
 
 mod headers;
+mod invalidation;
 mod peer;
 mod proxy;
 mod quota;
@@ -21,8 +22,9 @@ mod ttl;
 mod upstream;
 
 pub use headers::synthesize_etag;
-pub use peer::{NoPeers, PeerCopy, PeerFuture, PeerSource};
-pub use proxy::{Proxy, ProxyConfig, affected_paths};
+pub use invalidation::affected_paths;
+pub use peer::{NoPeers, PeerCopy, PeerFuture, PeerSource, PeerTrust};
+pub use proxy::{Proxy, ProxyConfig};
 pub use server::{RunningProxy, control_get};
 pub use stats::Outcome;
 pub use ttl::OperationTtls;

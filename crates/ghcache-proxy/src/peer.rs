@@ -10,6 +10,19 @@ use bytes::Bytes;
 use ghcache_core::{ContentId, Partition, ResourceId};
 use ghcache_store::EntryMeta;
 
+/// Whether a copy from a mesh member may be served on its word.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PeerTrust {
+    /// Served only after GitHub answers `304` to the requester's own token
+    /// for the ETag synthesised from the peer's bytes (free, and it proves
+    /// the exact body): a compromised member cannot feed the fleet forgeries.
+    #[default]
+    Verify,
+    /// A fresh copy labelled with the requester's partition is served as a
+    /// `HIT` with no request: peer-hit latency, trusting every member.
+    Members,
+}
+
 /// A copy of a resource held by another daemon (already decrypted and
 /// checked against its CID by the mesh).
 #[derive(Debug, Clone)]

@@ -22,8 +22,9 @@ use crate::headers::{
     self, cache_control, etag_like, header_str, if_none_match_matches, kept_headers,
     merge_not_modified, synthesize_etag,
 };
-use crate::peer::{NoPeers, PeerSource};
-use crate::quota::{Quota, QuotaTracker, resource_for};
+use crate::invalidation::{Invalidations, affected_paths, cacheable_path};
+use crate::peer::{NoPeers, PeerSource, PeerTrust};
+use crate::quota::{Quota, QuotaTracker, Refusal, resource_for};
 use crate::stats::{Outcome, Stats};
 use crate::ttl::OperationTtls;
 use crate::upstream::{Fetched, Upstream, UpstreamFailure};
@@ -48,6 +49,13 @@ pub struct ProxyConfig {
     pub upstream_timeout: Duration,
     /// Longest a peer lookup may take.
     pub peer_deadline: Duration,
+    /// Whether a peer's copy may be served before GitHub confirmed it.
+    pub peer_trust: PeerTrust,
+    /// Upstream body bytes all in-flight responses may buffer together;
+    /// past it, responses stream through uncached.
+    pub max_buffered_bytes: usize,
+    /// Client connections at once; past it the oldest idle one is closed.
+    pub max_connections: usize,
     /// Shown in stats.
     pub state_dir: Option<String>,
 }
@@ -64,10 +72,19 @@ impl ProxyConfig {
             max_cacheable_body: 8 << 20,
             upstream_timeout: Duration::from_secs(30),
             peer_deadline: Duration::from_millis(50),
+            peer_trust: PeerTrust::Verify,
+            max_buffered_bytes: 64 << 20,
+            max_connections: 4096,
             state_dir: None,
         }
     }
 }
+
+/// No entry is fresher than this, whatever GitHub says: it bounds how long
+/// a write-invalidation record must be kept.
+const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Partitions GitHub accepted, remembered for fleet trust.
+const ACCEPTED_PARTITIONS: usize = 4096;
 
 /// Identifies one upstream exchange that concurrent requests may share.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -112,15 +129,27 @@ struct Inner {
     stats: Stats,
     quotas: QuotaTracker,
     flights: Mutex<HashMap<FlightKey, Flight>>,
-    /// Path → when a write last invalidated it (unix ms).
-    invalidated: Mutex<HashMap<String, u64>>,
+    /// Paths writes made stale.
+    invalidated: Invalidations,
+    /// Upstream body bytes buffered by all in-flight responses.
+    buffered: std::sync::atomic::AtomicUsize,
+    /// Partitions GitHub answered with something other than `401`: the only
+    /// ones fleet trust serves other partitions' copies to.
+    accepted: Mutex<lru::LruCache<Partition, ()>>,
 }
 
 /// What `classify` decided for a request.
 enum Route {
     Cache(Ctx),
     Pass(Request<Incoming>),
+    /// Key headers that cannot be represented exactly: never cached.
+    Inexact(Request<Incoming>),
 }
+
+/// The socket address a client connected to (set by the server), from which
+/// rewritten links are built: never the client's `Host` header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LocalAddr(pub std::net::SocketAddr);
 
 /// One classified cacheable request.
 struct Ctx {
@@ -174,6 +203,12 @@ impl Proxy {
         secret: PartitionSecret,
     ) -> Result<Proxy, ProxyError> {
         let upstream = Upstream::new(&config.upstream, config.upstream_timeout)?;
+        // Every TTL is capped at MAX_TTL, so older records can go.
+        let horizon = MAX_TTL.as_millis() as u64;
+        let invalidated = Invalidations::load(store.clone(), horizon, now_ms());
+        let accepted = lru::LruCache::new(
+            std::num::NonZeroUsize::new(ACCEPTED_PARTITIONS).unwrap_or(std::num::NonZeroUsize::MIN),
+        );
         Ok(Proxy {
             inner: Arc::new(Inner {
                 config,
@@ -184,7 +219,9 @@ impl Proxy {
                 stats: Stats::default(),
                 quotas: QuotaTracker::default(),
                 flights: Mutex::new(HashMap::new()),
-                invalidated: Mutex::new(HashMap::new()),
+                invalidated,
+                buffered: std::sync::atomic::AtomicUsize::new(0),
+                accepted: Mutex::new(accepted),
             }),
         })
     }
@@ -210,26 +247,26 @@ impl Proxy {
     /// The stats document served at `/_ghcache/stats`.
     pub fn stats_json(&self) -> serde_json::Value {
         let i = &self.inner;
-        i.stats
-            .to_json(&i.store.stats(), &i.quotas, i.config.state_dir.as_deref())
+        let mut doc = i
+            .stats
+            .to_json(&i.store.stats(), &i.quotas, i.config.state_dir.as_deref());
+        doc["invalidations"] = json!({ "records": i.invalidated.len() });
+        doc
     }
 
     /// Marks every cached variant of these paths stale (a write here or in
     /// the fleet).
     pub fn invalidate_paths(&self, paths: &[String]) {
-        let now = now_ms();
-        let mut map = self.inner.invalidated.lock();
-        for path in paths {
-            map.insert(path.clone(), now);
-        }
+        self.inner.invalidated.record(paths, now_ms());
+    }
+
+    /// How many write-invalidation records are held (bounded).
+    pub fn invalidation_records(&self) -> usize {
+        self.inner.invalidated.len()
     }
 
     fn invalidated_since(&self, path: &str, stored_at_ms: u64) -> bool {
-        self.inner
-            .invalidated
-            .lock()
-            .get(path)
-            .is_some_and(|at| *at >= stored_at_ms)
+        self.inner.invalidated.since(path, stored_at_ms)
     }
 
     /// Handles one client request.
@@ -253,7 +290,7 @@ impl Proxy {
         }
         match self.classify(request) {
             Route::Cache(ctx) => self.cacheable(ctx).await,
-            Route::Pass(request) => self.pass_through(request).await,
+            Route::Pass(request) | Route::Inexact(request) => self.pass_through(request).await,
         }
     }
 
@@ -301,21 +338,34 @@ impl Proxy {
         let personal = headers.contains_key(header::COOKIE)
             || headers.contains_key("x-github-otp")
             || headers.contains_key(header::RANGE);
-        if !self.inner.config.cache_enabled || cc.no_store || personal {
+        if !self.inner.config.cache_enabled
+            || cc.no_store
+            || personal
+            || !cacheable_path(request.uri().path())
+        {
             return Route::Pass(request);
         }
+        // The key must be built from exactly what is forwarded: a repeated
+        // or non-visible-ASCII key header would otherwise key as absent.
+        let (Ok(authorization), Ok(accept), Ok(api_version)) = (
+            headers::exact_single(headers, header::AUTHORIZATION),
+            headers::exact_single(headers, header::ACCEPT),
+            headers::exact_single(headers, "x-github-api-version"),
+        ) else {
+            return Route::Inexact(request);
+        };
         let uri = request.uri();
         let path = uri.path().to_owned();
         let query = uri.query().unwrap_or("");
-        let authorization = header_str(headers, header::AUTHORIZATION).map(str::to_owned);
-        let accept = header_str(headers, header::ACCEPT).map(str::to_owned);
+        let authorization = authorization.map(str::to_owned);
+        let accept = accept.map(str::to_owned);
         let resource = ResourceId::compute(&ResourceKey {
             host: &self.inner.upstream.host,
             method: "GET",
             path: &path,
             query,
             accept: accept.as_deref(),
-            api_version: header_str(headers, "x-github-api-version"),
+            api_version,
         });
         let partition = self.inner.secret.partition_for(authorization.as_deref());
         let path_and_query = if query.is_empty() {
@@ -323,7 +373,7 @@ impl Proxy {
         } else {
             format!("{path}?{query}")
         };
-        let proxy_base = self.proxy_base(headers);
+        let proxy_base = self.proxy_base(&request);
         Route::Cache(Ctx {
             path,
             path_and_query,
@@ -337,11 +387,14 @@ impl Proxy {
         })
     }
 
-    /// Where clients reach us, for rewriting `Link` headers.
-    fn proxy_base(&self, headers: &HeaderMap) -> String {
-        header_str(headers, header::HOST)
-            .map(|host| format!("http://{host}"))
-            .unwrap_or_else(|| format!("http://{}", self.inner.config.listen))
+    /// Where this client reached us, for rewriting `Link` headers: the
+    /// socket's local address, never the client-supplied `Host`.
+    fn proxy_base<B>(&self, request: &Request<B>) -> String {
+        let addr = request
+            .extensions()
+            .get::<LocalAddr>()
+            .map_or(self.inner.config.listen, |a| a.0);
+        format!("http://{addr}")
     }
 
     fn is_fresh(&self, ctx: &Ctx, meta: &EntryMeta) -> bool {
@@ -365,7 +418,22 @@ impl Proxy {
             return self.serve_hit(&ctx, hit, Outcome::Hit, None);
         }
 
-        // Step 3: an exhausted partition is not sent upstream before its reset.
+        // Step 3: a partition GitHub told to back off, or whose quota is
+        // exhausted, is not sent upstream before the time GitHub named.
+        if let Some(refusal) = i.quotas.backing_off(&ctx.partition) {
+            i.stats
+                .refused_quota
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return match &own {
+                Some(hit) => self.serve_hit(
+                    &ctx,
+                    hit,
+                    Outcome::Stale,
+                    Some("GitHub asked to back off (Retry-After)"),
+                ),
+                None => self.replay_refusal(&refusal),
+            };
+        }
         let bucket = resource_for(&Method::GET, &ctx.path);
         if let Some(quota) = i.quotas.exhausted(&ctx.partition, bucket) {
             i.stats
@@ -387,7 +455,7 @@ impl Proxy {
             None
         } else {
             match i.store.get_any(&ctx.resource) {
-                Some((partition, hit)) => Some((partition, hit)),
+                Some((partition, hit)) => Some((partition, hit, false)),
                 None => tokio::time::timeout(
                     i.config.peer_deadline,
                     i.peers
@@ -403,12 +471,17 @@ impl Proxy {
                             meta: copy.meta,
                             body: copy.body,
                         },
+                        true,
                     )
                 }),
             }
         };
-        if let Some((partition, hit)) = &foreign {
-            let trusted = *partition == ctx.partition || i.config.fleet_trust;
+        if let Some((partition, hit, from_peer)) = &foreign {
+            // A peer's label is not proof: by default its copy is served
+            // only after GitHub answers our synthesised ETag with a 304.
+            let vouched = !from_peer || i.config.peer_trust == PeerTrust::Members;
+            let trusted =
+                vouched && (*partition == ctx.partition || self.fleet_may_serve(&ctx, partition));
             if trusted && !client_cc.no_cache && self.is_fresh(&ctx, &hit.meta) {
                 self.count_saved(&ctx);
                 self.keep(&ctx, hit.meta.clone(), hit.body.clone());
@@ -419,7 +492,7 @@ impl Proxy {
         // Step 5: ask upstream, with the best validator we can send.
         let (held, validator, synthesized) = match (&own, &foreign) {
             (Some(hit), _) => (Some(hit.clone()), hit.meta.etag.clone(), false),
-            (None, Some((_, hit))) => {
+            (None, Some((_, hit, _))) => {
                 let opaque = synthesize_etag(
                     ctx.accept.as_deref(),
                     ctx.authorization.as_deref(),
@@ -588,15 +661,30 @@ impl Proxy {
         };
         let (parts, body) = response.into_parts();
         self.account_upstream(partition, path, parts.status, &parts.headers, authenticated);
+        let budget = crate::upstream::Budget::new(
+            &self.inner.buffered,
+            self.inner.config.max_buffered_bytes,
+        );
         match upstream
-            .read_body(body, self.inner.config.max_cacheable_body)
+            .read_body(body, self.inner.config.max_cacheable_body, budget)
             .await
         {
-            Ok(Ok(body)) => FlightResult::Done(Arc::new(Fetched {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })),
+            Ok(Ok(body)) => {
+                let fetched = Fetched {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                };
+                if is_rate_limit_refusal(&fetched) {
+                    self.inner.quotas.observe_refusal(
+                        partition,
+                        fetched.status,
+                        &fetched.headers,
+                        &fetched.body,
+                    );
+                }
+                FlightResult::Done(Arc::new(fetched))
+            }
             Ok(Err((prefix, rest))) => {
                 let prefix = futures_util::stream::once(std::future::ready(Ok::<_, BoxError>(
                     hyper::body::Frame::data(Bytes::from(prefix)),
@@ -643,6 +731,71 @@ impl Proxy {
             stats.units_spent.fetch_add(1, Relaxed);
         }
         self.inner.quotas.observe(partition, headers);
+        if authenticated && status != StatusCode::UNAUTHORIZED {
+            self.inner.accepted.lock().put(*partition, ());
+        }
+    }
+
+    /// Fleet trust serves another partition's fresh copy only to a token
+    /// GitHub has accepted, and a token's body never to an anonymous request.
+    fn fleet_may_serve(&self, ctx: &Ctx, copy_partition: &Partition) -> bool {
+        if !self.inner.config.fleet_trust {
+            return false;
+        }
+        copy_partition.is_anonymous()
+            || (!ctx.partition.is_anonymous()
+                && self.inner.accepted.lock().contains(&ctx.partition))
+    }
+
+    /// GitHub's refusal, replayed while its back-off lasts.
+    fn replay_refusal(&self, refusal: &Refusal) -> Response<Body> {
+        self.inner.stats.record(Outcome::Miss);
+        let mut response = Response::new(full(refusal.body.clone()));
+        *response.status_mut() = refusal.status;
+        *response.headers_mut() = refusal.headers.clone();
+        let wait = refusal
+            .until
+            .saturating_sub(crate::quota::now_secs())
+            .max(1);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        response
+            .headers_mut()
+            .insert("x-ghcache-reason", HeaderValue::from_static("backing-off"));
+        self.mark(&mut response, Outcome::Miss);
+        response
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        let stats = &self.inner.stats;
+        stats
+            .connections_open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .connections_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.inner
+            .stats
+            .connections_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_shed(&self) {
+        self.inner
+            .stats
+            .connections_shed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.inner
+            .stats
+            .connections_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn count_saved(&self, ctx: &Ctx) {
@@ -714,6 +867,13 @@ impl Proxy {
             body_len: fetched.body.len() as u64,
             last_access_ms: now,
         };
+        if meta.footprint() > ghcache_store::MAX_META_BYTES {
+            tracing::debug!(
+                bytes = meta.footprint(),
+                "response headers too large to store"
+            );
+            return;
+        }
         let new_version = previous.is_none_or(|p| p.meta.body_cid != meta.body_cid);
         let cid = meta.body_cid;
         self.keep(ctx, meta, fetched.body.clone());
@@ -751,6 +911,7 @@ impl Proxy {
             .lookup(path)
             .or(max_age.map(Duration::from_secs))
             .unwrap_or(self.inner.config.default_ttl)
+            .min(MAX_TTL)
     }
 
     /// A `304` for a body we hold: refresh the entry for this partition and
@@ -901,9 +1062,24 @@ impl Proxy {
     }
 
     fn rewrite_links(&self, headers: &mut HeaderMap, proxy_base: &str) {
-        if let Some(link) = header_str(headers, header::LINK) {
-            let rewritten = headers::rewrite_link(link, &self.inner.upstream.base, proxy_base);
-            headers.insert(header::LINK, headers::value(&rewritten));
+        let rewritten: Vec<HeaderValue> = headers
+            .get_all(header::LINK)
+            .iter()
+            .map(|value| match value.to_str() {
+                Ok(link) => headers::value(&headers::rewrite_link(
+                    link,
+                    &self.inner.upstream.base,
+                    proxy_base,
+                )),
+                Err(_) => value.clone(),
+            })
+            .collect();
+        if rewritten.is_empty() {
+            return;
+        }
+        headers.remove(header::LINK);
+        for value in rewritten {
+            headers.append(header::LINK, value);
         }
     }
 
@@ -924,6 +1100,7 @@ impl Proxy {
     /// both ways. A successful write invalidates its path and the
     /// collections above it, here and in the fleet.
     async fn pass_through(&self, request: Request<Incoming>) -> Response<Body> {
+        let proxy_base = self.proxy_base(&request);
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
         let path_and_query = parts
@@ -931,9 +1108,22 @@ impl Proxy {
             .path_and_query()
             .map(|pq| pq.as_str().to_owned())
             .unwrap_or_else(|| path.clone());
-        let proxy_base = self.proxy_base(&parts.headers);
-        let authorization = header_str(&parts.headers, header::AUTHORIZATION).map(str::to_owned);
-        let partition = self.inner.secret.partition_for(authorization.as_deref());
+        // From the exact bytes forwarded, whatever they are.
+        let partition = self.inner.secret.partition_for_bytes(
+            headers::exact_bytes(&parts.headers, header::AUTHORIZATION).as_deref(),
+        );
+        let authenticated = parts.headers.contains_key(header::AUTHORIZATION);
+        if let Some(refusal) = self.inner.quotas.backing_off(&partition) {
+            self.inner
+                .stats
+                .refused_quota
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut response = self.replay_refusal(&refusal);
+            // Counted as the pass-through it is.
+            self.inner.stats.record(Outcome::Bypass);
+            self.mark(&mut response, Outcome::Bypass);
+            return response;
+        }
         let is_write = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         headers::strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::HOST);
@@ -946,7 +1136,11 @@ impl Proxy {
         parts.uri = match self.inner.upstream.uri(&path_and_query) {
             Ok(uri) => uri,
             Err(f) => {
-                return github_error(StatusCode::BAD_REQUEST, &format!("ghcache: {}", f.message));
+                let mut r =
+                    github_error(StatusCode::BAD_REQUEST, &format!("ghcache: {}", f.message));
+                self.inner.stats.record(Outcome::Bypass);
+                self.mark(&mut r, Outcome::Bypass);
+                return r;
             }
         };
         let method = parts.method.clone();
@@ -955,22 +1149,18 @@ impl Proxy {
             Ok(response) => {
                 let status = response.status();
                 let i = &self.inner;
-                i.stats
-                    .upstream_requests
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if path != "/rate_limit" {
-                    i.stats
-                        .units_spent
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                i.quotas.observe(&partition, response.headers());
+                self.account_upstream(&partition, &path, status, response.headers(), authenticated);
                 if is_write && status.is_success() && path != "/graphql" {
                     let paths = affected_paths(&path);
                     self.invalidate_paths(&paths);
                     i.peers.announce_invalidation(&paths);
-                    tracing::debug!(%method, %path, "write invalidated {} paths", paths.len());
+                    tracing::debug!(%method, "write invalidated {} paths", paths.len());
                 }
-                let mut response = self.stream_response(response, &proxy_base);
+                let mut response = if matches!(status.as_u16(), 403 | 429) {
+                    self.observe_pass_refusal(&partition, response).await
+                } else {
+                    self.stream_response(response, &proxy_base)
+                };
                 i.stats.record(Outcome::Bypass);
                 self.mark(&mut response, Outcome::Bypass);
                 response
@@ -986,21 +1176,63 @@ impl Proxy {
                     StatusCode::BAD_GATEWAY
                 };
                 let mut r = github_error(status, &format!("ghcache: {}", failure.message));
+                self.inner.stats.record(Outcome::Bypass);
                 self.mark(&mut r, Outcome::Bypass);
                 r
             }
         }
     }
-}
 
-/// A write to `/repos/o/r/issues/5/comments` changes that path and every
-/// collection above it, down to `/repos/o`.
-pub fn affected_paths(path: &str) -> Vec<String> {
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    (2..=segments.len())
-        .rev()
-        .map(|n| format!("/{}", segments[..n].join("/")))
-        .collect()
+    /// A passed-through `403`/`429`: read (refusals are small) so that a
+    /// rate-limit refusal can be replayed locally until GitHub's time.
+    async fn observe_pass_refusal(
+        &self,
+        partition: &Partition,
+        response: Response<Incoming>,
+    ) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        let budget = crate::upstream::Budget::new(
+            &self.inner.buffered,
+            self.inner.config.max_buffered_bytes,
+        );
+        match self.inner.upstream.read_body(body, 64 << 10, budget).await {
+            Ok(Ok(body)) => {
+                let fetched = Fetched {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                };
+                if is_rate_limit_refusal(&fetched) {
+                    self.inner.quotas.observe_refusal(
+                        partition,
+                        fetched.status,
+                        &fetched.headers,
+                        &fetched.body,
+                    );
+                }
+                let mut response = Response::new(full(fetched.body));
+                *response.status_mut() = fetched.status;
+                *response.headers_mut() = fetched.headers;
+                response
+            }
+            Ok(Err((prefix, rest))) => {
+                let prefix = futures_util::stream::once(std::future::ready(Ok::<_, BoxError>(
+                    hyper::body::Frame::data(Bytes::from(prefix)),
+                )));
+                let rest = http_body_util::BodyStream::new(rest.map_err(BoxError::from));
+                let stream = futures_util::StreamExt::chain(prefix, rest);
+                Response::from_parts(
+                    parts,
+                    http_body_util::StreamBody::new(stream).boxed_unsync(),
+                )
+            }
+            Err(failure) => github_error(
+                StatusCode::BAD_GATEWAY,
+                &format!("ghcache: {}", failure.message),
+            ),
+        }
+    }
 }
 
 fn take_stream(slot: &Mutex<Option<Response<Body>>>) -> Option<Response<Body>> {
@@ -1015,7 +1247,17 @@ fn is_rate_limit_refusal(fetched: &Fetched) -> bool {
     }
     status == StatusCode::FORBIDDEN
         && (header_str(&fetched.headers, "x-ratelimit-remaining") == Some("0")
-            || fetched.headers.contains_key(header::RETRY_AFTER))
+            || fetched.headers.contains_key(header::RETRY_AFTER)
+            || mentions_secondary_limit(&fetched.body))
+}
+
+/// GitHub's secondary-limit refusals say so in their message.
+fn mentions_secondary_limit(body: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"secondary rate limit";
+    body.len() <= 64 << 10
+        && body
+            .windows(NEEDLE.len())
+            .any(|w| w.eq_ignore_ascii_case(NEEDLE))
 }
 
 fn quota_headers(headers: &mut HeaderMap, quota: &Quota, resource: &str) {
@@ -1024,23 +1266,4 @@ fn quota_headers(headers: &mut HeaderMap, quota: &Quota, resource: &str) {
     headers.insert("x-ratelimit-used", HeaderValue::from(quota.used));
     headers.insert("x-ratelimit-reset", HeaderValue::from(quota.reset));
     headers.insert("x-ratelimit-resource", headers::value(resource));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::affected_paths;
-
-    #[test]
-    fn writes_invalidate_their_collections() {
-        assert_eq!(
-            affected_paths("/repos/o/r/issues/5/comments"),
-            [
-                "/repos/o/r/issues/5/comments",
-                "/repos/o/r/issues/5",
-                "/repos/o/r/issues",
-                "/repos/o/r",
-                "/repos/o"
-            ]
-        );
-    }
 }

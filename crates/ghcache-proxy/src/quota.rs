@@ -1,15 +1,33 @@
-//! What the upstream last told us about each partition's remaining quota,
-//! so that an exhausted partition is not sent upstream until its reset.
+//! What the upstream last told us about each partition's quota, so that an
+//! exhausted partition is not sent upstream until its reset, and a
+//! partition GitHub told to back off (`Retry-After`, a secondary limit) is
+//! answered locally until then.
+//!
+//! Bounded: at most [`MAX_TRACKED`] (partition, bucket) pairs and as many
+//! back-offs, least recently seen dropped first; a record past its reset is
+//! forgotten. Stats and metrics show the [`SHOWN`] lowest plus a total.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use ghcache_core::Partition;
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
+use lru::LruCache;
 use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::headers::header_str;
+
+/// (partition, bucket) pairs remembered; bogus tokens cannot grow it further.
+pub const MAX_TRACKED: usize = 4096;
+/// Rows listed in stats and metrics (the lowest remaining first).
+pub const SHOWN: usize = 20;
+/// Longest back-off honoured from one answer, whatever `Retry-After` says.
+const MAX_BACKOFF_SECS: u64 = 3600;
+/// GitHub: "wait for at least one minute" when a secondary limit names no time.
+const SECONDARY_DEFAULT_SECS: u64 = 60;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Quota {
@@ -20,9 +38,38 @@ pub struct Quota {
     pub reset: u64,
 }
 
-#[derive(Debug, Default)]
+/// GitHub's refusal, replayed locally while its back-off lasts.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// Unix seconds before which nothing of this partition goes upstream.
+    pub until: u64,
+}
+
+#[derive(Debug)]
 pub struct QuotaTracker {
-    by_partition: Mutex<HashMap<(Partition, &'static str), Quota>>,
+    by_partition: Mutex<LruCache<(Partition, &'static str), Quota>>,
+    backoff: Mutex<LruCache<Partition, Arc<Refusal>>>,
+}
+
+impl Default for QuotaTracker {
+    fn default() -> Self {
+        let cap = NonZeroUsize::new(MAX_TRACKED).unwrap_or(NonZeroUsize::MIN);
+        QuotaTracker {
+            by_partition: Mutex::new(LruCache::new(cap)),
+            backoff: Mutex::new(LruCache::new(cap)),
+        }
+    }
+}
+
+/// What stats and metrics show: the lowest few and how many there are.
+#[derive(Debug)]
+pub struct QuotaSnapshot {
+    pub rows: Vec<(String, String, Quota)>,
+    pub tracked: usize,
+    pub backing_off: usize,
 }
 
 /// The bucket names GitHub reports, interned so that lookups on the hit
@@ -85,32 +132,195 @@ impl QuotaTracker {
         };
         self.by_partition
             .lock()
-            .insert((*partition, bucket(resource)), quota);
+            .put((*partition, bucket(resource)), quota);
     }
 
-    /// The last known quota, if any.
+    /// Remembers GitHub's order to back off, from a rate-limit refusal:
+    /// `Retry-After` (seconds or a date), else `x-ratelimit-reset` when
+    /// nothing remains, else a minute. Capped at an hour.
+    pub fn observe_refusal(
+        &self,
+        partition: &Partition,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) {
+        let now = now_secs();
+        let wait = retry_after(headers, now)
+            .or_else(|| {
+                let remaining = header_str(headers, "x-ratelimit-remaining")?;
+                let reset = header_str(headers, "x-ratelimit-reset")?
+                    .parse::<u64>()
+                    .ok()?;
+                (remaining == "0").then(|| reset.saturating_sub(now))
+            })
+            .unwrap_or(SECONDARY_DEFAULT_SECS)
+            .min(MAX_BACKOFF_SECS);
+        if wait == 0 {
+            return;
+        }
+        let mut kept = HeaderMap::new();
+        for (name, value) in headers {
+            let n = name.as_str();
+            if n == "content-type"
+                || n.starts_with("x-ratelimit-")
+                || n == "x-github-media-type"
+                || n == "x-github-request-id"
+            {
+                kept.append(name.clone(), value.clone());
+            }
+        }
+        let refusal = Refusal {
+            status,
+            headers: kept,
+            body: body.clone(),
+            until: now + wait,
+        };
+        self.backoff.lock().put(*partition, Arc::new(refusal));
+    }
+
+    /// GitHub's standing refusal for this partition, while it lasts.
+    pub fn backing_off(&self, partition: &Partition) -> Option<Arc<Refusal>> {
+        let mut map = self.backoff.lock();
+        let refusal = map.get(partition)?.clone();
+        if now_secs() >= refusal.until {
+            map.pop(partition);
+            return None;
+        }
+        Some(refusal)
+    }
+
+    /// The last known quota, if its window has not reset yet.
     pub fn get(&self, partition: &Partition, resource: &str) -> Option<Quota> {
-        self.by_partition
-            .lock()
-            .get(&(*partition, bucket(resource)))
-            .cloned()
+        let key = (*partition, bucket(resource));
+        let mut map = self.by_partition.lock();
+        let quota = map.get(&key)?.clone();
+        if now_secs() >= quota.reset {
+            map.pop(&key);
+            return None;
+        }
+        Some(quota)
     }
 
     /// `Some(quota)` when the partition is known to have nothing left and
     /// the window has not reset yet.
     pub fn exhausted(&self, partition: &Partition, resource: &str) -> Option<Quota> {
-        self.get(partition, resource)
-            .filter(|q| q.remaining == 0 && now_secs() < q.reset)
+        self.get(partition, resource).filter(|q| q.remaining == 0)
     }
 
-    pub fn snapshot(&self) -> Vec<(String, String, Quota)> {
-        let mut rows: Vec<_> = self
-            .by_partition
-            .lock()
+    /// The lowest [`SHOWN`] live records and the totals; drops expired ones.
+    pub fn snapshot(&self) -> QuotaSnapshot {
+        let now = now_secs();
+        let mut map = self.by_partition.lock();
+        let expired: Vec<_> = map
+            .iter()
+            .filter(|(_, q)| now >= q.reset)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            map.pop(&k);
+        }
+        let mut rows: Vec<_> = map
             .iter()
             .map(|((p, r), q)| (p.to_string(), (*r).to_owned(), q.clone()))
             .collect();
-        rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        rows
+        let tracked = rows.len();
+        drop(map);
+        rows.sort_by(|a, b| (a.2.remaining, &a.0, &a.1).cmp(&(b.2.remaining, &b.0, &b.1)));
+        rows.truncate(SHOWN);
+        let backing_off = self
+            .backoff
+            .lock()
+            .iter()
+            .filter(|(_, r)| now < r.until)
+            .count();
+        QuotaSnapshot {
+            rows,
+            tracked,
+            backing_off,
+        }
+    }
+}
+
+/// `Retry-After` as seconds from now (RFC 9110 §10.2.3: seconds or a date).
+fn retry_after(headers: &HeaderMap, now: u64) -> Option<u64> {
+    let value = header_str(headers, http::header::RETRY_AFTER)?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at = at.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(at.saturating_sub(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ghcache_core::PartitionSecret;
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.insert(*n, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bounded_by_lru_and_forgets_past_resets() {
+        let secret = PartitionSecret::generate();
+        let tracker = QuotaTracker::default();
+        let reset = (now_secs() + 600).to_string();
+        for i in 0..(MAX_TRACKED + 500) {
+            let p = secret.partition_for(Some(&format!("token bogus{i}")));
+            tracker.observe(
+                &p,
+                &headers(&[
+                    ("x-ratelimit-limit", "60".into()),
+                    ("x-ratelimit-remaining", "59".into()),
+                    ("x-ratelimit-reset", reset.clone()),
+                ]),
+            );
+        }
+        let snap = tracker.snapshot();
+        assert_eq!(snap.tracked, MAX_TRACKED);
+        assert_eq!(snap.rows.len(), SHOWN);
+        let old = secret.partition_for(Some("token old"));
+        tracker.observe(
+            &old,
+            &headers(&[
+                ("x-ratelimit-limit", "60".into()),
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", (now_secs() - 1).to_string()),
+            ]),
+        );
+        assert!(tracker.exhausted(&old, "core").is_none());
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates_and_the_default_minute() {
+        let now = now_secs();
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "30".into())]), now),
+            Some(30)
+        );
+        let date = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(now + 90));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", date)]), now),
+            Some(90)
+        );
+        let tracker = QuotaTracker::default();
+        let p = PartitionSecret::generate().partition_for(Some("token a"));
+        tracker.observe_refusal(&p, StatusCode::FORBIDDEN, &HeaderMap::new(), &Bytes::new());
+        let r = tracker.backing_off(&p).unwrap();
+        assert!(r.until >= now + SECONDARY_DEFAULT_SECS);
+        let q = PartitionSecret::generate().partition_for(Some("token b"));
+        tracker.observe_refusal(
+            &q,
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[("retry-after", "99999999".into())]),
+            &Bytes::new(),
+        );
+        assert!(tracker.backing_off(&q).unwrap().until <= now + MAX_BACKOFF_SECS + 1);
     }
 }

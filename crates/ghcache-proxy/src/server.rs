@@ -1,18 +1,22 @@
 //! The accept loop: HTTP/1.1 with keep-alive, header limits and timeouts,
 //! graceful shutdown; and a tiny client for the control API.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::proxy::LocalAddr;
 use crate::{Proxy, ProxyError};
 
 /// A proxy serving on a socket.
@@ -33,12 +37,114 @@ impl RunningProxy {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to 10 s).
+    /// Stops accepting, lets in-flight requests finish (up to 10 s) and
+    /// closes idle keep-alive connections.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+    }
+}
+
+/// One client connection, as the accept loop sees it.
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    /// Requests being answered now; 0 means idle (or still sending its head).
+    busy: AtomicUsize,
+    /// When it last started or finished a request (ms since the server began).
+    last_active: AtomicU64,
+    close: Notify,
+}
+
+/// The open connections, so the accept loop can shed the oldest idle one.
+#[derive(Debug, Default)]
+struct Conns {
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+    next_id: AtomicU64,
+}
+
+impl Conns {
+    /// Asks the idle connection that has waited longest to close.
+    fn shed_oldest_idle(&self) -> bool {
+        let open = self.open.lock();
+        let victim = open
+            .values()
+            .filter(|c| c.busy.load(Ordering::Acquire) == 0)
+            .min_by_key(|c| (c.last_active.load(Ordering::Acquire), c.id));
+        match victim {
+            Some(c) => {
+                c.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Logs a repeated warning at most once per interval, with how many were
+/// suppressed in between.
+#[derive(Debug)]
+struct Throttled {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttled {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn new() -> Throttled {
+        Throttled {
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    fn warn(&mut self, message: &str, error: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < Self::EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(error = %error, suppressed = self.suppressed, "{message}");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Closes a connection asked to go: an idle one (between requests, or one
+/// that never finished sending a head) at once, a busy one after its
+/// current response.
+async fn finish<C>(mut connection: std::pin::Pin<&mut C>, conn: &Conn) -> hyper::Result<()>
+where
+    C: std::future::Future<Output = hyper::Result<()>> + GracefulConnection,
+{
+    if conn.busy.load(Ordering::Acquire) == 0 {
+        return Ok(());
+    }
+    connection.as_mut().shutdown_gracefully();
+    connection.await
+}
+
+/// The one method of hyper's connection types the accept loop needs.
+trait GracefulConnection {
+    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
     }
 }
 
@@ -53,42 +159,102 @@ impl Proxy {
             .local_addr()
             .map_err(|source| ProxyError::Bind { addr, source })?;
         let (stop, mut stopped) = oneshot::channel();
+        let max_connections = self.config().max_connections.max(1);
         let task = tokio::spawn(async move {
-            let graceful = GracefulShutdown::new();
+            let (closing, _) = tokio::sync::broadcast::channel::<()>(1);
+            let conns = Arc::new(Conns::default());
+            let started = Instant::now();
+            let mut accept_warning = Throttled::new();
+            let mut full_warning = Throttled::new();
             let mut builder = http1::Builder::new();
             builder
                 .keep_alive(true)
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
                 .max_buf_size(256 * 1024);
+            let mut tasks = tokio::task::JoinSet::new();
             loop {
                 let (stream, _) = tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok(pair) => pair,
                         Err(e) => {
-                            // Out of file descriptors and the like: back off, keep serving.
-                            tracing::warn!(error = %e, "accept failed");
+                            // Out of file descriptors and the like: make room, back off, keep serving.
+                            accept_warning.warn("accept failed; shedding an idle connection", &e);
+                            conns.shed_oldest_idle();
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
                     },
                     _ = &mut stopped => break,
                 };
+                let open = conns.open.lock().len();
+                if open >= max_connections && !conns.shed_oldest_idle() {
+                    self.connection_refused();
+                    full_warning.warn(
+                        "connection limit reached and every connection is busy; refusing a new one",
+                        &format!("{open} open, limit {max_connections}"),
+                    );
+                    drop(stream);
+                    continue;
+                }
+                if open >= max_connections {
+                    self.connection_shed();
+                }
                 let _ = stream.set_nodelay(true);
-                let proxy = self.clone();
-                let service = service_fn(move |request| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
+                let conn = Arc::new(Conn {
+                    id: conns.next_id.fetch_add(1, Ordering::Relaxed),
+                    busy: AtomicUsize::new(0),
+                    last_active: AtomicU64::new(started.elapsed().as_millis() as u64),
+                    close: Notify::new(),
                 });
+                conns.open.lock().insert(conn.id, conn.clone());
+                self.connection_opened();
+                let proxy = self.clone();
+                let local = stream.local_addr().ok().map(LocalAddr);
+                let tracked = conn.clone();
+                let service =
+                    service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                        let proxy = proxy.clone();
+                        let conn = tracked.clone();
+                        if let Some(local) = local {
+                            request.extensions_mut().insert(local);
+                        }
+                        async move {
+                            conn.busy.fetch_add(1, Ordering::AcqRel);
+                            conn.last_active
+                                .store(started.elapsed().as_millis() as u64, Ordering::Release);
+                            let response = proxy.handle(request).await;
+                            conn.last_active
+                                .store(started.elapsed().as_millis() as u64, Ordering::Release);
+                            conn.busy.fetch_sub(1, Ordering::AcqRel);
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
+                let mut closing = closing.subscribe();
+                let conns = conns.clone();
+                let proxy = self.clone();
+                tasks.spawn(async move {
+                    tokio::pin!(connection);
+                    let result = tokio::select! {
+                        result = connection.as_mut() => result,
+                        _ = conn.close.notified() => finish(connection, &conn).await,
+                        _ = closing.recv() => finish(connection, &conn).await,
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, "client connection ended with an error");
                     }
+                    conns.open.lock().remove(&conn.id);
+                    proxy.connection_closed();
                 });
+                // Reap finished connection tasks so the set stays small.
+                while tasks.try_join_next().is_some() {}
             }
-            let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+            let _ = closing.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
         });
         tracing::info!(%addr, "proxy listening");
         Ok(RunningProxy {

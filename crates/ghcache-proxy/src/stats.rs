@@ -57,6 +57,12 @@ pub struct Stats {
     pub units_saved: AtomicU64,
     pub refused_quota: AtomicU64,
     pub store_errors: AtomicU64,
+    pub connections_open: AtomicU64,
+    pub connections_total: AtomicU64,
+    /// Idle connections closed to make room under the connection limit.
+    pub connections_shed: AtomicU64,
+    /// Connections refused: at the limit with every connection busy.
+    pub connections_refused: AtomicU64,
 }
 
 impl Stats {
@@ -91,8 +97,9 @@ impl Stats {
         } else {
             hits as f64 / cacheable as f64
         };
-        let partitions: Vec<Value> = quotas
-            .snapshot()
+        let quota = quotas.snapshot();
+        let partitions: Vec<Value> = quota
+            .rows
             .into_iter()
             .map(|(partition, resource, q)| {
                 json!({"partition": partition, "resource": resource, "limit": q.limit,
@@ -122,6 +129,8 @@ impl Stats {
                 "units_saved": get(&self.units_saved),
                 "refused_while_exhausted": get(&self.refused_quota),
                 "partitions": partitions,
+                "partitions_tracked": quota.tracked,
+                "partitions_backing_off": quota.backing_off,
             },
             "store": {
                 "entries": store.entries,
@@ -134,6 +143,12 @@ impl Stats {
                 "degraded": store.degraded,
                 "path": store.path.as_ref().map(|p| p.display().to_string()),
             },
+            "connections": {
+                "open": get(&self.connections_open),
+                "total": get(&self.connections_total),
+                "shed": get(&self.connections_shed),
+                "refused": get(&self.connections_refused),
+            },
             "state_dir": state_dir,
         })
     }
@@ -145,6 +160,7 @@ impl Stats {
         quotas: &QuotaTracker,
     ) -> String {
         let get = |c: &AtomicU64| c.load(Relaxed);
+        let quota = quotas.snapshot();
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
@@ -232,9 +248,9 @@ impl Stats {
         metric(
             "ghcache_rate_limit_remaining",
             "gauge",
-            "Last known remaining quota per partition (keyed hash) and resource.",
-            quotas
-                .snapshot()
+            "Last known remaining quota of the partitions (keyed hash) closest to exhaustion.",
+            quota
+                .rows
                 .into_iter()
                 .map(|(p, r, q)| {
                     (
@@ -243,6 +259,36 @@ impl Stats {
                     )
                 })
                 .collect(),
+        );
+        metric(
+            "ghcache_connections_open",
+            "gauge",
+            "Client connections open now.",
+            vec![(String::new(), get(&self.connections_open))],
+        );
+        metric(
+            "ghcache_connections_shed_total",
+            "counter",
+            "Idle client connections closed to stay under the connection limit.",
+            vec![(String::new(), get(&self.connections_shed))],
+        );
+        metric(
+            "ghcache_connections_refused_total",
+            "counter",
+            "Client connections refused at the limit with every connection busy.",
+            vec![(String::new(), get(&self.connections_refused))],
+        );
+        metric(
+            "ghcache_rate_limit_partitions",
+            "gauge",
+            "Partitions whose quota is tracked (at most 4096).",
+            vec![(String::new(), quota.tracked as u64)],
+        );
+        metric(
+            "ghcache_rate_limit_backing_off",
+            "gauge",
+            "Partitions GitHub told to back off (Retry-After, secondary limit), answered locally.",
+            vec![(String::new(), quota.backing_off as u64)],
         );
         out
     }

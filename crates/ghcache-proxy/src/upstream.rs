@@ -1,6 +1,7 @@
 //! The pooled HTTP(S) client to GitHub (rustls, native roots with the
 //! webpki set as fallback).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -101,11 +102,14 @@ impl Upstream {
         }
     }
 
-    /// Reads a body of at most `limit` bytes; `Ok(Err(partial))` when larger.
+    /// Reads a body of at most `limit` bytes; `Ok(Err(partial))` when larger,
+    /// or when buffering it would exceed the shared `budget` (the caller then
+    /// streams the rest instead of holding it).
     pub async fn read_body(
         &self,
         mut body: Incoming,
         limit: usize,
+        mut budget: Budget<'_>,
     ) -> Result<Result<Bytes, (Vec<u8>, Incoming)>, UpstreamFailure> {
         let mut buffer = Vec::new();
         let read = async {
@@ -115,6 +119,10 @@ impl Upstream {
                     message: format!("upstream body failed: {}", error_chain(&e)),
                 })?;
                 if let Ok(data) = frame.into_data() {
+                    if !budget.reserve(data.len()) {
+                        buffer.extend_from_slice(&data);
+                        return Ok(false);
+                    }
                     buffer.extend_from_slice(&data);
                     if buffer.len() > limit {
                         return Ok(false);
@@ -132,6 +140,42 @@ impl Upstream {
             Ok(Ok(true)) => Ok(Ok(Bytes::from(buffer))),
             Ok(Ok(false)) => Ok(Err((buffer, body))),
         }
+    }
+}
+
+/// A reservation against the bytes all in-flight responses may buffer
+/// together; released when dropped.
+#[derive(Debug)]
+pub struct Budget<'a> {
+    in_use: &'a AtomicUsize,
+    cap: usize,
+    held: usize,
+}
+
+impl<'a> Budget<'a> {
+    pub fn new(in_use: &'a AtomicUsize, cap: usize) -> Budget<'a> {
+        Budget {
+            in_use,
+            cap,
+            held: 0,
+        }
+    }
+
+    /// Takes `n` more bytes if the total stays within the cap.
+    fn reserve(&mut self, n: usize) -> bool {
+        let before = self.in_use.fetch_add(n, Ordering::AcqRel);
+        if before.saturating_add(n) > self.cap {
+            self.in_use.fetch_sub(n, Ordering::AcqRel);
+            return false;
+        }
+        self.held += n;
+        true
+    }
+}
+
+impl Drop for Budget<'_> {
+    fn drop(&mut self) {
+        self.in_use.fetch_sub(self.held, Ordering::AcqRel);
     }
 }
 

@@ -48,4 +48,9 @@ pub enum StoreError {
 
     #[error("body of {len} bytes is larger than the whole store ({max_bytes} bytes); not cached")]
     TooLarge { len: u64, max_bytes: u64 },
+
+    #[error(
+        "response headers of {len} bytes exceed the {max} bytes an entry may carry; not cached"
+    )]
+    MetaTooLarge { len: u64, max: u64 },
 }

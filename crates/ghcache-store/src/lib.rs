@@ -31,4 +31,4 @@ mod types;
 pub use error::StoreError;
 pub use ghcache_core::{ContentId, Partition, ResourceId};
 pub use store::Store;
-pub use types::{EntryMeta, Hit, StoreConfig, StoreStats};
+pub use types::{EntryMeta, Hit, MAX_META_BYTES, StoreConfig, StoreStats};

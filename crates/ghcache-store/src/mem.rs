@@ -27,6 +27,11 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// What this entry's metadata costs, counted against the byte limit.
+    pub fn meta_len(&self) -> u64 {
+        self.meta.footprint()
+    }
+
     pub fn snapshot(&self) -> EntryMeta {
         let mut m = self.meta.clone();
         m.stale = self.stale.load(Relaxed);
@@ -55,6 +60,9 @@ pub(crate) enum Change {
     DelBlob(ContentId),
     /// A malformed blob key found at load.
     DelBlobRaw(Vec<u8>),
+    /// A write marked a path (by its hash) stale at this unix ms.
+    PutInvalidation([u8; 16], u64),
+    DelInvalidation([u8; 16]),
 }
 
 type EntryList = Vec<(Partition, Arc<Entry>)>;
@@ -74,6 +82,9 @@ pub(crate) struct Mem {
     generation: AtomicU64,
     pub entries: AtomicU64,
     pub bytes: AtomicU64,
+    /// Bytes of entry metadata (headers, validators): bounded with `bytes`,
+    /// so that huge headers cannot grow the store past its limit.
+    pub meta_bytes: AtomicU64,
     pub resident: AtomicU64,
     pub evictions: AtomicU64,
     pub corrupt_dropped: AtomicU64,
@@ -94,10 +105,16 @@ impl Mem {
             generation: AtomicU64::new(1),
             entries: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            meta_bytes: AtomicU64::new(0),
             resident: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             corrupt_dropped: AtomicU64::new(0),
         }
+    }
+
+    /// Body bytes plus metadata bytes: what the byte limit bounds.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes.load(Relaxed) + self.meta_bytes.load(Relaxed)
     }
 
     fn index_shard(&self, rid: &ResourceId) -> &RwLock<HashMap<ResourceId, EntryList>> {
@@ -257,6 +274,7 @@ impl Mem {
         sink: &mut dyn FnMut(Change),
     ) {
         let cid = entry.meta.body_cid;
+        let meta_len = entry.meta_len();
         self.incref(cid, body, sink);
         let replaced = {
             let mut shard = self.index_shard(&rid).write();
@@ -271,7 +289,9 @@ impl Mem {
                 }
             }
         };
+        self.meta_bytes.fetch_add(meta_len, Relaxed);
         if let Some(old) = replaced {
+            self.meta_bytes.fetch_sub(old.meta_len(), Relaxed);
             self.decref(&old.meta.body_cid, sink);
         }
     }
@@ -279,6 +299,7 @@ impl Mem {
     /// Loads an entry from disk at open; its blob slot must exist already.
     pub fn insert_loaded(&self, rid: ResourceId, p: Partition, entry: Arc<Entry>) {
         let cid = entry.meta.body_cid;
+        let meta_len = entry.meta_len();
         if let Some(slot) = self.blob_shard(&cid).write().get_mut(&cid) {
             slot.refs += 1;
         }
@@ -287,6 +308,7 @@ impl Mem {
             .entry(rid)
             .or_default()
             .push((p, entry));
+        self.meta_bytes.fetch_add(meta_len, Relaxed);
         self.entries.fetch_add(1, Relaxed);
     }
 
@@ -336,6 +358,7 @@ impl Mem {
         };
         self.entries.fetch_sub(removed.len() as u64, Relaxed);
         for e in &removed {
+            self.meta_bytes.fetch_sub(e.meta_len(), Relaxed);
             self.decref(&e.meta.body_cid, sink);
         }
         removed.len() as u64
@@ -369,7 +392,7 @@ impl Mem {
     /// ~5% headroom so a store at capacity does not rescan on every put.
     pub fn evict(&self, max_entries: u64, max_bytes: u64, sink: &mut dyn FnMut(Change)) {
         let over = |e: u64, b: u64| e > max_entries || b > max_bytes;
-        if !over(self.entries.load(Relaxed), self.bytes.load(Relaxed)) {
+        if !over(self.entries.load(Relaxed), self.total_bytes()) {
             return;
         }
         let target_e = max_entries - max_entries / 20;
@@ -384,7 +407,7 @@ impl Mem {
         }
         cands.sort_unstable_by_key(|c| c.0);
         for (tick, rid, p, e) in cands {
-            if !(self.entries.load(Relaxed) > target_e || self.bytes.load(Relaxed) > target_b) {
+            if !(self.entries.load(Relaxed) > target_e || self.total_bytes() > target_b) {
                 break;
             }
             // Skip entries replaced or read since the scan.

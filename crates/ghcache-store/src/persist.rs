@@ -20,6 +20,10 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("ghcache_meta");
 const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
 /// key: sha2-256 digest of the body (the CID's digest); value: the body.
 const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");
+/// key: 16-byte hash of a path a write invalidated; value: unix ms (the
+/// proxy's write-invalidation record, kept so that a restart forgets none).
+/// Files written before it existed lack it; it is created on first write.
+const INVALIDATIONS: TableDefinition<&[u8], u64> = TableDefinition::new("invalidations");
 
 const MAGIC: &[u8] = b"ghcache-store";
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -225,6 +229,27 @@ pub(crate) fn load(path: &Path, db: &Database, mem: &Mem) -> Result<Vec<Change>,
     Ok(cleanup)
 }
 
+/// The persisted write-invalidation records (none in older files).
+pub(crate) fn load_invalidations(
+    path: &Path,
+    db: &Database,
+) -> Result<Vec<([u8; 16], u64)>, StoreError> {
+    let rtx = db.begin_read().map_err(|e| read_err(path, e))?;
+    let table = match rtx.open_table(INVALIDATIONS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(read_err(path, e)),
+    };
+    let mut out = Vec::new();
+    for row in table.iter().map_err(|e| read_err(path, e))? {
+        let (k, v) = row.map_err(|e| read_err(path, e))?;
+        if let Ok(key) = <[u8; 16]>::try_from(k.value()) {
+            out.push((key, v.value()));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads and returns a body from redb (unverified; the caller verifies).
 pub(crate) fn read_blob(db: &Database, cid: &ContentId) -> Result<Option<Vec<u8>>, redb::Error> {
     let rtx = db.begin_read()?;
@@ -263,6 +288,12 @@ pub(crate) fn commit(db: &Database, changes: &[Change]) -> Result<(), redb::Erro
                 }
                 Change::DelBlobRaw(k) => {
                     blobs.remove(k.as_slice())?;
+                }
+                Change::PutInvalidation(k, at) => {
+                    wtx.open_table(INVALIDATIONS)?.insert(k.as_slice(), *at)?;
+                }
+                Change::DelInvalidation(k) => {
+                    wtx.open_table(INVALIDATIONS)?.remove(k.as_slice())?;
                 }
             }
         }

@@ -13,7 +13,7 @@ use redb::Database;
 use crate::StoreError;
 use crate::mem::{Change, Mem};
 use crate::persist;
-use crate::types::{EntryMeta, Hit, StoreConfig, StoreStats};
+use crate::types::{EntryMeta, Hit, MAX_META_BYTES, StoreConfig, StoreStats};
 
 /// Bodies kept in memory at most (persistent mode: a quarter of `max_bytes`,
 /// capped); the rest are read from redb on demand and verified. Memory-only
@@ -225,8 +225,15 @@ impl Store {
                 actual,
             });
         }
+        let meta_len = meta.footprint();
+        if meta_len > MAX_META_BYTES {
+            return Err(StoreError::MetaTooLarge {
+                len: meta_len,
+                max: MAX_META_BYTES,
+            });
+        }
         let len = body.len() as u64;
-        if len > self.shared.config.max_bytes {
+        if len + meta_len > self.shared.config.max_bytes {
             return Err(StoreError::TooLarge {
                 len,
                 max_bytes: self.shared.config.max_bytes,
@@ -246,7 +253,7 @@ impl Store {
     fn over_limits(&self) -> bool {
         let c = &self.shared.config;
         self.shared.mem.entries.load(Relaxed) > c.max_entries
-            || self.shared.mem.bytes.load(Relaxed) > c.max_bytes
+            || self.shared.mem.total_bytes() > c.max_bytes
     }
 
     /// Marks every partition's copy of `rid` stale (kept, but must be
@@ -260,6 +267,32 @@ impl Store {
         self.shared
             .mem
             .remove_where(rid, |_, _| true, &mut self.sink())
+    }
+
+    /// Persists a write-invalidation record (a 16-byte path hash and when).
+    /// The caller owns the records in memory; the store only keeps them
+    /// across restarts.
+    pub fn put_invalidation(&self, key: [u8; 16], at_ms: u64) {
+        if self.shared.config.persistence {
+            self.send(Msg::Change(Change::PutInvalidation(key, at_ms)));
+        }
+    }
+
+    /// Forgets a persisted write-invalidation record.
+    pub fn remove_invalidation(&self, key: [u8; 16]) {
+        if self.shared.config.persistence {
+            self.send(Msg::Change(Change::DelInvalidation(key)));
+        }
+    }
+
+    /// The write-invalidation records persisted before this start (read
+    /// from disk; empty for a memory-only store).
+    pub fn invalidations(&self) -> Result<Vec<([u8; 16], u64)>, StoreError> {
+        let db = self.shared.db.read().clone();
+        match (db, &self.shared.path) {
+            (Some(db), Some(path)) => persist::load_invalidations(path, &db),
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// A body by content id (verified if it had to be read from disk).
@@ -276,6 +309,7 @@ impl Store {
         StoreStats {
             entries: m.entries.load(Relaxed),
             bytes: m.bytes.load(Relaxed),
+            meta_bytes: m.meta_bytes.load(Relaxed),
             resident_bytes: m.resident.load(Relaxed),
             evictions: m.evictions.load(Relaxed),
             corrupt_dropped: m.corrupt_dropped.load(Relaxed),

@@ -45,7 +45,25 @@ pub struct EntryMeta {
     pub last_access_ms: u64,
 }
 
+/// Most metadata one entry may carry (headers, validators); a response with
+/// more is served but not stored.
+pub const MAX_META_BYTES: u64 = 32 << 10;
+/// Per-entry bookkeeping beyond its strings, counted against the byte limit.
+const ENTRY_OVERHEAD: u64 = 160;
+
 impl EntryMeta {
+    /// Bytes this metadata holds (what the store's byte limit counts).
+    pub fn footprint(&self) -> u64 {
+        let strings: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len())
+            .sum::<usize>()
+            + self.etag.as_ref().map_or(0, String::len)
+            + self.last_modified.as_ref().map_or(0, String::len);
+        strings as u64 + ENTRY_OVERHEAD
+    }
+
     /// A `200` for `body` with nothing else set (no headers, no validators,
     /// TTL 0): the base to fill in with `..EntryMeta::for_body(body)`.
     pub fn for_body(body: &[u8]) -> EntryMeta {
@@ -77,6 +95,9 @@ pub struct StoreStats {
     pub entries: u64,
     /// Unique body bytes (a body shared by many entries counts once).
     pub bytes: u64,
+    /// Entry metadata bytes (headers, validators); `bytes + meta_bytes` is
+    /// what `max_bytes` bounds.
+    pub meta_bytes: u64,
     /// Body bytes currently held in memory.
     pub resident_bytes: u64,
     pub evictions: u64,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use ghcache_config::Config;
 use ghcache_core::PartitionSecret;
 use ghcache_mesh::{Mesh, MeshConfig};
-use ghcache_proxy::{OperationTtls, Proxy, ProxyConfig};
+use ghcache_proxy::{OperationTtls, PeerTrust, Proxy, ProxyConfig};
 use ghcache_store::{Store, StoreConfig, StoreError};
 
 use crate::cli::{DaemonArgs, FakehubArgs, StatsArgs};
@@ -30,6 +30,10 @@ pub fn proxy_config(config: &Config) -> ProxyConfig {
     proxy.cache_enabled = config.cache_enabled.value;
     proxy.fleet_trust = config.fleet_trust.value;
     proxy.peer_deadline = config.peer_deadline.value;
+    proxy.peer_trust = match config.peer_trust.value {
+        ghcache_config::PeerTrust::Verify => PeerTrust::Verify,
+        ghcache_config::PeerTrust::Members => PeerTrust::Members,
+    };
     proxy.state_dir = Some(config.state_dir.value.display().to_string());
     proxy
 }
@@ -67,8 +71,10 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
         None => PartitionSecret::load_or_create(&state_dir.join("partition.key"))
             .context("cannot load the partition key")?,
     };
-    let mut proxy = Proxy::new(proxy_config(config), store.clone(), secret)
-        .map_err(|e| UsageError(e.to_string()))?;
+    let mut proxy_settings = proxy_config(config);
+    proxy_settings.max_connections = connection_limit(raise_fd_limit());
+    let mut proxy =
+        Proxy::new(proxy_settings, store.clone(), secret).map_err(|e| UsageError(e.to_string()))?;
     if let Some(mesh) = &mesh {
         proxy = proxy
             .with_peers(Arc::new(mesh.clone()))
@@ -89,12 +95,12 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
         });
     }
     let running = proxy.serve().await?;
+    let url = client_url(running.addr());
     tracing::info!(
-        proxy = %running.base_url(),
+        proxy = %running.addr(),
         upstream = config.upstream.value.as_str(),
         state_dir = %state_dir.display(),
-        "ghcache daemon ready; point clients at it with GITHUB_API_URL={}",
-        running.base_url()
+        "ghcache daemon ready; point clients on this host at it with GITHUB_API_URL={url}"
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -104,6 +110,39 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
     }
     store.flush();
     Ok(())
+}
+
+/// The URL a client on this host uses: a wildcard bind is reached on
+/// loopback (`http://0.0.0.0:…` is not an address to connect to).
+fn client_url(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
+/// Raises the soft open-file limit to the hard one (the common soft default
+/// of 1,024 runs out under load); returns the soft limit now in force.
+fn raise_fd_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::debug!(limit, "open-file limit");
+            limit
+        }
+        Err(e) => {
+            let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+            tracing::warn!(error = %e, soft, "cannot raise the open-file limit");
+            soft
+        }
+    }
+}
+
+/// Client connections allowed: what the descriptor limit leaves after the
+/// mesh, the upstream pool and the store (256), within [32, 16,384].
+fn connection_limit(fd_limit: u64) -> usize {
+    fd_limit.saturating_sub(256).clamp(32, 16_384) as usize
 }
 
 /// Joins the fleet when sharing is on and a cluster secret is set.
