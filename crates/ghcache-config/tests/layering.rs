@@ -393,3 +393,71 @@ fn credentials_in_an_upstream_url_are_never_echoed() {
     );
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn a_proxy_reachable_from_other_hosts_warns_and_refuses_fleet_trust_unless_acknowledged() {
+    let ws = Workspace::new();
+    let open = load(
+        &Overrides::default(),
+        &ws.sources(&[("GHCACHE_PROXY_ADDR", "0.0.0.0:8787")]),
+    )
+    .unwrap();
+    assert!(
+        open.warnings
+            .iter()
+            .any(|w| w.contains("0.0.0.0:8787") && w.contains("127.0.0.1")),
+        "{:?}",
+        open.warnings
+    );
+    let refused = load(
+        &Overrides::default(),
+        &ws.sources(&[
+            ("GHCACHE_PROXY_ADDR", "0.0.0.0:8787"),
+            ("GHCACHE_FLEET_TRUST", "true"),
+        ]),
+    )
+    .unwrap_err();
+    let text = refused.to_string();
+    assert!(text.contains("GHCACHE_FLEET_TRUST_NON_LOOPBACK"), "{text}");
+    assert!(text.contains("env GHCACHE_FLEET_TRUST"), "{text}");
+    let acknowledged = load(
+        &Overrides::default(),
+        &ws.sources(&[
+            ("GHCACHE_PROXY_ADDR", "0.0.0.0:8787"),
+            ("GHCACHE_FLEET_TRUST", "true"),
+            ("GHCACHE_FLEET_TRUST_NON_LOOPBACK", "yes"),
+        ]),
+    )
+    .unwrap();
+    assert!(acknowledged.fleet_trust.value);
+    // On loopback, fleet trust needs no acknowledgement and nothing warns.
+    let local = load(
+        &Overrides::default(),
+        &ws.sources(&[("GHCACHE_FLEET_TRUST", "true")]),
+    )
+    .unwrap();
+    assert!(local.warnings.is_empty());
+}
+
+#[test]
+fn peer_trust_is_verify_unless_members_is_asked_for() {
+    let ws = Workspace::new();
+    let config = load(&Overrides::default(), &ws.sources(&[])).unwrap();
+    assert_eq!(config.peer_trust.value, ghcache_config::PeerTrust::Verify);
+    let members = load(
+        &Overrides::default(),
+        &ws.sources(&[("GHCACHE_PEER_TRUST", "members")]),
+    )
+    .unwrap();
+    assert_eq!(members.peer_trust.value, ghcache_config::PeerTrust::Members);
+    let wrong = load(
+        &Overrides::default(),
+        &ws.sources(&[("GHCACHE_PEER_TRUST", "everyone")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        wrong.contains("GHCACHE_PEER_TRUST") && wrong.contains("verify"),
+        "{wrong}"
+    );
+}

@@ -97,7 +97,8 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
     let running = proxy.serve().await?;
     let url = client_url(running.addr());
     tracing::info!(
-        proxy = %running.addr(),
+        proxy = %url,
+        listen = %running.addr(),
         upstream = config.upstream.value.as_str(),
         state_dir = %state_dir.display(),
         "ghcache daemon ready; point clients on this host at it with GITHUB_API_URL={url}"

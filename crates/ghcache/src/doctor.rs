@@ -135,7 +135,36 @@ fn configuration(config: &Config) -> Vec<Finding> {
             "set GHCACHE_CLUSTER_SECRET (or GHCACHE_CLUSTER_SECRET_FILE) to one value shared by the fleet",
         ));
     }
+    out.extend(exposure(config));
     out
+}
+
+/// A proxy bound beyond loopback answers anyone who reaches the port.
+fn exposure(config: &Config) -> Option<Finding> {
+    let addr = config.proxy_addr.value.0;
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    let (level, risk) = if config.fleet_trust.value {
+        (
+            Level::Fail,
+            "with fleet trust on, anyone who reaches it can read private bodies cached for other tokens",
+        )
+    } else {
+        (
+            Level::Warn,
+            "anyone who reaches it gets answers from this cache",
+        )
+    };
+    Some(finding(
+        level,
+        "exposure",
+        format!(
+            "the proxy listens on {addr} ({}), reachable from other hosts: {risk}",
+            config.proxy_addr.origin
+        ),
+        "bind it to 127.0.0.1 (GHCACHE_PROXY_ADDR=127.0.0.1:8787 or --proxy-addr) unless other hosts must use it; then firewall the port",
+    ))
 }
 
 fn state_dir(dir: &Path) -> Finding {
@@ -320,6 +349,32 @@ mod tests {
         assert!(fail.message.contains("P2") && fail.message.contains("abc123"));
         assert!(fail.fix.contains("GHCACHE_CLUSTER_SECRET"));
         assert!(f.iter().all(|f| !f.message.contains("P1 ")));
+    }
+
+    fn config_with(env: &[(&str, &str)]) -> Config {
+        let sources = ghcache_config::Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            cwd: std::env::temp_dir(),
+        };
+        ghcache_config::load(&ghcache_config::Overrides::default(), &sources).unwrap()
+    }
+
+    #[test]
+    fn a_proxy_reachable_from_other_hosts_is_flagged() {
+        assert!(exposure(&config_with(&[])).is_none());
+        let open = config_with(&[("GHCACHE_PROXY_ADDR", "0.0.0.0:8787")]);
+        let warn = exposure(&open).unwrap();
+        assert_eq!(warn.level, Level::Warn);
+        assert!(warn.message.contains("0.0.0.0:8787") && warn.fix.contains("127.0.0.1"));
+        let trusted = config_with(&[
+            ("GHCACHE_PROXY_ADDR", "0.0.0.0:8787"),
+            ("GHCACHE_FLEET_TRUST", "true"),
+            ("GHCACHE_FLEET_TRUST_NON_LOOPBACK", "true"),
+        ]);
+        assert_eq!(exposure(&trusted).unwrap().level, Level::Fail);
     }
 
     #[test]

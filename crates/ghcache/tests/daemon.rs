@@ -118,3 +118,41 @@ fn kill_9_during_a_write_burst_leaves_a_store_that_opens_and_serves() {
         }
     });
 }
+
+/// The soft and hard open-file limits of a process, from /proc.
+fn nofile_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_owned();
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    (
+        fields.next().unwrap().to_owned(),
+        fields.next().unwrap().to_owned(),
+    )
+}
+
+// Issue 9, item 6: with the common soft limit the daemon ran out of
+// descriptors long before its hard limit.
+#[test]
+fn the_daemon_raises_its_open_file_limit_to_the_hard_limit() {
+    let (_, hard) = nofile_limits(std::process::id());
+    let state = tempfile::tempdir().unwrap();
+    let inner = daemon_command(state.path(), "http://127.0.0.1:9", &[], &["--no-p2p"]);
+    // prlimit lowers the soft limit, then execs the daemon (same pid).
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile=256:{hard}"))
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(state.path())
+        .env_clear()
+        .env("HOME", state.path())
+        .env("RUST_LOG", "info");
+    let daemon = start(cmd);
+    let (soft, now_hard) = nofile_limits(daemon.child.id());
+    assert_eq!(now_hard, hard);
+    assert_eq!(soft, hard, "the soft limit stayed below the hard one");
+}

@@ -16,24 +16,31 @@ fn mesh_daemon(
     upstream: &str,
     secret: &str,
 ) -> Daemon {
+    mesh_daemon_with(state, registry, upstream, secret, &[])
+}
+
+fn mesh_daemon_with(
+    state: &std::path::Path,
+    registry: &std::path::Path,
+    upstream: &str,
+    secret: &str,
+    extra_env: &[(&str, &str)],
+) -> Daemon {
     let port = free_port().to_string();
-    start(daemon_command(
-        state,
-        upstream,
-        &[
-            ("GHCACHE_CLUSTER_SECRET", secret),
-            ("GHCACHE_P2P_LISTEN_IP", "127.0.0.1"),
-            ("CACHE_LISTEN_PORT", &port),
-            ("GHCACHE_REGISTRY_DIR", registry.to_str().unwrap()),
-            ("GHCACHE_MDNS", "false"),
-            // These tests are about sharing, not latency: a loaded CI machine
-            // running debug builds can miss the 50 ms production deadline,
-            // which correctly falls back to upstream. The deadline itself is
-            // tested in ghcache-mesh.
-            ("GHCACHE_PEER_DEADLINE_MS", "3000"),
-        ],
-        &[],
-    ))
+    let mut env = vec![
+        ("GHCACHE_CLUSTER_SECRET", secret),
+        ("GHCACHE_P2P_LISTEN_IP", "127.0.0.1"),
+        ("CACHE_LISTEN_PORT", &port),
+        ("GHCACHE_REGISTRY_DIR", registry.to_str().unwrap()),
+        ("GHCACHE_MDNS", "false"),
+        // These tests are about sharing, not latency: a loaded CI machine
+        // running debug builds can miss the 50 ms production deadline,
+        // which correctly falls back to upstream. The deadline itself is
+        // tested in ghcache-mesh.
+        ("GHCACHE_PEER_DEADLINE_MS", "3000"),
+    ];
+    env.extend_from_slice(extra_env);
+    start(daemon_command(state, upstream, &env, &[]))
 }
 
 struct Reply {
@@ -106,8 +113,16 @@ async fn a_body_fetched_on_one_host_is_shared_with_the_other() {
     let repo = world.public_repo().to_owned();
     let registry = tempfile::tempdir().unwrap();
     let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // A checks every peer copy with GitHub (the default); B, opted in,
+    // serves members' copies on their word.
     let a = mesh_daemon(state_a.path(), registry.path(), &hub.base_url(), SECRET);
-    let b = mesh_daemon(state_b.path(), registry.path(), &hub.base_url(), SECRET);
+    let b = mesh_daemon_with(
+        state_b.path(),
+        registry.path(),
+        &hub.base_url(),
+        SECRET,
+        &[("GHCACHE_PEER_TRUST", "members")],
+    );
     let client = reqwest::Client::new();
     eventually(
         "the daemons to connect",
@@ -120,7 +135,8 @@ async fn a_body_fetched_on_one_host_is_shared_with_the_other() {
     assert_eq!(code, Some(0), "{shown}");
     assert!(shown.contains("1 confirmed members"), "{shown}");
 
-    // Same token on the other host: served from the peer, no request at all.
+    // Same token on the other host, trusting members: served from the
+    // peer, no request at all.
     let runs = format!("/repos/{repo}/actions/runs?per_page=30");
     let on_a = get(&client, &a.base, &runs, &alice).await;
     assert_eq!(on_a.outcome, "MISS");
@@ -128,6 +144,22 @@ async fn a_body_fetched_on_one_host_is_shared_with_the_other() {
     assert_eq!((on_b.status, on_b.outcome.as_str()), (200, "HIT"));
     assert_eq!(on_a.body, on_b.body);
     assert_eq!(hub.stats().identity("user:alice").requests, 1);
+
+    // The other way, by default: the peer's bytes are served only after a
+    // free 304 from GitHub for alice's own ETag of them.
+    let branches = format!("/repos/{repo}/pulls?state=closed");
+    assert_eq!(
+        get(&client, &b.base, &branches, &alice).await.outcome,
+        "MISS"
+    );
+    let on_a = get(&client, &a.base, &branches, &alice).await;
+    assert_eq!((on_a.status, on_a.outcome.as_str()), (200, "SYNTHESIZED"));
+    let alice_stats = hub.stats().identity("user:alice");
+    assert_eq!(
+        (alice_stats.requests, alice_stats.status_304),
+        (3, 1),
+        "one free 304 confirmed the peer's copy"
+    );
 
     // Another token on the other host: one free 304 for its own ETag.
     let pulls = format!("/repos/{repo}/pulls");

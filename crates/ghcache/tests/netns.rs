@@ -248,15 +248,23 @@ fn two_hosts_in_separate_network_namespaces_share_an_entry() {
     let (status, outcome, on_a) = hosts.get(&hosts.a, &format!("{proxy}{path}"), Some(&alice));
     assert_eq!((status, outcome.as_str()), (200, "MISS"));
     let (status, outcome, on_b) = hosts.get(&hosts.b, &format!("{proxy}{path}"), Some(&alice));
+    // A's bytes, confirmed by a free 304 for alice's ETag of them (peer
+    // copies are verified by default).
     assert_eq!(
         (status, outcome.as_str()),
-        (200, "HIT"),
-        "B should be served by A"
+        (200, "SYNTHESIZED"),
+        "B should be served A's copy"
     );
     assert_eq!(on_a, on_b);
     let (_, _, stats) = hosts.get(&hosts.a, "http://10.78.0.1:9999/_fakehub/stats", None);
     let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
-    assert_eq!(stats["identities"]["user:alice"]["requests"], 1, "{stats}");
+    let alice = &stats["identities"]["user:alice"];
+    assert_eq!(alice["requests"], 2, "{stats}");
+    assert_eq!(alice["status_304"], 1, "{stats}");
+    assert_eq!(
+        alice["units_consumed"], 1,
+        "only A's first fetch cost a unit: {stats}"
+    );
 }
 
 /// mDNS between two hosts: no registry, no bootstrap list, only multicast
