@@ -594,17 +594,23 @@ async fn links_are_rewritten_under_the_upstream_base_only_to_our_own_address() {
 // Item 6: connections were unlimited; at the limit the oldest idle one goes.
 #[tokio::test]
 async fn at_the_connection_limit_the_oldest_idle_connection_is_shed() {
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = origin(echo).await;
     let f = front(&up.base_url(), |c| c.max_connections = 4).await;
-    // Accepted in the order they connect: the first is the oldest idle.
+    // Accepted in the order they connect: the first is the oldest idle. Half
+    // of them dribble an unfinished request head, as a slow client would.
     let mut idle = Vec::new();
-    for _ in 0..4 {
-        idle.push(
-            tokio::net::TcpStream::connect(f.proxy.addr())
+    for i in 0..4 {
+        let mut socket = tokio::net::TcpStream::connect(f.proxy.addr())
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            socket
+                .write_all(b"GET /repos/o/r HTTP/1.1\r\nHost: x\r\n")
                 .await
-                .unwrap(),
-        );
+                .unwrap();
+        }
+        idle.push(socket);
     }
     // A fifth client is served...
     let fresh = reqwest::Client::new();
