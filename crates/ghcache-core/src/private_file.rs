@@ -101,6 +101,57 @@ fn read_existing(path: &Path, f: std::fs::File, max_len: u64) -> Result<Vec<u8>,
     Ok(buf)
 }
 
+/// Creates `dir` and any missing parents with mode 0700 (before the umask),
+/// for directories that hold keys or cached private responses. An existing
+/// directory is left as it is: see [`wider_than_private`].
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// The permission bits of `path` when group or others have any access to
+/// it; `None` when only the owner has (always `None` off Unix).
+pub fn wider_than_private(path: &Path) -> std::io::Result<Option<u32>> {
+    let md = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = md.permissions().mode() & 0o777;
+        Ok((mode & 0o077 != 0).then_some(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = md;
+        Ok(None)
+    }
+}
+
+/// Creates the file at `path` empty with mode 0600 if it does not exist, so
+/// that a library which then opens it (redb) never makes it readable by
+/// others; an existing file wider than 0600 is narrowed to it. Returns the
+/// mode it had when it was narrowed.
+pub fn make_private_file(path: &Path) -> std::io::Result<Option<u32>> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let wide = wider_than_private(path)?;
+    #[cfg(unix)]
+    if wide.is_some() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(wide)
+}
+
 fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".tmp-{}", std::process::id()));
@@ -132,5 +183,31 @@ mod tests {
             matches!(err, PrivateFileError::TooLarge { len: 5, .. }),
             "{err}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_dirs_and_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        let dir = root.path().join("a/state");
+        create_private_dir(&dir).expect("create");
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&root.path().join("a")), 0o700);
+        assert_eq!(wider_than_private(&dir).expect("check"), None);
+        // An existing directory is reported, not changed.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        create_private_dir(&dir).expect("exists");
+        assert_eq!(wider_than_private(&dir).expect("check"), Some(0o755));
+        // Files: created 0600, narrowed to 0600, contents kept.
+        let file = dir.join("store.redb");
+        assert_eq!(make_private_file(&file).expect("create"), None);
+        assert_eq!(mode(&file), 0o600);
+        std::fs::write(&file, b"data").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert_eq!(make_private_file(&file).expect("narrow"), Some(0o644));
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(std::fs::read(&file).expect("read"), b"data");
     }
 }

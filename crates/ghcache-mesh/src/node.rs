@@ -63,6 +63,9 @@ const RETRY_PROVIDES: Duration = Duration::from_secs(30);
 const MAX_HOLDS_WAITING: usize = 65_536;
 /// Resource → the peer that last announced a version of it.
 const HOLDER_HINTS: usize = 16_384;
+/// Membership probes sent to one peer per connection spell before we stop
+/// asking (each lost to a closed connection, a timeout or a stream error).
+const MAX_PROBE_ATTEMPTS: u32 = 4;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -351,6 +354,7 @@ impl Mesh {
                 NonZeroUsize::new(HOLDER_HINTS).unwrap_or(NonZeroUsize::MIN),
             ),
             members: HashMap::new(),
+            probing: HashMap::new(),
             connect_waiters: HashMap::new(),
             pending: HashMap::new(),
             strikes: HashMap::new(),
@@ -972,8 +976,9 @@ enum ProviderStep {
 enum Pending {
     /// A fetch request; `true` when the peer came from a provider record.
     Fetch(u64, bool),
-    /// A request for a random resource, sent once per new peer: the answer
-    /// (or a decryption failure) tells whether it shares our cluster key.
+    /// A request for a random resource, sent until a peer has a verdict:
+    /// the answer (or a decryption failure) tells whether it shares our
+    /// cluster key.
     Probe(ResourceId),
     Raw(oneshot::Sender<Option<Vec<u8>>>),
 }
@@ -1014,6 +1019,8 @@ struct Node {
     republish_next: Instant,
     holders: lru::LruCache<ResourceId, PeerId>,
     members: HashMap<PeerId, bool>,
+    /// Peers without a verdict yet: the probe in flight and how many were sent.
+    probing: HashMap<PeerId, (OutboundRequestId, u32)>,
     connect_waiters: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, MeshError>>)>,
     pending: HashMap<OutboundRequestId, Pending>,
     strikes: HashMap<PeerId, u32>,
@@ -1561,8 +1568,23 @@ impl Node {
         }
     }
 
-    /// Sends the membership probe to a peer we just connected to.
+    /// Sends the membership probe to `peer`, unless it has a verdict, a
+    /// probe in flight, or used up its attempts. Called on every connection,
+    /// not just the first: with simultaneous dials the first connection may
+    /// be the one that is dropped, taking its probe with it.
     fn probe(&mut self, peer: PeerId) {
+        if self.members.contains_key(&peer) {
+            self.probing.remove(&peer);
+            return;
+        }
+        let sent = match self.probing.get(&peer) {
+            Some((id, _)) if self.pending.contains_key(id) => return,
+            Some((_, n)) => *n,
+            None => 0,
+        };
+        if sent >= MAX_PROBE_ATTEMPTS {
+            return;
+        }
         let rid = ResourceId::from_bytes(rand::random());
         let request = seal_message(
             self.keys.envelope_key(),
@@ -1578,14 +1600,67 @@ impl Node {
             .fetch
             .send_request(&peer, Frame::Bytes(request));
         self.pending.insert(id, Pending::Probe(rid));
+        self.probing.insert(peer, (id, sent + 1));
+    }
+
+    /// A probe got no answer: ask again (on another connection if the one
+    /// it used closed) while the peer is connected and attempts remain.
+    fn probe_failed(
+        &mut self,
+        peer: PeerId,
+        request_id: OutboundRequestId,
+        error: &request_response::OutboundFailure,
+    ) {
+        // Only the latest probe counts: an older one may fail after a
+        // reconnection already sent a new one.
+        if self.probing.get(&peer).map(|(id, _)| *id) != Some(request_id) {
+            return;
+        }
+        if !self.swarm.is_connected(&peer) {
+            self.probing.remove(&peer);
+            return;
+        }
+        if matches!(
+            error,
+            request_response::OutboundFailure::UnsupportedProtocols
+        ) {
+            // Not a ghcache daemon; it will never answer.
+            self.probing.insert(peer, (request_id, MAX_PROBE_ATTEMPTS));
+            return;
+        }
+        self.probe(peer);
+        if self.probing.get(&peer).map(|(id, _)| *id) == Some(request_id) {
+            tracing::debug!(%peer, "membership probe got no answer after {MAX_PROBE_ATTEMPTS} attempts");
+        }
+    }
+
+    /// The peer answered with an empty frame: it could not open our request,
+    /// so it does not hold our cluster key.
+    fn refused(&mut self, peer: PeerId, message: &'static str) {
+        self.members.insert(peer, false);
+        self.probing.remove(&peer);
+        if self.warned_decrypt.insert(peer) {
+            tracing::warn!(
+                "peer {peer} cannot decrypt our {message}: different GHCACHE_CLUSTER_SECRET? \
+                 (our key fingerprint is {}, network {:?}; compare with `ghcache stats` on that host)",
+                self.keys.fingerprint(),
+                self.config.network_id
+            );
+        }
     }
 
     fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, frame: Frame) {
         if let Frame::Bytes(b) = &frame {
             self.stats.bytes_in += b.len() as u64;
         }
+        let refused = matches!(&frame, Frame::Bytes(b) if b.is_empty());
         match self.pending.remove(&request_id) {
             None => {}
+            Some(Pending::Probe(_)) if refused => self.refused(peer, "membership probe"),
+            Some(Pending::Fetch(fid, _)) if refused => {
+                self.refused(peer, "fetch request");
+                self.finish_one(fid);
+            }
             Some(Pending::Raw(tx)) => {
                 let _ = tx.send(match frame {
                     Frame::Bytes(b) => Some(b),
@@ -1593,6 +1668,7 @@ impl Node {
                 });
             }
             Some(Pending::Probe(rid)) => {
+                self.probing.remove(&peer);
                 match verify_response(self.keys.envelope_key(), &rid, frame) {
                     Ok(_) => {
                         self.members.insert(peer, true);
@@ -1652,6 +1728,15 @@ impl Node {
                 let r = Reject::from(e);
                 if r == Reject::Decrypt {
                     self.members.insert(peer, false);
+                    self.probing.remove(&peer);
+                    // Say so with an empty frame (never a valid envelope):
+                    // the peer then knows at once that we are not of its
+                    // cluster, even if our own probe to it was lost.
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .fetch
+                        .send_response(channel, Frame::Bytes(Vec::new()));
                 }
                 return self.reject(peer, r, "fetch request");
             }
@@ -2063,12 +2148,11 @@ impl Node {
                     return;
                 }
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
-                let conns = self.conns.entry(peer_id).or_default();
-                let first = conns.is_empty();
-                conns.push((connection_id, endpoint.get_remote_address().clone()));
-                if first && !self.members.contains_key(&peer_id) {
-                    self.probe(peer_id);
-                }
+                self.conns
+                    .entry(peer_id)
+                    .or_default()
+                    .push((connection_id, endpoint.get_remote_address().clone()));
+                self.probe(peer_id);
                 if let Some((source, idx)) = self.dial_sources.remove(&connection_id) {
                     self.discovered.entry(source).or_default().insert(peer_id);
                     if let Some(st) = idx.and_then(|i| self.bootstrap.get_mut(i)) {
@@ -2090,6 +2174,7 @@ impl Node {
                         // Probe again on reconnection: the peer may have
                         // restarted with another secret.
                         self.members.remove(&peer_id);
+                        self.probing.remove(&peer_id);
                         tracing::debug!(peer = %peer_id, "disconnected");
                     }
                 }
@@ -2148,7 +2233,7 @@ impl Node {
                 tracing::debug!(%peer, %error, "fetch request failed");
                 match self.pending.remove(&request_id) {
                     Some(Pending::Fetch(fid, _)) => self.finish_one(fid),
-                    Some(Pending::Probe(_)) => {}
+                    Some(Pending::Probe(_)) => self.probe_failed(peer, request_id, &error),
                     Some(Pending::Raw(tx)) => {
                         let _ = tx.send(None);
                     }

@@ -55,30 +55,59 @@ pub fn record_path(dir: &Path, peer: &PeerId) -> PathBuf {
 
 /// Writes `record` atomically: temp file in the same directory, fsync,
 /// rename, then fsync of the directory (best effort).
+///
+/// The directory may be shared with other users, so the temp file gets an
+/// unpredictable name and is created with O_EXCL (never through a planted
+/// file or symlink), and the rename replaces a symlink at the record path
+/// rather than writing through it.
 pub fn write_record(dir: &Path, peer: &PeerId, record: &Record) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let path = record_path(dir, peer);
-    let tmp = dir.join(format!(".{peer}.json.tmp-{}", std::process::id()));
     let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{peer}.json.tmp-"))
+        .tempfile_in(dir)?;
+    tmp.write_all(&json)?;
+    // Readable by the other daemons sharing the directory (they may run as
+    // other users); a record holds only addresses and a peer id.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
-    res
+    tmp.as_file().sync_all()?;
+    // On error the temp file is removed when `tmp` drops.
+    tmp.persist(&path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Removes our own record (clean shutdown).
 pub fn remove_record(dir: &Path, peer: &PeerId) {
     let _ = std::fs::remove_file(record_path(dir, peer));
+}
+
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
+/// Reads a record without following a symlink swapped in after the
+/// `symlink_metadata` check (O_NOFOLLOW), and without blocking on a FIFO.
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let f = opts.open(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut buf = Vec::new();
+    f.take(MAX_RECORD_BYTES).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// Reads the registry: live records of `network_id` other than `own`.
@@ -124,11 +153,19 @@ pub fn scan(
         let Ok(md) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        if !md.is_file() || md.len() > 64 * 1024 {
+        if md.is_symlink() {
+            // Whoever can write the directory could point a record anywhere.
+            tracing::debug!(
+                file = name,
+                "skipping a peer registry record that is a symlink"
+            );
+            continue;
+        }
+        if !md.is_file() || md.len() > MAX_RECORD_BYTES {
             warn(&name, "not a regular file of at most 64 KiB");
             continue;
         }
-        let rec: Record = match std::fs::read(&path)
+        let rec: Record = match read_no_follow(&path)
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         {
@@ -241,5 +278,61 @@ mod tests {
         assert!(peer_of_file_name(&format!("{me}.json")).is_some());
         assert!(peer_of_file_name(&format!("{me}.json.tmp")).is_none());
         assert!(peer_of_file_name(".json").is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_writer_never_writes_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().expect("dir");
+        let outside = tempfile::tempdir().expect("outside");
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "precious").expect("w");
+        let me = PeerId::random();
+        // The temp name the old writer used, and the record path itself.
+        let old_tmp = dir
+            .path()
+            .join(format!(".{me}.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &old_tmp).expect("symlink");
+        std::os::unix::fs::symlink(&victim, record_path(dir.path(), &me)).expect("symlink");
+        write_record(dir.path(), &me, &rec(&me, "n", 10_000)).expect("w");
+        assert_eq!(std::fs::read_to_string(&victim).expect("r"), "precious");
+        // The link at the record path was replaced by a real record.
+        let md = std::fs::symlink_metadata(record_path(dir.path(), &me)).expect("md");
+        assert!(md.is_file(), "{md:?}");
+        let back: Record =
+            serde_json::from_slice(&std::fs::read(record_path(dir.path(), &me)).expect("r"))
+                .expect("json");
+        assert_eq!(back, rec(&me, "n", 10_000));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(md.permissions().mode() & 0o777, 0o644);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_reader_ignores_symlinked_records() {
+        let dir = tempfile::tempdir().expect("dir");
+        let outside = tempfile::tempdir().expect("outside");
+        let me = PeerId::random();
+        let other = PeerId::random();
+        // A valid, live record of our network, but reached through a link.
+        let target = outside.path().join("record.json");
+        std::fs::write(
+            &target,
+            serde_json::to_vec(&rec(&other, "n", 10_000)).expect("json"),
+        )
+        .expect("w");
+        std::os::unix::fs::symlink(&target, record_path(dir.path(), &other)).expect("symlink");
+        let mut warned = HashSet::new();
+        assert!(scan(dir.path(), &me, "n", 10_000, &mut warned).is_empty());
+        assert!(warned.is_empty(), "{warned:?}");
+        // The same record as a regular file is found.
+        std::fs::remove_file(record_path(dir.path(), &other)).expect("rm");
+        std::fs::copy(&target, record_path(dir.path(), &other)).expect("cp");
+        assert_eq!(scan(dir.path(), &me, "n", 10_000, &mut warned).len(), 1);
+        // A link swapped in after the check is not followed either.
+        assert!(read_no_follow(&record_path(dir.path(), &other)).is_ok());
+        std::fs::remove_file(record_path(dir.path(), &other)).expect("rm");
+        std::os::unix::fs::symlink(&target, record_path(dir.path(), &other)).expect("symlink");
+        assert!(read_no_follow(&record_path(dir.path(), &other)).is_err());
     }
 }

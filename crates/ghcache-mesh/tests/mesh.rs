@@ -672,7 +672,11 @@ async fn garbage_is_rejected_counted_and_the_daemon_keeps_serving() {
     garbage.extend_from_slice(r.as_bytes());
     garbage.push(1);
     garbage.extend_from_slice(&[0x5a; 60]);
-    assert!(attacker.mesh.raw_request(pa, garbage, to).await.is_none());
+    // A request that does not open gets the empty "cannot decrypt" answer.
+    assert_eq!(
+        attacker.mesh.raw_request(pa, garbage, to).await,
+        Some(Vec::new())
+    );
     // Truncated envelope.
     let valid = seal_message(
         k,
@@ -849,4 +853,132 @@ async fn bad_configuration_is_refused_clearly() {
     c.network_id = "../bad".into();
     let e = Mesh::start(c, store).await.unwrap_err();
     assert!(e.to_string().contains("network id"), "{e}");
+}
+
+// Membership verdicts ------------------------------------------------------
+
+/// `node`'s verdict on each peer it is connected to.
+async fn verdicts(node: &Node) -> Vec<(String, Option<bool>)> {
+    node.mesh
+        .stats()
+        .await
+        .connected_peers
+        .into_iter()
+        .map(|c| (c.peer_id, c.member))
+        .collect()
+}
+
+/// Waits until every node sees the `n - 1` others connected, then returns
+/// when that happened.
+async fn wait_all_connected(nodes: &[&Node]) -> Instant {
+    wait_for("all connected", Duration::from_secs(15), || async {
+        for n in nodes {
+            if n.mesh.connected_peers().await.len() < nodes.len() - 1 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    Instant::now()
+}
+
+/// A daemon with another cluster secret is `member: false` on both sides
+/// within a round trip of connecting, even when the two dial each other at
+/// once (shared registry) and a connection carrying a probe is dropped.
+#[tokio::test]
+async fn a_wrong_secret_peer_is_a_non_member_at_once() {
+    for round in 0..5 {
+        let reg = tempfile::tempdir().unwrap();
+        let r = reg.path().to_path_buf();
+        let (a, b) = tokio::join!(
+            start_in(tempfile::tempdir().unwrap(), SECRET, |c| {
+                c.registry_dir = Some(r.clone())
+            }),
+            start_in(tempfile::tempdir().unwrap(), b"another secret", |c| {
+                c.registry_dir = Some(r.clone())
+            }),
+        );
+        wait_all_connected(&[&a, &b]).await;
+        let (pa, pb) = (a.mesh.peer_id().to_string(), b.mesh.peer_id().to_string());
+        wait_for(
+            &format!("round {round}: both verdicts false"),
+            Duration::from_secs(3),
+            || async {
+                let (va, vb) = (verdicts(&a).await, verdicts(&b).await);
+                va.contains(&(pb.clone(), Some(false))) && vb.contains(&(pa.clone(), Some(false)))
+            },
+        )
+        .await;
+        a.mesh.shutdown().await;
+        b.mesh.shutdown().await;
+    }
+}
+
+/// A daemon that cannot open our probe says so (an empty frame) instead of
+/// dropping the stream, so our verdict never waits for its own probe, which
+/// may be lost with a dropped connection.
+#[tokio::test]
+async fn a_peer_that_cannot_open_the_probe_answers_so() {
+    let a = start().await;
+    let b = start_in(tempfile::tempdir().unwrap(), b"another secret", |_| {}).await;
+    connect(&a, &b).await;
+    let keys = derive_keys(SECRET, NET);
+    let probe = seal_message(
+        keys.envelope_key(),
+        FETCH_REQUEST_AAD,
+        Some(&rid("/probe")),
+        None,
+        &encode_request(&Partition::Anonymous),
+    );
+    let answer = a
+        .mesh
+        .raw_request(b.mesh.peer_id(), probe, Duration::from_secs(3))
+        .await;
+    assert_eq!(answer, Some(Vec::new()));
+    let pb = b.mesh.peer_id().to_string();
+    wait_for("verdict on B", Duration::from_secs(3), || async {
+        verdicts(&a).await.contains(&(pb.clone(), Some(false)))
+    })
+    .await;
+}
+
+/// Three daemons started together, again and again: every connected peer of
+/// each is confirmed a member within a bounded time, every round.
+#[tokio::test]
+async fn three_daemons_started_together_confirm_each_other_every_time() {
+    for round in 0..10 {
+        let reg = tempfile::tempdir().unwrap();
+        let r = reg.path().to_path_buf();
+        let with_reg = |c: &mut MeshConfig| c.registry_dir = Some(r.clone());
+        let (a, b, c) = tokio::join!(
+            start_with(with_reg),
+            start_with(with_reg),
+            start_with(with_reg)
+        );
+        let nodes = [&a, &b, &c];
+        wait_all_connected(&nodes).await;
+        let started = Instant::now();
+        let deadline = Duration::from_secs(5);
+        loop {
+            let mut all = Vec::new();
+            for n in nodes {
+                all.push(verdicts(n).await);
+            }
+            if all
+                .iter()
+                .all(|v| v.len() == 2 && v.iter().all(|(_, m)| *m == Some(true)))
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "round {round}: not every connected peer confirmed within {deadline:?}: {all:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for n in [a, b, c] {
+            n.mesh.shutdown().await;
+        }
+    }
 }

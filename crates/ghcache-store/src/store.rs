@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ghcache_core::{ContentId, Partition, ResourceId};
+use ghcache_core::{ContentId, Partition, ResourceId, private_file};
 use parking_lot::RwLock;
 use redb::Database;
 
@@ -79,11 +79,21 @@ impl Store {
         if !config.persistence {
             return Ok(Self::start(mem, config, None, None, Vec::new()));
         }
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        // Cached private responses: only the daemon's user may read them.
+        private_file::create_private_dir(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
         let path = persist::store_path(dir);
+        match private_file::make_private_file(&path) {
+            Ok(None) => {}
+            Ok(Some(mode)) => tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "store file was readable by other users; narrowed it to 0600"
+            ),
+            Err(source) => return Err(StoreError::Io { path, source }),
+        }
         let db = persist::open_db(&path)?;
         let cleanup = persist::load(&path, &db, &mem)?;
         if !cleanup.is_empty() {

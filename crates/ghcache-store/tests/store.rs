@@ -430,3 +430,31 @@ fn store_is_send_and_sync() {
     check::<Store>();
     check::<std::sync::Arc<Store>>();
 }
+
+/// Cached private responses are readable by the daemon's user only: the
+/// directory is created 0700, the file 0600, and an existing file readable by
+/// others is narrowed at open with its content kept.
+#[cfg(unix)]
+#[test]
+fn store_directory_and_file_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("cache");
+    let b = body(1, 100);
+    {
+        let store = Store::open(&dir, StoreConfig::default()).unwrap();
+        store
+            .put(rid(1), Partition::Anonymous, meta_for(&b), b.clone())
+            .unwrap();
+        store.flush();
+    }
+    assert_eq!(mode(&dir), 0o700);
+    let file = dir.join("store.redb");
+    assert_eq!(mode(&file), 0o600);
+    // As an older ghcache left it.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = Store::open(&dir, StoreConfig::default()).unwrap();
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(store.get(&rid(1), &Partition::Anonymous).unwrap().body, b);
+}

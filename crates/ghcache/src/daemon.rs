@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ghcache_config::Config;
-use ghcache_core::PartitionSecret;
+use ghcache_core::{PartitionSecret, private_file};
 use ghcache_mesh::{Mesh, MeshConfig};
 use ghcache_proxy::{OperationTtls, PeerTrust, Proxy, ProxyConfig};
 use ghcache_store::{Store, StoreConfig, StoreError};
@@ -40,8 +40,18 @@ pub fn proxy_config(config: &Config) -> ProxyConfig {
 
 pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()> {
     let state_dir = &config.state_dir.value;
-    std::fs::create_dir_all(state_dir)
+    private_file::create_private_dir(state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    // An existing directory is the operator's: say how to fix it, do not
+    // chmod it behind their back (the store file itself is narrowed).
+    if let Ok(Some(mode)) = private_file::wider_than_private(state_dir) {
+        tracing::warn!(
+            path = %state_dir.display(),
+            mode = format!("{mode:o}"),
+            "the state directory is accessible by other users of this host, who could read what it holds; run `chmod 700 {}`",
+            state_dir.display()
+        );
+    }
     let store_config = StoreConfig {
         max_bytes: config.max_size.value.0,
         max_entries: config.max_entries.value.0,
@@ -185,6 +195,19 @@ async fn start_mesh(config: &Config, store: &Arc<Store>) -> anyhow::Result<Optio
     };
     mesh.registry_dir =
         (discovery && config.registry_discovery.value).then(|| config.registry_dir.value.clone());
+    // The default registry is inside the state directory, so private; one
+    // the operator points elsewhere is usually shared on purpose and is left
+    // to the mesh (records are readable, the directory mode is theirs).
+    if let Some(dir) = &mesh.registry_dir {
+        if dir.starts_with(&config.state_dir.value) {
+            private_file::create_private_dir(dir).with_context(|| {
+                format!(
+                    "cannot create the peer registry directory {}",
+                    dir.display()
+                )
+            })?;
+        }
+    }
     mesh.mdns = discovery && config.mdns.value;
     mesh.kademlia = discovery && config.dht.value;
     mesh.private_network = config.private_network.value;

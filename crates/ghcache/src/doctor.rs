@@ -42,6 +42,7 @@ fn finding(level: Level, area: &'static str, message: String, fix: &str) -> Find
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<bool> {
     let mut findings = configuration(config);
     findings.push(state_dir(&config.state_dir.value));
+    findings.extend(private_state(&config.state_dir.value));
     let addr = config.proxy_addr.value.0;
     match ghcache_proxy::control_get(addr, "/_ghcache/stats").await {
         Err(e) => findings.push(finding(
@@ -169,7 +170,7 @@ fn exposure(config: &Config) -> Option<Finding> {
 
 fn state_dir(dir: &Path) -> Finding {
     let probe = dir.join(format!(".doctor-{}", std::process::id()));
-    let written = std::fs::create_dir_all(dir)
+    let written = ghcache_core::private_file::create_private_dir(dir)
         .and_then(|()| std::fs::write(&probe, b"ok"))
         .and_then(|()| std::fs::remove_file(&probe));
     match written {
@@ -186,6 +187,40 @@ fn state_dir(dir: &Path) -> Finding {
             "set GHCACHE_STATE_DIR or --state-dir to a writable directory (the store, keys and peer registry live there)",
         ),
     }
+}
+
+/// Whether other users of the host can get at the state directory or the
+/// store file (cached private responses).
+fn private_state(dir: &Path) -> Vec<Finding> {
+    use ghcache_core::private_file::wider_than_private;
+    let mut out = Vec::new();
+    if let Ok(Some(mode)) = wider_than_private(dir) {
+        out.push(finding(
+            Level::Warn,
+            "state",
+            format!(
+                "state directory {} is accessible by other users (mode {mode:o}); it holds cached private responses and keys",
+                dir.display()
+            ),
+            &format!("run `chmod 700 {}`", dir.display()),
+        ));
+    }
+    let file = dir.join("cache").join("store.redb");
+    if let Ok(Some(mode)) = wider_than_private(&file) {
+        out.push(finding(
+            Level::Fail,
+            "state",
+            format!(
+                "store file {} is readable by other users (mode {mode:o}): they can read cached private responses",
+                file.display()
+            ),
+            &format!(
+                "run `chmod 600 {}` (a daemon of this version narrows it at start)",
+                file.display()
+            ),
+        ));
+    }
+    out
 }
 
 fn store(stats: &Value) -> Vec<Finding> {

@@ -156,3 +156,134 @@ fn the_daemon_raises_its_open_file_limit_to_the_hard_limit() {
     assert_eq!(now_hard, hard);
     assert_eq!(soft, hard, "the soft limit stayed below the hard one");
 }
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// `ghcache doctor` against `daemon`: (exit code, stdout + stderr).
+fn doctor(base: &str, state: &Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ghcache"))
+        .args(["--state-dir"])
+        .arg(state)
+        .args(["doctor", "--proxy-addr", base.trim_start_matches("http://")])
+        .current_dir(state)
+        .env_clear()
+        .env("HOME", state)
+        .output()
+        .unwrap();
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), shown)
+}
+
+/// A fresh state directory (and everything the daemon creates in it) is
+/// readable by the daemon's user only: it holds cached private responses.
+#[cfg(unix)]
+#[test]
+fn a_new_state_directory_and_its_store_are_private() {
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("state");
+    // Not created yet: the daemon creates it (and its parent `root` exists).
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ghcache"));
+    cmd.args(["--log-format", "json", "--state-dir"])
+        .arg(&state)
+        .args(["daemon", "--proxy-addr", "127.0.0.1:0"])
+        .args(["--upstream", "http://127.0.0.1:9", "--no-p2p"])
+        .current_dir(root.path())
+        .env_clear()
+        .env("HOME", root.path())
+        .env("RUST_LOG", "info");
+    let daemon = start(cmd);
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("cache")), 0o700);
+    assert_eq!(mode(&state.join("cache/store.redb")), 0o600);
+    let (_, shown) = doctor(&daemon.base, &state);
+    assert!(!shown.contains("chmod"), "{shown}");
+}
+
+/// A state directory an older ghcache (or the operator) left open to other
+/// users: the daemon warns with the fix and narrows the store file; doctor
+/// reports the directory, and a readable store file as a failure.
+#[cfg(unix)]
+#[test]
+fn a_world_readable_state_directory_is_warned_about_and_reported() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let state = tempfile::tempdir().unwrap();
+    let cache = state.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(cache.join("store.redb"), b"").unwrap();
+    std::fs::set_permissions(
+        cache.join("store.redb"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+
+    let mut child = daemon_command(state.path(), "http://127.0.0.1:9", &[], &["--no-p2p"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut before_ready = Vec::new();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("daemon exited before it was ready")
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(proxy) = event["fields"]["proxy"].as_str() {
+            break proxy.to_owned();
+        }
+        before_ready.push(event);
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let daemon = common::Daemon { child, base };
+    let dir = state.path().display().to_string();
+    let warned = before_ready.iter().find(|e| {
+        e["level"] == "WARN"
+            && e["fields"]["path"] == dir.as_str()
+            && e["fields"]["mode"] == "755"
+            && e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("chmod 700 {dir}")))
+    });
+    assert!(warned.is_some(), "{before_ready:#?}");
+    assert_eq!(mode(&cache.join("store.redb")), 0o600);
+    // Left to the operator, and reported with its fix.
+    assert_eq!(mode(state.path()), 0o755);
+    let (_, shown) = doctor(&daemon.base, state.path());
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("WARN") && l.contains(&dir) && l.contains("mode 755")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("fix: run `chmod 700 {dir}`")),
+        "{shown}"
+    );
+    drop(daemon);
+
+    // A store file readable by others fails the check.
+    std::fs::set_permissions(
+        cache.join("store.redb"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (code, shown) = doctor("http://127.0.0.1:9", state.path());
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("store.redb")),
+        "{shown}"
+    );
+    assert!(shown.contains("chmod 600"), "{shown}");
+}
