@@ -11,11 +11,14 @@
 //! daemons (that is the mesh, plugged in as a [`PeerSource`]). It never
 //! stores, logs or forwards a token anywhere but to the upstream it came for.
 
+mod flight;
 mod headers;
 mod invalidation;
 mod peer;
+mod pipeline;
 mod proxy;
 mod quota;
+mod respond;
 mod server;
 mod stats;
 mod ttl;

@@ -17,7 +17,10 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::proxy::LocalAddr;
-use crate::{Proxy, ProxyError};
+use crate::respond::full;
+use crate::{Body, Proxy, ProxyError};
+use http::Response;
+use http::header::{self, HeaderValue};
 
 /// A proxy serving on a socket.
 #[derive(Debug)]
@@ -148,7 +151,65 @@ where
     }
 }
 
+/// The control surface: the daemon's own endpoints, answered before the
+/// pipeline (they are not GitHub answers, so not counted as such).
+fn is_control(path: &str) -> bool {
+    path.starts_with("/_ghcache/") || path == "/metrics"
+}
+
+fn json_response(value: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(value.to_string()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 impl Proxy {
+    /// Answers a control route, or `None` for an unknown one.
+    async fn control(&self, path: &str) -> Option<Response<Body>> {
+        let i = &self.inner;
+        match path {
+            "/_ghcache/health" => Some(json_response(&serde_json::json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "upstream": i.upstream.base,
+            }))),
+            "/_ghcache/stats" => Some(json_response(&self.stats_json())),
+            "/_ghcache/peers" => Some(json_response(&i.peers.describe().await)),
+            "/metrics" => {
+                let mut r = Response::new(full(i.stats.to_prometheus(&i.store.stats(), &i.quotas)));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                Some(r)
+            }
+            _ => None,
+        }
+    }
+
+    /// A request from a client: a control route, or the pipeline.
+    pub(crate) async fn serve_request(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> Response<Body> {
+        if is_control(request.uri().path()) {
+            let path = request.uri().path().to_owned();
+            if let Some(response) = self.control(&path).await {
+                return response;
+            }
+            let mut r = Response::new(full(
+                serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
+                    .to_string(),
+            ));
+            *r.status_mut() = http::StatusCode::NOT_FOUND;
+            return r;
+        }
+        self.handle(request).await
+    }
+
     /// Binds the configured address and serves until shut down.
     pub async fn serve(self) -> Result<RunningProxy, ProxyError> {
         let addr = self.config().listen;
@@ -223,7 +284,7 @@ impl Proxy {
                             conn.busy.fetch_add(1, Ordering::AcqRel);
                             conn.last_active
                                 .store(started.elapsed().as_millis() as u64, Ordering::Release);
-                            let response = proxy.handle(request).await;
+                            let response = proxy.serve_request(request).await;
                             conn.last_active
                                 .store(started.elapsed().as_millis() as u64, Ordering::Release);
                             conn.busy.fetch_sub(1, Ordering::AcqRel);

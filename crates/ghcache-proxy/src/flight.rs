@@ -1,0 +1,229 @@
+//! Step 5: the upstream exchange, shared by concurrent identical requests
+//! (coalescing) and accounted once.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use ghcache_core::{Partition, ResourceId};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+
+use crate::headers;
+use crate::pipeline::Ctx;
+use crate::respond::{empty, is_rate_limit_refusal};
+use crate::upstream::{Fetched, UpstreamFailure};
+use crate::{Body, BoxError, Proxy};
+
+/// Identifies one upstream exchange that concurrent requests may share.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct FlightKey {
+    resource: ResourceId,
+    partition: Partition,
+    /// The validator sent, if any: requests with different conditionals
+    /// cannot share an answer.
+    validator: Option<String>,
+}
+
+#[derive(Clone)]
+pub(crate) enum FlightResult {
+    Done(Arc<Fetched>),
+    Failed(Arc<UpstreamFailure>),
+    /// Over the cacheable size: the first taker streams it, others retry alone.
+    TooLarge(Arc<Mutex<Option<Response<Body>>>>),
+}
+
+pub(crate) type Flight = Shared<BoxFuture<'static, FlightResult>>;
+
+impl Proxy {
+    /// Joins or starts the upstream exchange for this request.
+    pub(crate) fn flight(
+        &self,
+        ctx: &Ctx,
+        validator: Option<String>,
+        ours: bool,
+    ) -> (Flight, bool) {
+        let key = FlightKey {
+            resource: ctx.resource,
+            partition: ctx.partition,
+            validator: validator.clone(),
+        };
+        let mut flights = self.inner.flights.lock();
+        if let Some(flight) = flights.get(&key) {
+            return (flight.clone(), false);
+        }
+        let request = self.upstream_request(ctx, validator.as_deref().map(|v| (v, ours)));
+        let this = self.clone();
+        let partition = ctx.partition;
+        let path = ctx.path.clone();
+        let authenticated = ctx.authorization.is_some();
+        let proxy_base = ctx.proxy_base.clone();
+        let flight_key = key.clone();
+        // Spawned so that a client hanging up never cancels the others' answer.
+        let task = tokio::spawn(async move {
+            let result = match request {
+                Err(failure) => FlightResult::Failed(Arc::new(failure)),
+                Ok(request) => {
+                    this.fetch(request, &partition, &path, authenticated, &proxy_base)
+                        .await
+                }
+            };
+            this.inner.flights.lock().remove(&flight_key);
+            result
+        });
+        let flight: Flight = async move {
+            task.await.unwrap_or_else(|e| {
+                FlightResult::Failed(Arc::new(UpstreamFailure {
+                    timed_out: false,
+                    message: format!("upstream task failed: {e}"),
+                }))
+            })
+        }
+        .boxed()
+        .shared();
+        flights.insert(key, flight.clone());
+        (flight, true)
+    }
+
+    async fn fetch(
+        &self,
+        request: Request<Body>,
+        partition: &Partition,
+        path: &str,
+        authenticated: bool,
+        proxy_base: &str,
+    ) -> FlightResult {
+        let upstream = &self.inner.upstream;
+        let response = match upstream.send(request).await {
+            Ok(r) => r,
+            Err(failure) => {
+                self.inner
+                    .stats
+                    .upstream_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return FlightResult::Failed(Arc::new(failure));
+            }
+        };
+        let (parts, body) = response.into_parts();
+        self.account_upstream(partition, path, parts.status, &parts.headers, authenticated);
+        let budget = crate::upstream::Budget::new(
+            &self.inner.buffered,
+            self.inner.config.max_buffered_bytes,
+        );
+        match upstream
+            .read_body(body, self.inner.config.max_cacheable_body, budget)
+            .await
+        {
+            Ok(Ok(body)) => {
+                let fetched = Fetched {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                };
+                if is_rate_limit_refusal(&fetched) {
+                    self.inner.quotas.observe_refusal(
+                        partition,
+                        fetched.status,
+                        &fetched.headers,
+                        &fetched.body,
+                    );
+                }
+                FlightResult::Done(Arc::new(fetched))
+            }
+            Ok(Err((prefix, rest))) => {
+                let prefix = futures_util::stream::once(std::future::ready(Ok::<_, BoxError>(
+                    hyper::body::Frame::data(Bytes::from(prefix)),
+                )));
+                let rest = http_body_util::BodyStream::new(rest.map_err(BoxError::from));
+                let stream = futures_util::StreamExt::chain(prefix, rest);
+                let body = http_body_util::StreamBody::new(stream).boxed_unsync();
+                let mut response = Response::from_parts(parts, body);
+                headers::strip_hop_by_hop(response.headers_mut());
+                self.rewrite_links(response.headers_mut(), proxy_base);
+                FlightResult::TooLarge(Arc::new(Mutex::new(Some(response))))
+            }
+            Err(failure) => {
+                self.inner
+                    .stats
+                    .upstream_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                FlightResult::Failed(Arc::new(failure))
+            }
+        }
+    }
+
+    /// Counts the upstream exchange and remembers the quota it reported.
+    pub(crate) fn account_upstream(
+        &self,
+        partition: &Partition,
+        path: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        authenticated: bool,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.inner.stats;
+        stats.upstream_requests.fetch_add(1, Relaxed);
+        if status == StatusCode::NOT_MODIFIED {
+            stats.upstream_not_modified.fetch_add(1, Relaxed);
+        }
+        if status.is_server_error() {
+            stats.upstream_errors.fetch_add(1, Relaxed);
+        }
+        // An authenticated 304 is free; `/rate_limit` always is.
+        let free = path == "/rate_limit" || (status == StatusCode::NOT_MODIFIED && authenticated);
+        if !free {
+            stats.units_spent.fetch_add(1, Relaxed);
+        }
+        self.inner.quotas.observe(partition, headers);
+        if authenticated && status != StatusCode::UNAUTHORIZED {
+            self.inner.accepted.lock().put(*partition, ());
+        }
+    }
+
+    /// The upstream GET for a cacheable request. `validator` is our
+    /// `If-None-Match` (`ours`) or the client's own, passed along.
+    pub(crate) fn upstream_request(
+        &self,
+        ctx: &Ctx,
+        validator: Option<(&str, bool)>,
+    ) -> Result<Request<Body>, UpstreamFailure> {
+        let mut headers = ctx.headers.clone();
+        headers::strip_hop_by_hop(&mut headers);
+        for name in [
+            header::HOST,
+            header::ACCEPT_ENCODING,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::CACHE_CONTROL,
+            header::PRAGMA,
+            header::CONTENT_LENGTH,
+        ] {
+            headers.remove(name);
+        }
+        match validator {
+            Some((tag, _)) => {
+                headers.insert(header::IF_NONE_MATCH, headers::value(tag));
+            }
+            None => {
+                if let Some(since) = ctx.headers.get(header::IF_MODIFIED_SINCE) {
+                    headers.insert(header::IF_MODIFIED_SINCE, since.clone());
+                }
+            }
+        }
+        if !headers.contains_key(header::USER_AGENT) {
+            headers.insert(header::USER_AGENT, HeaderValue::from_static("ghcache"));
+        }
+        let mut request = Request::new(empty());
+        *request.uri_mut() = self.inner.upstream.uri(&ctx.path_and_query)?;
+        *request.headers_mut() = headers;
+        Ok(request)
+    }
+}
+
+pub(crate) fn take_stream(slot: &Mutex<Option<Response<Body>>>) -> Option<Response<Body>> {
+    slot.lock().take()
+}

@@ -1,0 +1,229 @@
+//! Building answers: held entries, upstream answers, local refusals and
+//! errors in GitHub's shape. Nothing here counts or marks a response: that
+//! is `Proxy::exit`'s job, so no answer can leave uncounted.
+
+use bytes::Bytes;
+use ghcache_store::Hit;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::headers::{self, header_str, if_none_match_matches};
+use crate::pipeline::Ctx;
+use crate::proxy::now_ms;
+use crate::quota::{Quota, Refusal, resource_for};
+use crate::stats::Outcome;
+use crate::upstream::Fetched;
+use crate::{Body, BoxError, Proxy};
+
+/// A response and how it was produced, on its way to `Proxy::exit`.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub response: Response<Body>,
+    pub outcome: Outcome,
+}
+
+impl Served {
+    pub fn new(response: Response<Body>, outcome: Outcome) -> Served {
+        Served { response, outcome }
+    }
+}
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub(crate) fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// An error in GitHub's JSON shape, saying what failed.
+pub(crate) fn github_error(status: StatusCode, message: &str) -> Response<Body> {
+    let body = json!({
+        "message": message,
+        "documentation_url": "https://docs.github.com/rest",
+    });
+    let mut response = Response::new(full(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+impl Proxy {
+    /// Serves a held entry (fresh, revalidated or stale).
+    pub(crate) fn serve_hit(
+        &self,
+        ctx: &Ctx,
+        hit: &Hit,
+        outcome: Outcome,
+        stale_reason: Option<&str>,
+    ) -> Served {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &hit.meta.headers {
+            if let (Ok(name), Ok(value)) = (
+                header::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        self.rewrite_links(&mut headers, &ctx.proxy_base);
+        let age = now_ms().saturating_sub(hit.meta.stored_at_ms) / 1000;
+        headers.insert(header::AGE, headers::value(&age.to_string()));
+        let bucket = resource_for(&Method::GET, &ctx.path);
+        if let Some(q) = self.inner.quotas.get(&ctx.partition, bucket) {
+            quota_headers(&mut headers, &q, bucket);
+        }
+        if let Some(reason) = stale_reason {
+            let reason = reason.replace('"', "'");
+            headers.insert(
+                header::WARNING,
+                headers::value(&format!("110 ghcache \"Response is Stale: {reason}\"")),
+            );
+        }
+        let not_modified = hit.meta.etag.as_deref().is_some_and(|etag| {
+            header_str(&ctx.headers, header::IF_NONE_MATCH)
+                .is_some_and(|inm| if_none_match_matches(inm, etag))
+        });
+        let (status, body) = if not_modified {
+            headers.remove(header::CONTENT_TYPE);
+            (StatusCode::NOT_MODIFIED, empty())
+        } else {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(hit.body.len()));
+            let body = if ctx.head_only {
+                empty()
+            } else {
+                full(hit.body.clone())
+            };
+            (
+                StatusCode::from_u16(hit.meta.status).unwrap_or(StatusCode::OK),
+                body,
+            )
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Served::new(response, outcome)
+    }
+
+    /// Serves an upstream response as received.
+    pub(crate) fn serve_fetched(&self, ctx: &Ctx, fetched: &Fetched, outcome: Outcome) -> Served {
+        let mut headers = fetched.headers.clone();
+        headers::strip_hop_by_hop(&mut headers);
+        headers.remove(header::SET_COOKIE);
+        self.rewrite_links(&mut headers, &ctx.proxy_base);
+        headers.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(fetched.body.len()),
+        );
+        let body = if ctx.head_only {
+            empty()
+        } else {
+            full(fetched.body.clone())
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = fetched.status;
+        *response.headers_mut() = headers;
+        Served::new(response, outcome)
+    }
+
+    pub(crate) fn refuse_exhausted(&self, bucket: &str, quota: &Quota) -> Served {
+        let mut response = github_error(
+            StatusCode::FORBIDDEN,
+            "API rate limit exceeded (ghcache holds requests for this token until the limit resets). Authenticated requests get a higher rate limit; conditional requests that GitHub answers 304 are free.",
+        );
+        quota_headers(response.headers_mut(), quota, bucket);
+        response.headers_mut().insert(
+            "x-ghcache-reason",
+            HeaderValue::from_static("quota-exhausted"),
+        );
+        Served::new(response, Outcome::Miss)
+    }
+
+    /// GitHub's refusal, replayed while its back-off lasts.
+    pub(crate) fn replay_refusal(&self, refusal: &Refusal) -> Response<Body> {
+        let mut response = Response::new(full(refusal.body.clone()));
+        *response.status_mut() = refusal.status;
+        *response.headers_mut() = refusal.headers.clone();
+        let wait = refusal
+            .until
+            .saturating_sub(crate::quota::now_secs())
+            .max(1);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        response
+            .headers_mut()
+            .insert("x-ghcache-reason", HeaderValue::from_static("backing-off"));
+        response
+    }
+
+    pub(crate) fn rewrite_links(&self, headers: &mut HeaderMap, proxy_base: &str) {
+        let rewritten: Vec<HeaderValue> = headers
+            .get_all(header::LINK)
+            .iter()
+            .map(|value| match value.to_str() {
+                Ok(link) => headers::value(&headers::rewrite_link(
+                    link,
+                    &self.inner.upstream.base,
+                    proxy_base,
+                )),
+                Err(_) => value.clone(),
+            })
+            .collect();
+        if rewritten.is_empty() {
+            return;
+        }
+        headers.remove(header::LINK);
+        for value in rewritten {
+            headers.append(header::LINK, value);
+        }
+    }
+
+    pub(crate) fn stream_response(
+        &self,
+        response: Response<Incoming>,
+        proxy_base: &str,
+    ) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        self.rewrite_links(&mut parts.headers, proxy_base);
+        Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+    }
+}
+
+/// A refusal caused by quota, not by permissions.
+pub(crate) fn is_rate_limit_refusal(fetched: &Fetched) -> bool {
+    let status = fetched.status;
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return true;
+    }
+    status == StatusCode::FORBIDDEN
+        && (header_str(&fetched.headers, "x-ratelimit-remaining") == Some("0")
+            || fetched.headers.contains_key(header::RETRY_AFTER)
+            || mentions_secondary_limit(&fetched.body))
+}
+
+/// GitHub's secondary-limit refusals say so in their message.
+fn mentions_secondary_limit(body: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"secondary rate limit";
+    body.len() <= 64 << 10
+        && body
+            .windows(NEEDLE.len())
+            .any(|w| w.eq_ignore_ascii_case(NEEDLE))
+}
+
+pub(crate) fn quota_headers(headers: &mut HeaderMap, quota: &Quota, resource: &str) {
+    headers.insert("x-ratelimit-limit", HeaderValue::from(quota.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(quota.remaining));
+    headers.insert("x-ratelimit-used", HeaderValue::from(quota.used));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(quota.reset));
+    headers.insert("x-ratelimit-resource", headers::value(resource));
+}
