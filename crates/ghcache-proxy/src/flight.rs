@@ -193,6 +193,7 @@ impl Proxy {
     ) -> Result<Request<Body>, UpstreamFailure> {
         let mut headers = ctx.headers.clone();
         headers::strip_hop_by_hop(&mut headers);
+        headers::mark_sensitive(&mut headers);
         for name in [
             header::HOST,
             header::ACCEPT_ENCODING,

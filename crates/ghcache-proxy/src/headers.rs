@@ -32,6 +32,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
+/// Credentials are marked sensitive wherever they are forwarded: never
+/// HPACK-indexed, and shown as `Sensitive` by `Debug`, so a stray log line
+/// cannot print one.
+pub fn mark_sensitive(headers: &mut HeaderMap) {
+    for (name, value) in headers.iter_mut() {
+        if name == header::AUTHORIZATION || name == header::COOKIE {
+            value.set_sensitive(true);
+        }
+    }
+}
+
 /// Response headers replayed from the store. Per-request ones (date,
 /// request id, rate limit) come fresh from the upstream or the quota
 /// tracker instead; `set-cookie` is never stored.
@@ -272,6 +283,17 @@ mod tests {
         ] {
             assert_eq!(rewrite_link(link, up, proxy), expected, "{link}");
         }
+    }
+
+    #[test]
+    fn forwarded_credentials_are_sensitive() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, value("token ghp_secret"));
+        h.insert(header::ACCEPT, value("application/json"));
+        mark_sensitive(&mut h);
+        assert!(h[header::AUTHORIZATION].is_sensitive());
+        assert!(!h[header::ACCEPT].is_sensitive());
+        assert!(!format!("{h:?}").contains("ghp_secret"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod peer;
 mod pipeline;
 mod proxy;
 mod quota;
+mod report;
 mod respond;
 mod server;
 mod stats;
@@ -28,7 +29,11 @@ pub use headers::synthesize_etag;
 pub use invalidation::affected_paths;
 pub use peer::{NoPeers, PeerCopy, PeerFuture, PeerSource, PeerTrust};
 pub use proxy::{Proxy, ProxyConfig};
-pub use server::{RunningProxy, control_get};
+pub use report::{
+    ConnectionCounts, HitCounts, InvalidationReport, PartitionQuota, RateLimitReport, StatsReport,
+    StoreReport, UpstreamCounts,
+};
+pub use server::{RunningProxy, control_get, control_get_as};
 pub use stats::Outcome;
 pub use ttl::OperationTtls;
 

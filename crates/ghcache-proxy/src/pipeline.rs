@@ -535,6 +535,7 @@ impl Proxy {
         }
         let is_write = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         headers::strip_hop_by_hop(&mut parts.headers);
+        headers::mark_sensitive(&mut parts.headers);
         parts.headers.remove(header::HOST);
         parts.headers.remove(header::ACCEPT_ENCODING);
         if !parts.headers.contains_key(header::USER_AGENT) {

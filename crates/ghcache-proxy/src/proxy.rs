@@ -18,13 +18,13 @@ use http::header::HeaderValue;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
-use serde_json::json;
 
 use crate::flight::{Flight, FlightKey};
 use crate::invalidation::Invalidations;
 use crate::peer::{NoPeers, PeerSource, PeerTrust};
 use crate::pipeline::Route;
 use crate::quota::QuotaTracker;
+use crate::report::StatsReport;
 use crate::respond::Served;
 use crate::stats::Stats;
 use crate::ttl::OperationTtls;
@@ -180,13 +180,13 @@ impl Proxy {
     }
 
     /// The stats document served at `/_ghcache/stats`.
-    pub fn stats_json(&self) -> serde_json::Value {
+    pub fn stats_report(&self) -> StatsReport {
         let i = &self.inner;
-        let mut doc = i
+        let mut report = i
             .stats
-            .to_json(&i.store.stats(), &i.quotas, i.config.state_dir.as_deref());
-        doc["invalidations"] = json!({ "records": i.invalidated.len() });
-        doc
+            .report(&i.store.stats(), &i.quotas, i.config.state_dir.as_deref());
+        report.invalidations.records = i.invalidated.len() as u64;
+        report
     }
 
     /// Marks every cached variant of these paths stale (a write here or in

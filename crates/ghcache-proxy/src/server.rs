@@ -176,7 +176,9 @@ impl Proxy {
                 "version": env!("CARGO_PKG_VERSION"),
                 "upstream": i.upstream.base,
             }))),
-            "/_ghcache/stats" => Some(json_response(&self.stats_json())),
+            "/_ghcache/stats" => Some(json_response(
+                &serde_json::to_value(self.stats_report()).unwrap_or_default(),
+            )),
             "/_ghcache/peers" => Some(json_response(&i.peers.describe().await)),
             "/metrics" => {
                 let mut r = Response::new(full(i.stats.to_prometheus(&i.store.stats(), &i.quotas)));
@@ -324,6 +326,21 @@ impl Proxy {
             task,
         })
     }
+}
+
+/// GETs a control API path and reads it as `T` (`StatsReport` for
+/// `/_ghcache/stats`).
+pub async fn control_get_as<T: serde::de::DeserializeOwned>(
+    addr: SocketAddr,
+    path: &str,
+) -> Result<T, ProxyError> {
+    let value = control_get(addr, path).await?;
+    serde_json::from_value(value).map_err(|e| ProxyError::Control {
+        addr,
+        message: format!(
+            "{path} is not what this ghcache expects ({e}); is the daemon another version?"
+        ),
+    })
 }
 
 /// GETs a control API path (`/_ghcache/stats`) from a running daemon.

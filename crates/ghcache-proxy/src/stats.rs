@@ -2,9 +2,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use serde_json::{Value, json};
-
 use crate::quota::QuotaTracker;
+use crate::report::{
+    ConnectionCounts, HitCounts, PartitionQuota, RateLimitReport, StatsReport, StoreReport,
+    UpstreamCounts,
+};
 
 /// How a response was produced; sent as `X-Ghcache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,78 +81,80 @@ impl Stats {
         counter.fetch_add(1, Relaxed);
     }
 
-    pub fn to_json(
+    /// The typed stats document (`/_ghcache/stats`).
+    pub fn report(
         &self,
         store: &ghcache_store::StoreStats,
         quotas: &QuotaTracker,
         state_dir: Option<&str>,
-    ) -> Value {
+    ) -> StatsReport {
         let get = |c: &AtomicU64| c.load(Relaxed);
-        let hits = get(&self.hit)
-            + get(&self.revalidated)
-            + get(&self.synthesized)
-            + get(&self.coalesced)
-            + get(&self.stale);
-        let cacheable = hits + get(&self.miss);
-        let hit_rate = if cacheable == 0 {
-            0.0
-        } else {
-            hits as f64 / cacheable as f64
+        let hits = HitCounts {
+            hit: get(&self.hit),
+            revalidated: get(&self.revalidated),
+            synthesized: get(&self.synthesized),
+            coalesced: get(&self.coalesced),
+            stale: get(&self.stale),
+            total: 0,
         };
+        let total = hits.hit + hits.revalidated + hits.synthesized + hits.coalesced + hits.stale;
+        let cacheable = total + get(&self.miss);
         let quota = quotas.snapshot();
-        let partitions: Vec<Value> = quota
-            .rows
-            .into_iter()
-            .map(|(partition, resource, q)| {
-                json!({"partition": partition, "resource": resource, "limit": q.limit,
-                       "remaining": q.remaining, "used": q.used, "reset": q.reset})
-            })
-            .collect();
-        json!({
-            "requests": get(&self.requests),
-            "hits": {
-                "hit": get(&self.hit),
-                "revalidated": get(&self.revalidated),
-                "synthesized": get(&self.synthesized),
-                "coalesced": get(&self.coalesced),
-                "stale": get(&self.stale),
-                "total": hits,
+        StatsReport {
+            requests: get(&self.requests),
+            hits: HitCounts { total, ..hits },
+            misses: get(&self.miss),
+            bypass: get(&self.bypass),
+            hit_rate: if cacheable == 0 {
+                0.0
+            } else {
+                total as f64 / cacheable as f64
             },
-            "misses": get(&self.miss),
-            "bypass": get(&self.bypass),
-            "hit_rate": hit_rate,
-            "upstream": {
-                "requests": get(&self.upstream_requests),
-                "not_modified": get(&self.upstream_not_modified),
-                "errors": get(&self.upstream_errors),
+            upstream: UpstreamCounts {
+                requests: get(&self.upstream_requests),
+                not_modified: get(&self.upstream_not_modified),
+                errors: get(&self.upstream_errors),
             },
-            "rate_limit": {
-                "units_spent": get(&self.units_spent),
-                "units_saved": get(&self.units_saved),
-                "refused_while_exhausted": get(&self.refused_quota),
-                "partitions": partitions,
-                "partitions_tracked": quota.tracked,
-                "partitions_backing_off": quota.backing_off,
+            rate_limit: RateLimitReport {
+                units_spent: get(&self.units_spent),
+                units_saved: get(&self.units_saved),
+                refused_while_exhausted: get(&self.refused_quota),
+                partitions: quota
+                    .rows
+                    .into_iter()
+                    .map(|(partition, resource, q)| PartitionQuota {
+                        partition,
+                        resource,
+                        limit: q.limit,
+                        remaining: q.remaining,
+                        used: q.used,
+                        reset: q.reset,
+                    })
+                    .collect(),
+                partitions_tracked: quota.tracked as u64,
+                partitions_backing_off: quota.backing_off as u64,
             },
-            "store": {
-                "entries": store.entries,
-                "bytes": store.bytes,
-                "resident_bytes": store.resident_bytes,
-                "evictions": store.evictions,
-                "corrupt_dropped": store.corrupt_dropped,
-                "persist_errors": store.persist_errors,
-                "write_errors": get(&self.store_errors),
-                "degraded": store.degraded,
-                "path": store.path.as_ref().map(|p| p.display().to_string()),
+            store: StoreReport {
+                entries: store.entries,
+                bytes: store.bytes,
+                meta_bytes: store.meta_bytes,
+                resident_bytes: store.resident_bytes,
+                evictions: store.evictions,
+                corrupt_dropped: store.corrupt_dropped,
+                persist_errors: store.persist_errors,
+                write_errors: get(&self.store_errors),
+                degraded: store.degraded,
+                path: store.path.as_ref().map(|p| p.display().to_string()),
             },
-            "connections": {
-                "open": get(&self.connections_open),
-                "total": get(&self.connections_total),
-                "shed": get(&self.connections_shed),
-                "refused": get(&self.connections_refused),
+            connections: ConnectionCounts {
+                open: get(&self.connections_open),
+                total: get(&self.connections_total),
+                shed: get(&self.connections_shed),
+                refused: get(&self.connections_refused),
             },
-            "state_dir": state_dir,
-        })
+            invalidations: Default::default(),
+            state_dir: state_dir.map(str::to_owned),
+        }
     }
 
     /// Prometheus text exposition. Partition labels are short keyed hashes.

@@ -7,7 +7,7 @@ use anyhow::Context;
 use ghcache_config::Config;
 use ghcache_core::{PartitionSecret, private_file};
 use ghcache_mesh::{Mesh, MeshConfig};
-use ghcache_proxy::{OperationTtls, PeerTrust, Proxy, ProxyConfig};
+use ghcache_proxy::{OperationTtls, PeerTrust, Proxy, ProxyConfig, StatsReport};
 use ghcache_store::{Store, StoreConfig, StoreError};
 
 use crate::cli::{DaemonArgs, FakehubArgs, StatsArgs};
@@ -303,60 +303,47 @@ async fn shutdown_signal() {
 }
 
 pub async fn run_stats(config: &Config, args: &StatsArgs) -> anyhow::Result<()> {
-    let stats = ghcache_proxy::control_get(config.proxy_addr.value.0, "/_ghcache/stats").await?;
+    let addr = config.proxy_addr.value.0;
     if args.json {
+        let stats = ghcache_proxy::control_get(addr, "/_ghcache/stats").await?;
         println!("{}", serde_json::to_string_pretty(&stats)?);
         return Ok(());
     }
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-    let hits = &stats["hits"];
-    println!("requests            {}", n(&stats["requests"]));
+    let stats: StatsReport = ghcache_proxy::control_get_as(addr, "/_ghcache/stats").await?;
+    let hits = &stats.hits;
+    println!("requests            {}", stats.requests);
     println!(
         "hits                {} (fresh {}, revalidated {}, synthesized {}, coalesced {}, stale {})",
-        n(&hits["total"]),
-        n(&hits["hit"]),
-        n(&hits["revalidated"]),
-        n(&hits["synthesized"]),
-        n(&hits["coalesced"]),
-        n(&hits["stale"])
+        hits.total, hits.hit, hits.revalidated, hits.synthesized, hits.coalesced, hits.stale
     );
-    println!("misses              {}", n(&stats["misses"]));
-    println!("passed through      {}", n(&stats["bypass"]));
-    println!(
-        "hit rate            {:.1}%",
-        stats["hit_rate"].as_f64().unwrap_or(0.0) * 100.0
-    );
-    println!("upstream requests   {}", n(&stats["upstream"]["requests"]));
-    println!(
-        "rate-limit spent    {}",
-        n(&stats["rate_limit"]["units_spent"])
-    );
-    println!(
-        "rate-limit saved    {}",
-        n(&stats["rate_limit"]["units_saved"])
-    );
+    println!("misses              {}", stats.misses);
+    println!("passed through      {}", stats.bypass);
+    println!("hit rate            {:.1}%", stats.hit_rate * 100.0);
+    println!("upstream requests   {}", stats.upstream.requests);
+    println!("rate-limit spent    {}", stats.rate_limit.units_spent);
+    println!("rate-limit saved    {}", stats.rate_limit.units_saved);
     println!(
         "store               {} entries, {} bytes, {} evictions{}",
-        n(&stats["store"]["entries"]),
-        n(&stats["store"]["bytes"]),
-        n(&stats["store"]["evictions"]),
-        if stats["store"]["degraded"].as_bool() == Some(true) {
+        stats.store.entries,
+        stats.store.bytes + stats.store.meta_bytes,
+        stats.store.evictions,
+        if stats.store.degraded {
             " (DEGRADED: memory only)"
         } else {
             ""
         }
     );
-    if let Some(partitions) = stats["rate_limit"]["partitions"].as_array() {
-        for p in partitions {
-            println!(
-                "quota {} {:<8} {}/{} remaining, resets at {}",
-                p["partition"].as_str().unwrap_or("?"),
-                p["resource"].as_str().unwrap_or("?"),
-                n(&p["remaining"]),
-                n(&p["limit"]),
-                n(&p["reset"])
-            );
-        }
+    for p in &stats.rate_limit.partitions {
+        println!(
+            "quota {} {:<8} {}/{} remaining, resets at {}",
+            p.partition, p.resource, p.remaining, p.limit, p.reset
+        );
+    }
+    if stats.rate_limit.partitions_tracked > stats.rate_limit.partitions.len() as u64 {
+        println!(
+            "quota ({} partitions tracked in all, the lowest shown)",
+            stats.rate_limit.partitions_tracked
+        );
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use ghcache_config::{Config, Origin};
+use ghcache_proxy::StatsReport;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -44,7 +45,7 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<bool> {
     findings.push(state_dir(&config.state_dir.value));
     findings.extend(private_state(&config.state_dir.value));
     let addr = config.proxy_addr.value.0;
-    match ghcache_proxy::control_get(addr, "/_ghcache/stats").await {
+    match ghcache_proxy::control_get_as::<StatsReport>(addr, "/_ghcache/stats").await {
         Err(e) => findings.push(finding(
             Level::Fail,
             "daemon",
@@ -223,10 +224,10 @@ fn private_state(dir: &Path) -> Vec<Finding> {
     out
 }
 
-fn store(stats: &Value) -> Vec<Finding> {
-    let store = &stats["store"];
+fn store(stats: &StatsReport) -> Vec<Finding> {
+    let store = &stats.store;
     let mut out = Vec::new();
-    if store["degraded"].as_bool() == Some(true) {
+    if store.degraded {
         out.push(finding(
             Level::Fail,
             "store",
@@ -239,8 +240,8 @@ fn store(stats: &Value) -> Vec<Finding> {
             "store",
             format!(
                 "{} entries, {} bytes",
-                store["entries"].as_u64().unwrap_or(0),
-                store["bytes"].as_u64().unwrap_or(0)
+                store.entries,
+                store.bytes + store.meta_bytes
             ),
             "",
         ));

@@ -1,0 +1,95 @@
+//! The stats document of `/_ghcache/stats`, typed both ways: the daemon
+//! serialises it, `ghcache stats` and `doctor` deserialise it.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatsReport {
+    /// Requests that entered the pipeline (control routes excluded).
+    pub requests: u64,
+    pub hits: HitCounts,
+    pub misses: u64,
+    pub bypass: u64,
+    pub hit_rate: f64,
+    pub upstream: UpstreamCounts,
+    pub rate_limit: RateLimitReport,
+    pub store: StoreReport,
+    pub connections: ConnectionCounts,
+    pub invalidations: InvalidationReport,
+    pub state_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HitCounts {
+    pub hit: u64,
+    pub revalidated: u64,
+    pub synthesized: u64,
+    pub coalesced: u64,
+    pub stale: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpstreamCounts {
+    pub requests: u64,
+    pub not_modified: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitReport {
+    pub units_spent: u64,
+    pub units_saved: u64,
+    pub refused_while_exhausted: u64,
+    /// The partitions closest to exhaustion (at most 20).
+    pub partitions: Vec<PartitionQuota>,
+    pub partitions_tracked: u64,
+    pub partitions_backing_off: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PartitionQuota {
+    /// A keyed hash, never a token.
+    pub partition: String,
+    pub resource: String,
+    pub limit: u64,
+    pub remaining: u64,
+    pub used: u64,
+    /// Unix seconds.
+    pub reset: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreReport {
+    pub entries: u64,
+    pub bytes: u64,
+    pub meta_bytes: u64,
+    pub resident_bytes: u64,
+    pub evictions: u64,
+    pub corrupt_dropped: u64,
+    pub persist_errors: u64,
+    pub write_errors: u64,
+    pub degraded: bool,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionCounts {
+    pub open: u64,
+    pub total: u64,
+    pub shed: u64,
+    pub refused: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InvalidationReport {
+    pub records: u64,
+}
