@@ -14,6 +14,7 @@
 mod flight;
 mod headers;
 mod invalidation;
+mod metrics;
 mod peer;
 mod pipeline;
 mod proxy;

@@ -181,10 +181,10 @@ impl Proxy {
             )),
             "/_ghcache/peers" => Some(json_response(&i.peers.describe().await)),
             "/metrics" => {
-                let mut r = Response::new(full(i.stats.to_prometheus(&i.store.stats(), &i.quotas)));
+                let mut r = Response::new(full(crate::metrics::render(self.stats_report())));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                    HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
                 );
                 Some(r)
             }

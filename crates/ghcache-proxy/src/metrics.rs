@@ -1,0 +1,189 @@
+//! `/metrics`: the stats report in the OpenMetrics text format, encoded by
+//! `prometheus-client` (its escaping and format rules, not ours). Built from
+//! the same `StatsReport` as `/_ghcache/stats`, so the two cannot disagree.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::report::StatsReport;
+
+/// The content type `render` produces.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug)]
+struct Snapshot(StatsReport);
+
+fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(metric)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(metric)
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let r = &self.0;
+        let e = &mut encoder;
+        counter(
+            e,
+            "ghcache_requests",
+            "Requests received by the proxy (control routes excluded).",
+            r.requests,
+        )?;
+        {
+            let mut family = e.encode_descriptor(
+                "ghcache_responses",
+                "Responses by X-Ghcache outcome.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (outcome, value) in [
+                ("HIT", r.hits.hit),
+                ("REVALIDATED", r.hits.revalidated),
+                ("SYNTHESIZED", r.hits.synthesized),
+                ("COALESCED", r.hits.coalesced),
+                ("MISS", r.misses),
+                ("BYPASS", r.bypass),
+                ("STALE", r.hits.stale),
+            ] {
+                let labels = [("outcome", outcome)];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        counter(
+            e,
+            "ghcache_upstream_requests",
+            "Requests sent to GitHub.",
+            r.upstream.requests,
+        )?;
+        counter(
+            e,
+            "ghcache_upstream_errors",
+            "Upstream failures (connect, timeout, 5xx).",
+            r.upstream.errors,
+        )?;
+        counter(
+            e,
+            "ghcache_rate_limit_units_spent",
+            "Rate-limit units spent upstream.",
+            r.rate_limit.units_spent,
+        )?;
+        counter(
+            e,
+            "ghcache_rate_limit_units_saved",
+            "Rate-limit units a cacheless client would have spent.",
+            r.rate_limit.units_saved,
+        )?;
+        gauge(
+            e,
+            "ghcache_store_entries",
+            "Entries in the store.",
+            r.store.entries,
+        )?;
+        gauge(
+            e,
+            "ghcache_store_bytes",
+            "Unique body bytes plus entry metadata bytes in the store.",
+            r.store.bytes + r.store.meta_bytes,
+        )?;
+        counter(
+            e,
+            "ghcache_store_evictions",
+            "Entries evicted.",
+            r.store.evictions,
+        )?;
+        counter(
+            e,
+            "ghcache_store_persist_errors",
+            "Failed writes to disk.",
+            r.store.persist_errors,
+        )?;
+        gauge(
+            e,
+            "ghcache_store_degraded",
+            "1 while the store runs from memory only.",
+            u64::from(r.store.degraded),
+        )?;
+        gauge(
+            e,
+            "ghcache_connections_open",
+            "Client connections open now.",
+            r.connections.open,
+        )?;
+        counter(
+            e,
+            "ghcache_connections_shed",
+            "Idle client connections closed to stay under the connection limit.",
+            r.connections.shed,
+        )?;
+        counter(
+            e,
+            "ghcache_connections_refused",
+            "Client connections refused at the limit with every connection busy.",
+            r.connections.refused,
+        )?;
+        {
+            let mut family = e.encode_descriptor(
+                "ghcache_rate_limit_remaining",
+                "Last known remaining quota of the partitions (keyed hash) closest to exhaustion.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for p in &r.rate_limit.partitions {
+                let labels = [
+                    ("partition", p.partition.as_str()),
+                    ("resource", p.resource.as_str()),
+                ];
+                ConstGauge::new(i64::try_from(p.remaining).unwrap_or(i64::MAX))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        gauge(
+            e,
+            "ghcache_rate_limit_partitions",
+            "Partitions whose quota is tracked (at most 4096).",
+            r.rate_limit.partitions_tracked,
+        )?;
+        gauge(
+            e,
+            "ghcache_rate_limit_backing_off",
+            "Partitions GitHub told to back off (Retry-After, secondary limit), answered locally.",
+            r.rate_limit.partitions_backing_off,
+        )?;
+        gauge(
+            e,
+            "ghcache_invalidation_records",
+            "Write-invalidation records held (bounded).",
+            r.invalidations.records,
+        )
+    }
+}
+
+/// The OpenMetrics text of a stats report.
+pub fn render(report: StatsReport) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot(report)));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        // Writing to a String cannot fail; say so if it ever does.
+        tracing::warn!(error = %e, "cannot encode metrics");
+    }
+    out
+}
