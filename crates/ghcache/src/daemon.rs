@@ -175,21 +175,13 @@ async fn start_mesh(config: &Config, store: &Arc<Store>) -> anyhow::Result<Optio
     );
     mesh.listen_ip = config.listen_ip.value;
     mesh.listen_port = config.listen_port.value.0;
-    // ghcache-config validates with the multiaddr crate; libp2p re-parses.
-    let to_libp2p =
-        |addrs: Vec<&ghcache_config::PeerAddr>| -> anyhow::Result<Vec<ghcache_mesh::Multiaddr>> {
-            addrs
-                .into_iter()
-                .map(|a| {
-                    a.to_string()
-                        .parse()
-                        .with_context(|| format!("libp2p cannot use the address {a}"))
-                })
-                .collect()
-        };
-    mesh.external_addrs = to_libp2p(config.external_addr.value.iter().collect())?;
+    // One multiaddr crate in the tree: the validated values are libp2p's type.
+    let addrs = |list: Vec<&ghcache_config::PeerAddr>| -> Vec<ghcache_mesh::Multiaddr> {
+        list.into_iter().map(|a| a.0.clone()).collect()
+    };
+    mesh.external_addrs = addrs(config.external_addr.value.iter().collect());
     mesh.bootstrap = if config.bootstrap_discovery.value {
-        to_libp2p(config.bootstrap_peers.value.iter().collect())?
+        addrs(config.bootstrap_peers.value.iter().collect())
     } else {
         Vec::new()
     };
