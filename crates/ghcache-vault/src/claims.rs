@@ -1,0 +1,68 @@
+//! Who is asking: resolved in one place. Today from the job's environment
+//! (unverified: policy, not a boundary); a later change verifies them from
+//! the job's OIDC token by replacing `from_env` alone.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// `GITHUB_REPOSITORY`, `owner/name`.
+    pub repository: Option<String>,
+    /// `GITHUB_WORKFLOW_REF`: `owner/name/.github/workflows/f.yml@refs/heads/main`.
+    pub workflow_ref: Option<String>,
+    pub runner_name: Option<String>,
+    /// The `labels` input (the runner does not export its labels).
+    pub runner_labels: Vec<String>,
+    pub run_id: Option<String>,
+    /// Whether these claims were verified (false: read from the environment).
+    pub verified: bool,
+}
+
+impl Claims {
+    /// Claims read from a job's environment (`lookup` is `std::env::var`
+    /// in the binary), unverified.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>, labels: &[String]) -> Claims {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        Claims {
+            repository: get("GITHUB_REPOSITORY"),
+            workflow_ref: get("GITHUB_WORKFLOW_REF"),
+            runner_name: get("RUNNER_NAME"),
+            runner_labels: labels.to_vec(),
+            run_id: get("GITHUB_RUN_ID"),
+            verified: false,
+        }
+    }
+
+    /// (repository, workflow path, ref) of `workflow_ref`.
+    pub(crate) fn workflow(&self) -> Option<(&str, &str, Option<&str>)> {
+        let full = self.workflow_ref.as_deref()?;
+        let (file, git_ref) = match full.split_once('@') {
+            Some((f, r)) => (f, Some(r)),
+            None => (full, None),
+        };
+        let slash = file.find('/')?;
+        let second = file[slash + 1..].find('/')? + slash + 1;
+        Some((&file[..second], &file[second + 1..], git_ref))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workflow_ref_splits_into_repository_path_and_ref() {
+        let claims = Claims {
+            workflow_ref: Some("acme/widgets/.github/workflows/ci.yml@refs/heads/main".into()),
+            ..Claims::default()
+        };
+        assert_eq!(
+            claims.workflow(),
+            Some((
+                "acme/widgets",
+                ".github/workflows/ci.yml",
+                Some("refs/heads/main")
+            ))
+        );
+    }
+}

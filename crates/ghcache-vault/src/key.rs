@@ -1,0 +1,117 @@
+//! The master key: from a 0600 key file, `GHCACHE_MASTER_KEY`, or a
+//! passphrase stretched with PBKDF2-HMAC-SHA256 under the vault's salt.
+
+use std::path::PathBuf;
+
+use ghcache_core::private_file::{PrivateFileError, read_or_create};
+use rand::RngCore;
+use sha2::Sha256;
+
+use crate::VaultError;
+
+/// OWASP's 2023 figure for PBKDF2-HMAC-SHA256.
+pub const PBKDF2_ITERATIONS: u32 = 600_000;
+
+/// Where the master key comes from, in the order they are tried by the
+/// binary (the OS keyring is not supported yet).
+#[derive(Clone)]
+pub enum KeySource {
+    /// 32 random bytes (or 64 hex digits) in a file readable only by its owner;
+    /// created on first use.
+    File(PathBuf),
+    /// `GHCACHE_MASTER_KEY`: 64 hex digits are the key itself; anything else
+    /// is stretched like a passphrase.
+    Env(String),
+    Passphrase(String),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl KeySource {
+    /// What `doctor` shows: the kind and the file, never the key.
+    pub fn describe(&self) -> String {
+        match self {
+            KeySource::File(path) => format!("key file {}", path.display()),
+            KeySource::Env(_) => "GHCACHE_MASTER_KEY (environment)".into(),
+            KeySource::Passphrase(_) => {
+                format!("passphrase (PBKDF2-HMAC-SHA256, {PBKDF2_ITERATIONS} iterations)")
+            }
+        }
+    }
+}
+
+/// The key that wraps the vault's data key.
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..redacted..)")
+    }
+}
+
+impl MasterKey {
+    /// Resolves `source`; `salt` is the vault's own (passphrases only).
+    pub fn derive(source: &KeySource, salt: &[u8]) -> Result<MasterKey, VaultError> {
+        match source {
+            KeySource::File(path) => {
+                let generate = || {
+                    let mut key = [0u8; 32];
+                    rand::rngs::OsRng.fill_bytes(&mut key);
+                    key.to_vec()
+                };
+                let (bytes, _) = read_or_create(path, 4096, generate).map_err(|e| match e {
+                    PrivateFileError::Permissions { path, mode } => {
+                        VaultError::KeyPermissions { path, mode }
+                    }
+                    PrivateFileError::Io { path, source } => VaultError::Io { path, source },
+                    PrivateFileError::TooLarge { path, len, .. } => VaultError::BadKey(format!(
+                        "{} holds {len} bytes; a master key file holds 32 bytes or 64 hex digits",
+                        path.display()
+                    )),
+                })?;
+                raw_or_hex(&bytes).ok_or_else(|| {
+                    VaultError::BadKey(format!(
+                        "{} is not 32 bytes or 64 hex digits",
+                        path.display()
+                    ))
+                })
+            }
+            KeySource::Env(value) => Ok(raw_or_hex(value.trim().as_bytes())
+                .filter(|_| value.trim().len() == 64)
+                .unwrap_or_else(|| stretch(value, salt))),
+            KeySource::Passphrase(passphrase) => {
+                if passphrase.chars().count() < 12 {
+                    return Err(VaultError::BadKey(
+                        "a passphrase needs at least 12 characters".into(),
+                    ));
+                }
+                Ok(stretch(passphrase, salt))
+            }
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+fn stretch(secret: &str, salt: &[u8]) -> MasterKey {
+    let mut key = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(secret.as_bytes(), salt, PBKDF2_ITERATIONS, &mut key);
+    MasterKey(key)
+}
+
+/// 32 raw bytes, or 64 hex digits (with or without a trailing newline).
+fn raw_or_hex(bytes: &[u8]) -> Option<MasterKey> {
+    if let Ok(key) = <[u8; 32]>::try_from(bytes) {
+        return Some(MasterKey(key));
+    }
+    let text = std::str::from_utf8(bytes).ok()?.trim();
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text, &mut key).ok()?;
+    Some(MasterKey(key))
+}
