@@ -1,105 +1,21 @@
 //! The YAML files: `.github/cache-config.yml` and `.github/p2p-config.yml`
 //! (the seed's shapes), or one file given with `--config`. Both files share
-//! one schema; unknown keys are errors with a suggestion.
+//! one schema, the declared keys of [`crate::SETTINGS`]: unknown keys are
+//! errors with a suggestion, and every value is checked with its setting's
+//! type when the file is read.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use serde::de::DeserializeOwned;
+use serde_yaml::{Mapping, Value};
 
-use serde::Deserialize;
+use crate::schema::{DEPRECATED, setting};
+use crate::{ConfigError, SETTINGS};
 
-use crate::ConfigError;
-use crate::values::{
-    ByteSize, Count, ListenAddr, LogFormat, PeerAddr, PeerTrust, Port, Seconds, Upstream,
-};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileConfig {
-    pub cache: Option<CacheSection>,
-    pub p2p: Option<P2pSection>,
-    pub operation_ttls: Option<BTreeMap<String, Seconds>>,
-    pub network: Option<NetworkSection>,
-    pub discovery: Option<DiscoverySection>,
-    pub security: Option<SecuritySection>,
-    pub proxy: Option<ProxySection>,
-    pub logging: Option<LoggingSection>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CacheSection {
-    pub enabled: Option<bool>,
-    pub max_size: Option<ByteSize>,
-    pub max_entries: Option<Count>,
-    pub default_ttl: Option<Seconds>,
-    pub persistence: Option<bool>,
-    pub dir: Option<PathBuf>,
-    pub fleet_trust: Option<bool>,
-    pub fleet_trust_non_loopback: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct P2pSection {
-    pub enabled: Option<bool>,
-    pub listen_port: Option<Port>,
-    pub listen_ip: Option<std::net::IpAddr>,
-    pub peer_discovery: Option<bool>,
-    pub bootstrap_peers: Option<Vec<PeerAddr>>,
-    pub registry_dir: Option<PathBuf>,
-    pub external_addr: Option<PeerAddr>,
-    pub peer_deadline_ms: Option<Count>,
-    pub peer_trust: Option<PeerTrust>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NetworkSection {
-    pub protocol_version: Option<String>,
-    pub network_id: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DiscoverySection {
-    pub methods: Option<MethodsSection>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MethodsSection {
-    pub mdns: Option<bool>,
-    pub dht: Option<bool>,
-    pub registry: Option<bool>,
-    pub bootstrap: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SecuritySection {
-    pub encryption: Option<EncryptionSection>,
-    pub cluster_secret_file: Option<PathBuf>,
-    pub private_network: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EncryptionSection {
-    pub enabled: Option<bool>,
-    pub algorithm: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ProxySection {
-    pub addr: Option<ListenAddr>,
-    pub upstream: Option<Upstream>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LoggingSection {
-    pub format: Option<LogFormat>,
+/// A deprecated key found in a file.
+#[derive(Debug)]
+pub(crate) struct Deprecated {
+    pub key: &'static str,
+    pub reason: &'static str,
+    pub line: Option<usize>,
 }
 
 /// A parsed file with its text kept for locating keys.
@@ -107,7 +23,8 @@ pub(crate) struct LoggingSection {
 pub(crate) struct LoadedFile {
     pub shown_path: String,
     pub text: String,
-    pub config: FileConfig,
+    pub value: Value,
+    pub deprecated: Vec<Deprecated>,
 }
 
 impl LoadedFile {
@@ -115,87 +32,148 @@ impl LoadedFile {
         let is_empty = text
             .lines()
             .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---");
-        let config = if is_empty {
-            FileConfig::default()
+        let value = if is_empty {
+            Value::Null
         } else {
-            serde_yaml::from_str(&text).map_err(|e| yaml_error(&shown_path, &text, &e))?
+            serde_yaml::from_str(&text).map_err(|e| yaml_error(&shown_path, &e))?
         };
-        Ok(LoadedFile {
+        let mut file = LoadedFile {
             shown_path,
             text,
-            config,
-        })
+            value: Value::Null,
+            deprecated: Vec::new(),
+        };
+        match &value {
+            Value::Null => {}
+            Value::Mapping(map) => file.check_section(map, &[])?,
+            _ => return Err(file.error(&[], "expected a mapping of sections and keys".into())),
+        }
+        file.value = value;
+        Ok(file)
     }
 
-    /// The 1-based line of a key path such as `["cache", "default_ttl"]`.
-    pub fn line_of(&self, path: &[&str]) -> Option<usize> {
-        locate_key(&self.text, path)
+    /// The value at a dotted key, unless absent or null.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        key.split('.')
+            .try_fold(&self.value, |v, part| v.as_mapping()?.get(part))
+            .filter(|v| !v.is_null())
+    }
+
+    /// The value at a dotted key as the setting's type.
+    pub fn value<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
+        let path: Vec<&str> = key.split('.').collect();
+        self.get(key)
+            .map(|v| T::deserialize(v).map_err(|e| self.error(&path, format!("{key}: {e}"))))
+            .transpose()
+    }
+
+    /// The 1-based line of a dotted key such as `cache.default_ttl`.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        locate_key(&self.text, &key.split('.').collect::<Vec<_>>())
+    }
+
+    fn error(&self, path: &[&str], message: String) -> ConfigError {
+        ConfigError::File {
+            file: self.shown_path.clone(),
+            line: locate_key(&self.text, path),
+            message,
+        }
+    }
+
+    /// Walks a mapping in document order, so the first problem reported is
+    /// the first in the file.
+    fn check_section(&mut self, map: &Mapping, section: &[&str]) -> Result<(), ConfigError> {
+        for (name, value) in map {
+            let name = match name {
+                Value::String(s) => s.as_str(),
+                other => return Err(self.unknown(section, &yaml_text(other))),
+            };
+            let path: Vec<&str> = section.iter().copied().chain([name]).collect();
+            let key = path.join(".");
+            if let Some(info) = setting(&key) {
+                if let (Some(check), false) = (info.check, value.is_null()) {
+                    check(value).map_err(|e| self.error(&path, format!("{key}: {e}")))?;
+                }
+            } else if let Some(&(key, reason)) = DEPRECATED.iter().find(|(k, _)| *k == key) {
+                let line = locate_key(&self.text, &path);
+                self.deprecated.push(Deprecated { key, reason, line });
+            } else if children(&path).is_empty() {
+                return Err(self.unknown(section, name));
+            } else {
+                match value {
+                    Value::Null => {}
+                    Value::Mapping(inner) => self.check_section(inner, &path)?,
+                    _ => {
+                        let message = format!(
+                            "{key}: expected a mapping with {}",
+                            children(&path).join(", ")
+                        );
+                        return Err(self.error(&path, message));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unknown(&self, section: &[&str], key: &str) -> ConfigError {
+        let path: Vec<&str> = section.iter().copied().chain([key]).collect();
+        let line = locate_key(&self.text, &path).or_else(|| {
+            self.text
+                .lines()
+                .position(|l| l.contains(key))
+                .map(|i| i + 1)
+        });
+        let allowed = children(section);
+        let suggestion = allowed
+            .iter()
+            .map(|candidate| (strsim::jaro_winkler(key, candidate), candidate))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, c)| c.clone());
+        ConfigError::UnknownKey(Box::new(crate::UnknownKey {
+            file: self.shown_path.clone(),
+            line: line.unwrap_or(0),
+            key: key.to_owned(),
+            section: (!section.is_empty()).then(|| section.join(".")),
+            suggestion,
+            allowed,
+        }))
     }
 }
 
-fn yaml_error(file: &str, text: &str, err: &serde_yaml::Error) -> ConfigError {
+/// The names allowed directly under a section, in declaration order.
+fn children(section: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for info in SETTINGS.iter().filter(|s| !s.key.is_empty()) {
+        let parts: Vec<&str> = info.key.split('.').collect();
+        if parts.len() > section.len()
+            && parts[..section.len()] == *section
+            && !names.iter().any(|n| n == parts[section.len()])
+        {
+            names.push(parts[section.len()].to_owned());
+        }
+    }
+    names
+}
+
+fn yaml_text(value: &Value) -> String {
+    serde_yaml::to_string(value)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| format!("{value:?}"))
+}
+
+fn yaml_error(file: &str, err: &serde_yaml::Error) -> ConfigError {
     let line = err.location().map(|l| l.line());
     let mut message = err.to_string();
     if let Some(at) = message.find(" at line ") {
         message.truncate(at);
-    }
-    if let Some(unknown) = parse_unknown_field(&message) {
-        let line = line.or_else(|| {
-            text.lines()
-                .position(|l| l.contains(&unknown.key))
-                .map(|i| i + 1)
-        });
-        let suggestion = unknown
-            .allowed
-            .iter()
-            .map(|candidate| (strsim::jaro_winkler(&unknown.key, candidate), candidate))
-            .filter(|(score, _)| *score > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, c)| c.clone());
-        return ConfigError::UnknownKey(Box::new(crate::UnknownKey {
-            file: file.to_owned(),
-            line: line.unwrap_or(0),
-            key: unknown.key,
-            section: unknown.section,
-            suggestion,
-            allowed: unknown.allowed,
-        }));
     }
     ConfigError::File {
         file: file.to_owned(),
         line,
         message,
     }
-}
-
-struct UnknownField {
-    key: String,
-    section: Option<String>,
-    allowed: Vec<String>,
-}
-
-/// Reads serde's "`sec: unknown field `x`, expected one of `a`, `b`" message.
-fn parse_unknown_field(message: &str) -> Option<UnknownField> {
-    let at = message.find("unknown field `")?;
-    let section = message[..at]
-        .trim_end()
-        .strip_suffix(':')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
-    let rest = &message[at + "unknown field `".len()..];
-    let end = rest.find('`')?;
-    let key = rest[..end].to_owned();
-    let allowed = rest[end + 1..]
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_owned)
-        .collect();
-    Some(UnknownField {
-        key,
-        section,
-        allowed,
-    })
 }
 
 /// Finds a block-style key path by indentation; good enough for config

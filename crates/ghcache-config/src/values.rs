@@ -374,6 +374,118 @@ pub fn parse_peer_list(text: &str) -> Result<Vec<PeerAddr>, String> {
         .collect()
 }
 
+/// Parses a value written as text (environment variables, declared
+/// defaults) with the same rule its YAML form uses.
+pub trait FromText: Sized {
+    /// Whether an error may repeat the text: lists name their bad item
+    /// instead, and secrets never print.
+    const ECHO: bool = true;
+    fn from_text(text: &str) -> Result<Self, String>;
+}
+
+macro_rules! from_text_via_from_str {
+    ($($ty:ty),*) => {$(
+        impl FromText for $ty {
+            fn from_text(text: &str) -> Result<Self, String> {
+                text.parse()
+            }
+        }
+    )*};
+}
+from_text_via_from_str!(
+    Port, ByteSize, Seconds, Count, ListenAddr, Upstream, LogFormat, PeerTrust, PeerAddr,
+    NetworkId, Algorithm
+);
+
+impl FromText for bool {
+    fn from_text(text: &str) -> Result<Self, String> {
+        text.parse::<Flag>().map(|f| f.0)
+    }
+}
+
+impl FromText for std::path::PathBuf {
+    fn from_text(text: &str) -> Result<Self, String> {
+        Ok(text.into())
+    }
+}
+
+impl FromText for std::net::IpAddr {
+    fn from_text(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map_err(|_| "expected an IP address such as 0.0.0.0 or 127.0.0.1".to_owned())
+    }
+}
+
+impl FromText for Vec<PeerAddr> {
+    const ECHO: bool = false;
+    fn from_text(text: &str) -> Result<Self, String> {
+        parse_peer_list(text)
+    }
+}
+
+/// The one rule for network ids. They name the gossip topic, registry
+/// records and key derivation salt, so they stay short and path-safe.
+pub fn validate_network_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        return Ok(());
+    }
+    Err(format!(
+        "network id {id:?}: expected 1-64 characters from A-Z a-z 0-9 - _ ."
+    ))
+}
+
+/// A network id that passed [`validate_network_id`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkId(pub String);
+
+impl FromStr for NetworkId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        validate_network_id(s).map(|()| NetworkId(s.to_owned()))
+    }
+}
+deserialize_via_from_str!(NetworkId, "a network id such as ghcache");
+
+/// The sharing cipher, as written; AES-256-GCM is the only one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Algorithm(pub String);
+
+impl FromStr for Algorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let normalised = s.to_ascii_lowercase().replace(['-', '_'], "");
+        if normalised == "aes256gcm" {
+            return Ok(Algorithm(s.to_owned()));
+        }
+        Err(format!(
+            "{s:?} is not supported: the only algorithm is aes-256-gcm"
+        ))
+    }
+}
+deserialize_via_from_str!(Algorithm, "aes-256-gcm");
+
+/// `security.encryption.enabled`: accepted for the seed's files, but only
+/// as `true`, because sharing is always encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlwaysEncrypted;
+
+impl<'de> Deserialize<'de> for AlwaysEncrypted {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if bool::deserialize(d)? {
+            return Ok(AlwaysEncrypted);
+        }
+        Err(de::Error::custom(
+            "false is not supported: ghcache always encrypts what it shares with peers (AES-256-GCM); remove the key, or disable sharing with p2p.enabled: false",
+        ))
+    }
+}
+
 /// A secret that never prints.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

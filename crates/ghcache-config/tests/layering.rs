@@ -461,3 +461,66 @@ fn peer_trust_is_verify_unless_members_is_asked_for() {
         "{wrong}"
     );
 }
+
+#[test]
+fn protocol_version_is_accepted_but_ignored_with_a_warning() {
+    let ws = Workspace::new();
+    ws.write(
+        "p2p-config.yml",
+        "network:\n  protocol_version: \"1.0.0\"\n  network_id: acme-ci\n",
+    );
+    let config = load(&Overrides::default(), &ws.sources(&[])).unwrap();
+    assert_eq!(config.network_id.value, "acme-ci");
+    assert!(
+        config.warnings.iter().any(|w| w
+            .starts_with(".github/p2p-config.yml:2: network.protocol_version is ignored")),
+        "{:?}",
+        config.warnings
+    );
+    assert!(!config.render_text().contains("protocol_version ="));
+}
+
+#[test]
+fn network_ids_follow_one_rule_in_every_layer() {
+    let ws = Workspace::new();
+    let err = error(&ws, &[("GHCACHE_NETWORK_ID", "../bad")]);
+    assert!(
+        err.starts_with("GHCACHE_NETWORK_ID=../bad (environment): network id \"../bad\""),
+        "{err}"
+    );
+    ws.write("p2p-config.yml", "network:\n  network_id: \"a b\"\n");
+    let err = error(&ws, &[]);
+    assert!(
+        err.starts_with(".github/p2p-config.yml:2: network.network_id: network id \"a b\""),
+        "{err}"
+    );
+    assert!(ghcache_config::validate_network_id(&"x".repeat(65)).is_err());
+    assert!(ghcache_config::validate_network_id("acme-ci_1.0").is_ok());
+}
+
+#[test]
+fn disabling_encryption_names_the_line() {
+    let ws = Workspace::new();
+    ws.write(
+        "p2p-config.yml",
+        "security:\n  encryption:\n    enabled: false\n",
+    );
+    let err = error(&ws, &[]);
+    assert!(
+        err.starts_with(
+            ".github/p2p-config.yml:3: security.encryption.enabled: false is not supported"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_section_that_is_not_a_mapping_is_named() {
+    let ws = Workspace::new();
+    ws.write("cache-config.yml", "cache: 5\n");
+    let err = error(&ws, &[]);
+    assert!(
+        err.starts_with(".github/cache-config.yml:1: cache: expected a mapping"),
+        "{err}"
+    );
+}
