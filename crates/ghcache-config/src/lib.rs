@@ -164,7 +164,7 @@ const CONFIG_FILE_NAMES: [&str; 2] = ["cache-config.yml", "p2p-config.yml"];
 
 /// Resolves the configuration from all layers.
 pub fn load(overrides: &Overrides, sources: &Sources) -> Result<Config, ConfigError> {
-    let env = Env::new(&sources.env);
+    let env = Env::new(&sources.env)?;
     let files = read_files(overrides, &env, sources)?;
     let resolver = Resolver {
         overrides,

@@ -15,13 +15,19 @@ use crate::{ConfigError, Origin, Overrides, Setting, SettingInfo};
 pub(crate) struct Env(HashMap<String, String>);
 
 impl Env {
-    pub fn new(vars: &[(String, String)]) -> Self {
-        // Names match case-insensitively, as they did when envy read them.
-        Env(vars
-            .iter()
-            .filter(|(_, v)| !v.trim().is_empty())
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect())
+    /// Read through `envy` (the project's environment reader): names match
+    /// case-insensitively (it lower-cases them).
+    pub fn new(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        let map: HashMap<String, String> = envy::from_iter(
+            vars.iter()
+                .filter(|(_, v)| !v.trim().is_empty())
+                .map(|(k, v)| (k.clone(), v.clone())),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            at: "environment".into(),
+            problem: e.to_string(),
+        })?;
+        Ok(Env(map))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -217,8 +217,14 @@ fn the_most_specific_scope_wins_and_ties_are_refused_at_write() {
     }
     // An exact runner label outranks the pattern; a second exact one could
     // name the same runner (a name and a label), so it ties.
-    v.set("TOKEN", &scope("runner:linux"), &secret("linux"), None, None)
-        .unwrap();
+    v.set(
+        "TOKEN",
+        &scope("runner:linux"),
+        &secret("linux"),
+        None,
+        None,
+    )
+    .unwrap();
     assert_eq!(value(&job("other/x", "ci.yml", "gpu-1")), "linux");
     let err = v
         .set("TOKEN", &scope("runner:r1"), &secret("x"), None, None)
