@@ -3,20 +3,18 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use ghcache_core::{Partition, ResourceId};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use parking_lot::Mutex;
 
 use crate::headers;
 use crate::pipeline::Ctx;
-use crate::respond::{empty, is_rate_limit_refusal};
+use crate::respond::{empty, resumed_body};
 use crate::upstream::{Fetched, UpstreamFailure};
-use crate::{Body, BoxError, Proxy};
+use crate::{Body, Proxy};
 
 /// Identifies one upstream exchange that concurrent requests may share.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -117,30 +115,9 @@ impl Proxy {
             .read_body(body, self.inner.config.max_cacheable_body, budget)
             .await
         {
-            Ok(Ok(body)) => {
-                let fetched = Fetched {
-                    status: parts.status,
-                    headers: parts.headers,
-                    body,
-                };
-                if is_rate_limit_refusal(&fetched) {
-                    self.inner.quotas.observe_refusal(
-                        partition,
-                        fetched.status,
-                        &fetched.headers,
-                        &fetched.body,
-                    );
-                }
-                FlightResult::Done(Arc::new(fetched))
-            }
+            Ok(Ok(body)) => FlightResult::Done(Arc::new(self.read_answer(partition, parts, body))),
             Ok(Err((prefix, rest))) => {
-                let prefix = futures_util::stream::once(std::future::ready(Ok::<_, BoxError>(
-                    hyper::body::Frame::data(Bytes::from(prefix)),
-                )));
-                let rest = http_body_util::BodyStream::new(rest.map_err(BoxError::from));
-                let stream = futures_util::StreamExt::chain(prefix, rest);
-                let body = http_body_util::StreamBody::new(stream).boxed_unsync();
-                let mut response = Response::from_parts(parts, body);
+                let mut response = Response::from_parts(parts, resumed_body(prefix, rest));
                 headers::strip_hop_by_hop(response.headers_mut());
                 self.rewrite_links(response.headers_mut(), proxy_base);
                 FlightResult::TooLarge(Arc::new(Mutex::new(Some(response))))

@@ -22,7 +22,9 @@ use crate::invalidation::{affected_paths, cacheable_path};
 use crate::peer::PeerTrust;
 use crate::proxy::{LocalAddr, MAX_TTL, now_ms};
 use crate::quota::resource_for;
-use crate::respond::{Served, full, github_error, is_rate_limit_refusal};
+use crate::respond::{
+    Served, full, github_error, is_rate_limit_refusal, resumed_body, upstream_failed,
+};
 use crate::stats::Outcome;
 use crate::upstream::Fetched;
 use crate::{Body, BoxError, Proxy};
@@ -271,17 +273,7 @@ impl Proxy {
             FlightResult::Failed(failure) => {
                 return match own.as_ref() {
                     Some(hit) => self.serve_hit(&ctx, hit, Outcome::Stale, Some(&failure.message)),
-                    None => {
-                        let status = if failure.timed_out {
-                            StatusCode::GATEWAY_TIMEOUT
-                        } else {
-                            StatusCode::BAD_GATEWAY
-                        };
-                        Served::new(
-                            github_error(status, &format!("ghcache: {}", failure.message)),
-                            Outcome::Miss,
-                        )
-                    }
+                    None => Served::new(upstream_failed(&failure), Outcome::Miss),
                 };
             }
             FlightResult::TooLarge(slot) => {
@@ -577,15 +569,7 @@ impl Proxy {
                     .stats
                     .upstream_errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let status = if failure.timed_out {
-                    StatusCode::GATEWAY_TIMEOUT
-                } else {
-                    StatusCode::BAD_GATEWAY
-                };
-                Served::new(
-                    github_error(status, &format!("ghcache: {}", failure.message)),
-                    Outcome::Bypass,
-                )
+                Served::new(upstream_failed(&failure), Outcome::Bypass)
             }
         }
     }
@@ -605,35 +589,13 @@ impl Proxy {
         );
         match self.inner.upstream.read_body(body, 64 << 10, budget).await {
             Ok(Ok(body)) => {
-                let fetched = Fetched {
-                    status: parts.status,
-                    headers: parts.headers,
-                    body,
-                };
-                if is_rate_limit_refusal(&fetched) {
-                    self.inner.quotas.observe_refusal(
-                        partition,
-                        fetched.status,
-                        &fetched.headers,
-                        &fetched.body,
-                    );
-                }
+                let fetched = self.read_answer(partition, parts, body);
                 let mut response = Response::new(full(fetched.body));
                 *response.status_mut() = fetched.status;
                 *response.headers_mut() = fetched.headers;
                 response
             }
-            Ok(Err((prefix, rest))) => {
-                let prefix = futures_util::stream::once(std::future::ready(Ok::<_, BoxError>(
-                    hyper::body::Frame::data(Bytes::from(prefix)),
-                )));
-                let rest = http_body_util::BodyStream::new(rest.map_err(BoxError::from));
-                let stream = futures_util::StreamExt::chain(prefix, rest);
-                Response::from_parts(
-                    parts,
-                    http_body_util::StreamBody::new(stream).boxed_unsync(),
-                )
-            }
+            Ok(Err((prefix, rest))) => Response::from_parts(parts, resumed_body(prefix, rest)),
             Err(failure) => github_error(
                 StatusCode::BAD_GATEWAY,
                 &format!("ghcache: {}", failure.message),

@@ -56,7 +56,51 @@ pub(crate) fn github_error(status: StatusCode, message: &str) -> Response<Body> 
     response
 }
 
+/// The error answer for a failed upstream exchange: 504 on a timeout,
+/// 502 otherwise, saying what failed.
+pub(crate) fn upstream_failed(failure: &crate::upstream::UpstreamFailure) -> Response<Body> {
+    let status = if failure.timed_out {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    github_error(status, &format!("ghcache: {}", failure.message))
+}
+
+/// A body of which `prefix` was read already and `rest` still streams.
+pub(crate) fn resumed_body(prefix: Vec<u8>, rest: Incoming) -> Body {
+    let prefix = futures_util::stream::once(std::future::ready(Ok::<_, BoxError>(
+        hyper::body::Frame::data(Bytes::from(prefix)),
+    )));
+    let rest = http_body_util::BodyStream::new(rest.map_err(BoxError::from));
+    http_body_util::StreamBody::new(futures_util::StreamExt::chain(prefix, rest)).boxed_unsync()
+}
+
 impl Proxy {
+    /// A fully read upstream answer; a rate-limit refusal among them starts
+    /// the partition's back-off.
+    pub(crate) fn read_answer(
+        &self,
+        partition: &ghcache_core::Partition,
+        parts: http::response::Parts,
+        body: Bytes,
+    ) -> Fetched {
+        let fetched = Fetched {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        };
+        if is_rate_limit_refusal(&fetched) {
+            self.inner.quotas.observe_refusal(
+                partition,
+                fetched.status,
+                &fetched.headers,
+                &fetched.body,
+            );
+        }
+        fetched
+    }
+
     /// Serves a held entry (fresh, revalidated or stale).
     pub(crate) fn serve_hit(
         &self,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{daemon_command, start};
+use common::{daemon_command, doctor, start};
 use ghcache_fakehub::{FakeHub, FakeHubConfig};
 use std::path::Path;
 
@@ -161,25 +161,6 @@ fn the_daemon_raises_its_open_file_limit_to_the_hard_limit() {
 fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-}
-
-/// `ghcache doctor` against `daemon`: (exit code, stdout + stderr).
-fn doctor(base: &str, state: &Path) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ghcache"))
-        .args(["--state-dir"])
-        .arg(state)
-        .args(["doctor", "--proxy-addr", base.trim_start_matches("http://")])
-        .current_dir(state)
-        .env_clear()
-        .env("HOME", state)
-        .output()
-        .unwrap();
-    let shown = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), shown)
 }
 
 /// A fresh state directory (and everything the daemon creates in it) is

@@ -85,26 +85,6 @@ async fn connected(client: &reqwest::Client, daemon: &Daemon) -> usize {
         .map_or(0, Vec::len)
 }
 
-/// `ghcache doctor` against `daemon`: (exit code, stdout + stderr).
-fn doctor(daemon: &Daemon, state: &std::path::Path) -> (Option<i32>, String) {
-    let addr = daemon.base.trim_start_matches("http://");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ghcache"))
-        .args(["--state-dir"])
-        .arg(state)
-        .args(["doctor", "--proxy-addr", addr])
-        .current_dir(state)
-        .env_clear()
-        .env("HOME", state)
-        .output()
-        .unwrap();
-    let shown = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), shown)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_fetched_on_one_host_is_shared_with_the_other() {
     let hub = FakeHub::start(FakeHubConfig::default()).await.unwrap();
@@ -131,7 +111,7 @@ async fn a_body_fetched_on_one_host_is_shared_with_the_other() {
     )
     .await;
 
-    let (code, shown) = doctor(&a, state_a.path());
+    let (code, shown) = common::doctor(&a.base, state_a.path());
     assert_eq!(code, Some(0), "{shown}");
     assert!(shown.contains("1 confirmed members"), "{shown}");
 
@@ -243,7 +223,7 @@ async fn a_daemon_with_the_wrong_secret_gets_no_data() {
     let peers_b = peers(&client, &b).await;
     assert_ne!(peers_a["key_fingerprint"], peers_b["key_fingerprint"]);
     // `ghcache doctor` on B fails, names the cause and the fix.
-    let (code, shown) = doctor(&b, state_b.path());
+    let (code, shown) = common::doctor(&b.base, state_b.path());
     assert_eq!(code, Some(1), "{shown}");
     assert!(
         shown.contains("different cluster secret")

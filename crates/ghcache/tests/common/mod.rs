@@ -91,3 +91,22 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// `ghcache doctor` against the daemon at `base`: (exit code, stdout + stderr).
+pub fn doctor(base: &str, state: &Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ghcache"))
+        .args(["--state-dir"])
+        .arg(state)
+        .args(["doctor", "--proxy-addr", base.trim_start_matches("http://")])
+        .current_dir(state)
+        .env_clear()
+        .env("HOME", state)
+        .output()
+        .unwrap();
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), shown)
+}
