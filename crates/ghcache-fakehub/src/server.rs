@@ -21,14 +21,9 @@ use crate::reply::{API_VERSION, DOCS, Reply};
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
 /// Error a service returns to make hyper drop the connection (a "reset").
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("fakehub fault: connection dropped")]
 pub(crate) struct Dropped;
-impl std::fmt::Display for Dropped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("fakehub fault: connection dropped")
-    }
-}
-impl std::error::Error for Dropped {}
 
 type Resp = Response<Full<Bytes>>;
 
