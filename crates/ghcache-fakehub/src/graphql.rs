@@ -6,8 +6,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use crate::api::Ctx;
-use crate::server::{Category, Hub, Reply};
+use crate::ctx::Ctx;
+use crate::hub::{Category, Hub};
+use crate::reply::Reply;
 use crate::time::iso;
 use crate::world::{Principal, Role};
 

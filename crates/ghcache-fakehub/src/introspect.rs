@@ -9,7 +9,7 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 
 use crate::config::FaultConfig;
-use crate::server::Hub;
+use crate::hub::Hub;
 
 fn resp(status: StatusCode, v: Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
@@ -59,7 +59,7 @@ pub(crate) fn handle(hub: &Hub, method: &Method, path: &str, body: &[u8]) -> Res
             else {
                 return bad("expected {\"path\": \"/repos/o/r\"}");
             };
-            if crate::api::bump(hub, p) {
+            if hub.bump(p) {
                 resp(StatusCode::OK, json!({"bumped": p}))
             } else {
                 resp(

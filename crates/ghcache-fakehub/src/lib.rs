@@ -31,15 +31,23 @@
 //! ```
 #![recursion_limit = "512"]
 
-mod api;
+// Leaves first: `hub`, `reply` and `ctx` hold the types every layer shares
+// and import nothing from `gates`, `api`, `graphql`, `server` or `render`,
+// so the layers above form a tree (server -> api -> graphql), not a loop.
 mod config;
+mod ctx;
+mod hub;
+mod reply;
+mod stats;
+mod time;
+mod world;
+
+mod api;
+mod gates;
 mod graphql;
 mod introspect;
 mod render;
 mod server;
-mod stats;
-mod time;
-mod world;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,34 +58,15 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use sha2::{Digest, Sha256};
 
 pub use config::{
     FakeHubConfig, FaultConfig, LatencyProfile, LatencyRange, OutageWindow, RateLimits,
 };
+pub use reply::etag_for;
 pub use stats::{IdentityStats, StatsSnapshot};
 pub use world::{AccountInfo, RepoAccess, RepoInfo, TokenInfo, TokenKind, World};
 
-use server::Hub;
-
-/// The ETag GitHub would send for `body` to a request carrying these
-/// headers: hex SHA-256 over the values of `Accept`, `Authorization` and
-/// `Cookie` (those present, in that order, each followed by `:`) and then the
-/// uncompressed body. No quotes, no `W/`.
-pub fn etag_for(
-    accept: Option<&str>,
-    authorization: Option<&str>,
-    cookie: Option<&str>,
-    body: &[u8],
-) -> String {
-    let mut h = Sha256::new();
-    for v in [accept, authorization, cookie].into_iter().flatten() {
-        h.update(v.as_bytes());
-        h.update(b":");
-    }
-    h.update(body);
-    hex::encode(h.finalize())
-}
+use hub::Hub;
 
 /// A running fake GitHub.
 #[derive(Debug)]
@@ -189,7 +178,7 @@ impl FakeHub {
     /// `/repos/o/r/issues/3`, `/repos/o/r/actions/runs`). Returns false if no
     /// such resource exists.
     pub fn bump(&self, path: &str) -> bool {
-        api::bump(&self.hub, path)
+        self.hub.bump(path)
     }
 
     /// Stops accepting, closes connections, and waits for the server task.

@@ -290,6 +290,61 @@ impl Repo {
     pub(crate) fn open_issues(&self) -> u64 {
         self.issues.iter().filter(|i| i.open).count() as u64
     }
+
+    /// [`State::bump`] below a repository: `rest` is the path after
+    /// `/repos/o/r`; anything unrecognised bumps the repository itself.
+    fn bump(&mut self, rest: &[&str], now: i64) -> bool {
+        match rest {
+            ["issues", n] | ["pulls", n] => match n
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| self.issues.iter_mut().find(|i| i.number == n))
+            {
+                Some(i) => {
+                    i.updated_at = now;
+                    true
+                }
+                None => false,
+            },
+            ["actions", "runs", id] => match id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| self.runs.iter_mut().find(|r| r.id == id))
+            {
+                Some(r) => {
+                    r.updated_at = now;
+                    true
+                }
+                None => false,
+            },
+            ["actions", "runs"] => match self.runs.last_mut() {
+                Some(r) => {
+                    r.updated_at = now;
+                    true
+                }
+                None => false,
+            },
+            ["issues"] | ["pulls"] => {
+                let pulls = rest == ["pulls"];
+                match self
+                    .issues
+                    .iter_mut()
+                    .rev()
+                    .find(|i| !pulls || i.pull.is_some())
+                {
+                    Some(i) => {
+                        i.updated_at = now;
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => {
+                self.updated_at = now;
+                true
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -405,6 +460,38 @@ impl State {
             }
         }
         None
+    }
+
+    /// A new version of the resource at `path` (`/users/u`, `/orgs/o`,
+    /// `/repos/o/r`, `…/issues[/N]`, `…/pulls[/N]`, `…/actions/runs[/ID]`):
+    /// its `updated_at` becomes `now` and the generation moves, so bodies and
+    /// ETags change. False if no such resource exists.
+    pub(crate) fn bump(&mut self, path: &str, now: i64) -> bool {
+        let segs: Vec<&str> = path
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let found = match segs.as_slice() {
+            ["users", u] | ["orgs", u] => match self.account_idx(u) {
+                Some(a) => {
+                    self.accounts[a].updated_at = now;
+                    true
+                }
+                None => false,
+            },
+            ["repos", o, r, rest @ ..] => match self.repo_idx(o, r) {
+                Some(ri) => self.repos[ri].bump(rest, now),
+                None => false,
+            },
+            _ => false,
+        };
+        if found {
+            self.generation += 1;
+        }
+        found
     }
 }
 

@@ -86,9 +86,10 @@ pub fn is_per_request(name: &str) -> bool {
     name.starts_with("x-ratelimit-") || name == "x-github-request-id" || name == "date"
 }
 
-/// The ETag GitHub would give this requester for `body` (observed scheme,
-/// DESIGN.md): SHA-256 over the Accept, Authorization and Cookie values
-/// present, each followed by `:`, then the body; hex.
+/// The ETag GitHub would give this requester for `body` (a scheme observed
+/// on api.github.com, not documented; docs/FAKEHUB.md): SHA-256 over the
+/// Accept, Authorization and Cookie values present, each followed by `:`,
+/// then the body; hex.
 pub fn synthesize_etag(
     accept: Option<&str>,
     authorization: Option<&str>,

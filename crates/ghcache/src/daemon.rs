@@ -10,7 +10,9 @@ use ghcache_mesh::{Mesh, MeshConfig};
 use ghcache_proxy::{OperationTtls, PeerTrust, Proxy, ProxyConfig, StatsReport};
 use ghcache_store::{Store, StoreConfig, StoreError};
 
-use crate::cli::{DaemonArgs, FakehubArgs, StatsArgs};
+#[cfg(feature = "fakehub")]
+use crate::cli::FakehubArgs;
+use crate::cli::{DaemonArgs, StatsArgs};
 
 /// A configuration problem found while starting (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +342,7 @@ pub async fn run_stats(config: &Config, args: &StatsArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
+#[cfg(feature = "fakehub")]
 pub async fn run_fakehub(args: &FakehubArgs) -> anyhow::Result<()> {
     let mut config = if args.realistic {
         ghcache_fakehub::FakeHubConfig::realistic()

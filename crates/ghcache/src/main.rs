@@ -78,9 +78,15 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        #[cfg(feature = "fakehub")]
         Command::Fakehub(args) => {
             runtime()?.block_on(daemon::run_fakehub(args))?;
             Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(not(feature = "fakehub"))]
+        Command::Fakehub(_) => {
+            eprintln!("error: this build has no fake GitHub (built without the `fakehub` feature)");
+            Ok(ExitCode::from(EXIT_USAGE))
         }
         other => {
             eprintln!(
