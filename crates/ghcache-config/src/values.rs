@@ -486,9 +486,22 @@ impl<'de> Deserialize<'de> for AlwaysEncrypted {
     }
 }
 
-/// A secret that never prints.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A secret that never prints, zeroed when dropped (`secrecy`).
+pub struct Secret(secrecy::SecretString);
+
+impl Clone for Secret {
+    fn clone(&self) -> Self {
+        Secret(self.expose().to_owned().into())
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub const MIN_LEN: usize = 16;
@@ -502,12 +515,12 @@ impl Secret {
                 Self::MIN_LEN
             ));
         }
-        Ok(Secret(value.to_owned()))
+        Ok(Secret(value.to_owned().into()))
     }
 
     /// The secret itself; call only where it is used, never to print.
     pub fn expose(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
     }
 }
 
