@@ -11,7 +11,7 @@
 //!
 //! How it is built: one task owns the libp2p `Swarm` and runs the event loop;
 //! everything else holds a cheap cloneable [`Mesh`] handle that sends it
-//! commands over a channel. It implements [`ghcache_proxy::PeerSource`].
+//! commands over a channel. It implements [`ghcache_peer::PeerSource`].
 //!
 //! What it is not for: HTTP semantics or storage (the proxy and the store).
 
@@ -27,10 +27,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use envelope::{OpenError, Opened, aad, open, open_message, seal, seal_message};
+pub use ghcache_peer::{
+    ConnectedPeer, DiscoveredPeers, LastRejection, MeshStats, PeerStatus, RejectedCounts,
+};
 pub use keys::{ClusterKeys, PBKDF2_ITERATIONS, derive_keys};
 pub use libp2p::multiaddr::Protocol as MultiaddrProtocol;
 pub use libp2p::{Multiaddr, PeerId};
-pub use node::{ConnectedPeer, DiscoveredPeers, LastRejection, Mesh, MeshStats, RejectedCounts};
+pub use node::Mesh;
 pub use registry::Record as RegistryRecord;
 pub use wire::{
     AnnounceKind, Announcement, FETCH_PROTOCOL, FETCH_REQUEST_AAD, FETCH_RESPONSE_AAD,
@@ -65,7 +68,7 @@ pub struct MeshConfig {
     pub cluster_secret: Vec<u8>,
     /// ed25519 keypair persisted here (0600), reused across restarts.
     pub identity_path: PathBuf,
-    /// Default deadline of [`ghcache_proxy::PeerSource::lookup`] callers that pass none.
+    /// Default deadline of [`ghcache_peer::PeerSource::lookup`] callers that pass none.
     pub fetch_deadline: Duration,
     /// Connected peers asked at once for a resource (besides the one that
     /// announced it); the rest are reached through provider records.

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use ghcache_core::{ContentId, Partition, ResourceId};
-use ghcache_proxy::{PeerCopy, PeerFuture, PeerSource};
+use ghcache_peer::{
+    ConnectedPeer, DiscoveredPeers, LastRejection, MeshStats, PeerCopy, PeerFuture, PeerSource,
+    PeerStatus, RejectedCounts, StatusFuture,
+};
 use ghcache_store::Store;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -21,7 +24,6 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, gossipsub, identify,
     kad, mdns, noise, ping, tcp, yamux,
 };
-use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::envelope::{open_message, seal_message};
@@ -128,109 +130,14 @@ enum Internal {
 
 // ---- stats ----------------------------------------------------------------
 
-/// Messages refused, by reason.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RejectedCounts {
-    pub decrypt: u64,
-    pub cid_mismatch: u64,
-    pub oversized: u64,
-    pub malformed: u64,
-    pub replayed: u64,
-}
-
-impl RejectedCounts {
-    pub fn total(&self) -> u64 {
-        self.decrypt + self.cid_mismatch + self.oversized + self.malformed + self.replayed
+fn bump(counts: &mut RejectedCounts, r: Reject) {
+    match r {
+        Reject::Decrypt => counts.decrypt += 1,
+        Reject::CidMismatch => counts.cid_mismatch += 1,
+        Reject::Oversized => counts.oversized += 1,
+        Reject::Malformed => counts.malformed += 1,
+        Reject::Replayed => counts.replayed += 1,
     }
-    fn bump(&mut self, r: Reject) {
-        match r {
-            Reject::Decrypt => self.decrypt += 1,
-            Reject::CidMismatch => self.cid_mismatch += 1,
-            Reject::Oversized => self.oversized += 1,
-            Reject::Malformed => self.malformed += 1,
-            Reject::Replayed => self.replayed += 1,
-        }
-    }
-}
-
-/// The most recent refused message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LastRejection {
-    pub peer_id: String,
-    pub reason: &'static str,
-    /// Which kind of message: "fetch request", "fetch response", "announcement".
-    pub message: &'static str,
-    /// Human explanation.
-    pub hint: &'static str,
-    pub at_ms: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ConnectedPeer {
-    pub peer_id: String,
-    pub addrs: Vec<String>,
-    /// Whether the peer answered our membership probe under the cluster key:
-    /// `None` until it answered, `Some(false)` for a different secret.
-    pub member: Option<bool>,
-}
-
-/// Peers found, by discovery source (a peer may appear under several).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DiscoveredPeers {
-    pub registry: Vec<String>,
-    pub bootstrap: Vec<String>,
-    pub mdns: Vec<String>,
-    pub kademlia: Vec<String>,
-    /// Dialled through [`Mesh::dial`].
-    pub manual: Vec<String>,
-}
-
-/// A snapshot of the mesh for `stats`, `peers` and tests. Holds no secret.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct MeshStats {
-    /// False when the event loop has stopped (crashed or shut down): the
-    /// daemon then shares nothing.
-    pub running: bool,
-    pub peer_id: String,
-    pub network_id: String,
-    /// One-way fingerprint of the cluster key: equal on daemons that share
-    /// GHCACHE_CLUSTER_SECRET and network id, different otherwise.
-    pub key_fingerprint: String,
-    pub listen_addrs: Vec<String>,
-    /// What we advertise to peers.
-    pub external_addrs: Vec<String>,
-    pub connected_peers: Vec<ConnectedPeer>,
-    /// Peers subscribed to our announcement topic.
-    pub announce_peers: usize,
-    pub discovered: DiscoveredPeers,
-    /// Fetch requests we answered with an entry.
-    pub fetches_served: u64,
-    /// Fetch requests we answered "not found".
-    pub fetches_not_found: u64,
-    /// Our fetches that a peer answered with a valid entry.
-    pub peer_hits: u64,
-    /// Our fetches no peer could answer (before the caller's deadline or not).
-    pub peer_misses: u64,
-    /// Fetches that went on to ask Kademlia for providers.
-    pub provider_lookups: u64,
-    /// Peer hits answered by a peer found through a provider record.
-    pub provider_hits: u64,
-    /// Resources we publish provider records for.
-    pub provided_keys: usize,
-    /// Provider publications waiting or under way.
-    pub provides_pending: usize,
-    /// Provider publications dropped because the queue was full.
-    pub provides_dropped: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub announcements_sent: u64,
-    pub announcements_received: u64,
-    pub rejected: RejectedCounts,
-    pub last_rejection: Option<LastRejection>,
-    pub banned_peers: Vec<String>,
-    /// Milliseconds between the sender's clock and our receipt of the last
-    /// valid announcement (negative if the sender's clock is ahead).
-    pub last_announcement_lag_ms: Option<i64>,
 }
 
 // ---- the handle -----------------------------------------------------------
@@ -667,16 +574,8 @@ impl PeerSource for Mesh {
         Mesh::hold(self, resource);
     }
 
-    fn describe(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send + '_>> {
-        Box::pin(async move {
-            let mut value = serde_json::to_value(self.stats().await).unwrap_or_default();
-            if let Some(map) = value.as_object_mut() {
-                map.insert("enabled".into(), serde_json::Value::Bool(true));
-            }
-            value
-        })
+    fn describe(&self) -> StatusFuture<'_> {
+        Box::pin(async move { PeerStatus::mesh(self.stats().await) })
     }
 }
 
@@ -1914,7 +1813,7 @@ impl Node {
     }
 
     fn count_rejection(&mut self, peer: PeerId, reason: Reject, message: &'static str) {
-        self.stats.rejected.bump(reason);
+        bump(&mut self.stats.rejected, reason);
         let hint = match reason {
             Reject::Decrypt => {
                 "cannot decrypt: the peer probably has a different GHCACHE_CLUSTER_SECRET or network id"
@@ -1926,9 +1825,9 @@ impl Node {
         };
         self.stats.last_rejection = Some(LastRejection {
             peer_id: peer.to_string(),
-            reason: reason.as_str(),
-            message,
-            hint,
+            reason: reason.as_str().into(),
+            message: message.into(),
+            hint: hint.into(),
             at_ms: now_ms(),
         });
         if reason == Reject::Decrypt {
