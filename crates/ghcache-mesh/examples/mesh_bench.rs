@@ -199,7 +199,7 @@ async fn peer_hit(n: usize, fetches: usize, body_len: usize, requesters: usize) 
     for (k, d) in daemons.iter().enumerate().skip(1).take(requesters) {
         let mesh = d.mesh.clone();
         tasks.push(tokio::spawn(async move {
-            use ghcache_proxy::PeerSource;
+            use ghcache_peer::PeerSource;
             let mut lat = Vec::new();
             let mut misses = 0;
             // Each requester takes every `requesters`-th resource: all
@@ -233,7 +233,7 @@ async fn peer_hit(n: usize, fetches: usize, body_len: usize, requesters: usize) 
     // the proxy waits for it before asking GitHub.
     let mut miss_lat = Vec::new();
     for i in 0..200 {
-        use ghcache_proxy::PeerSource;
+        use ghcache_peer::PeerSource;
         let t = Instant::now();
         let got = daemons[1]
             .mesh

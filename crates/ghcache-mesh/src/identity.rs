@@ -5,7 +5,7 @@ use std::path::Path;
 use ghcache_core::private_file::read_or_create;
 use libp2p::identity::Keypair;
 
-use crate::MeshError;
+use crate::error::MeshError;
 
 /// Loads the keypair at `path`, or creates one (mode 0600, atomically, so
 /// a crash never leaves half a key and two racing starts agree on one key).

@@ -9,149 +9,48 @@
 //! CID, so only members read or serve entries and a peer sending garbage is
 //! counted, penalised and dropped while the daemon keeps serving.
 //!
-//! How it is built: one task owns the libp2p `Swarm` and runs the event loop;
-//! everything else holds a cheap cloneable [`Mesh`] handle that sends it
-//! commands over a channel. It implements [`ghcache_proxy::PeerSource`].
+//! How it is built: one task owns the libp2p `Swarm` and runs the event loop
+//! (`event_loop`); everything else holds a cheap cloneable [`Mesh`] handle
+//! (`handle`) that sends it commands (`command`) over a channel. It
+//! implements [`ghcache_peer::PeerSource`]. Each concern of the loop keeps
+//! its own state and returns verdicts: the fetch and provider-record state
+//! machines (`fetch`, `provide`) do no I/O, serving (`serve`), announcements
+//! (`announce`) and membership refuse bad messages with a [`Reject`], and
+//! only the loop applies penalties (`penalty`) to the swarm.
 //!
 //! What it is not for: HTTP semantics or storage (the proxy and the store).
 
+mod announce;
+mod command;
+mod config;
+mod discovery;
 mod envelope;
+mod error;
+mod event_loop;
+mod fetch;
+mod handle;
 mod identity;
 mod keys;
-mod node;
-mod registry;
+mod membership;
+mod penalty;
+mod provide;
+mod serve;
+mod stats;
+mod swarm;
 mod wire;
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::time::Duration;
-
+pub use config::MeshConfig;
+pub use discovery::registry::Record as RegistryRecord;
 pub use envelope::{OpenError, Opened, aad, open, open_message, seal, seal_message};
+pub use error::MeshError;
+pub use ghcache_peer::{
+    ConnectedPeer, DiscoveredPeers, LastRejection, MeshStats, PeerStatus, RejectedCounts,
+};
+pub use handle::Mesh;
 pub use keys::{ClusterKeys, PBKDF2_ITERATIONS, derive_keys};
 pub use libp2p::multiaddr::Protocol as MultiaddrProtocol;
 pub use libp2p::{Multiaddr, PeerId};
-pub use node::{ConnectedPeer, DiscoveredPeers, LastRejection, Mesh, MeshStats, RejectedCounts};
-pub use registry::Record as RegistryRecord;
 pub use wire::{
     AnnounceKind, Announcement, FETCH_PROTOCOL, FETCH_REQUEST_AAD, FETCH_RESPONSE_AAD,
     KAD_PROTOCOL, Reject, announce_topic, decode_response, encode_request, encode_response,
 };
-
-/// Configuration of a [`Mesh`]. [`MeshConfig::new`] gives the defaults.
-#[derive(Clone)]
-pub struct MeshConfig {
-    /// `0.0.0.0` in production, `127.0.0.1` in tests.
-    pub listen_ip: IpAddr,
-    /// TCP and QUIC (UDP) port; 0 = ephemeral.
-    pub listen_port: u16,
-    /// QUIC besides TCP (ignored with `private_network`).
-    pub quic: bool,
-    /// TCP only, behind a libp2p pnet pre-shared key derived from the
-    /// cluster secret: a non-member cannot complete even the transport
-    /// handshake. QUIC cannot carry pnet, so it is off in this mode.
-    pub private_network: bool,
-    /// Operator-set addresses to advertise (GHCACHE_EXTERNAL_ADDR).
-    pub external_addrs: Vec<Multiaddr>,
-    pub bootstrap: Vec<Multiaddr>,
-    /// Redial of bootstrap addresses that are not connected (with backoff).
-    pub bootstrap_refresh: Duration,
-    pub registry_dir: Option<PathBuf>,
-    /// Records expire this long after their last heartbeat (every ttl/3).
-    pub registry_ttl: Duration,
-    pub mdns: bool,
-    pub kademlia: bool,
-    pub network_id: String,
-    /// Never logged, never in stats.
-    pub cluster_secret: Vec<u8>,
-    /// ed25519 keypair persisted here (0600), reused across restarts.
-    pub identity_path: PathBuf,
-    /// Default deadline of [`ghcache_proxy::PeerSource::lookup`] callers that pass none.
-    pub fetch_deadline: Duration,
-    /// Connected peers asked at once for a resource (besides the one that
-    /// announced it); the rest are reached through provider records.
-    pub fetch_fanout: usize,
-    /// Largest fetch message accepted (request or response).
-    pub max_message_bytes: usize,
-    /// Rejected messages after which a peer is disconnected and banned.
-    pub penalty_threshold: u32,
-    /// How long a penalised peer is refused.
-    pub ban_duration: Duration,
-}
-
-impl std::fmt::Debug for MeshConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MeshConfig")
-            .field("listen_ip", &self.listen_ip)
-            .field("listen_port", &self.listen_port)
-            .field("quic", &self.quic)
-            .field("private_network", &self.private_network)
-            .field("external_addrs", &self.external_addrs)
-            .field("bootstrap", &self.bootstrap)
-            .field("bootstrap_refresh", &self.bootstrap_refresh)
-            .field("registry_dir", &self.registry_dir)
-            .field("registry_ttl", &self.registry_ttl)
-            .field("mdns", &self.mdns)
-            .field("kademlia", &self.kademlia)
-            .field("network_id", &self.network_id)
-            .field("cluster_secret", &"..redacted..")
-            .field("identity_path", &self.identity_path)
-            .field("fetch_deadline", &self.fetch_deadline)
-            .field("fetch_fanout", &self.fetch_fanout)
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("penalty_threshold", &self.penalty_threshold)
-            .field("ban_duration", &self.ban_duration)
-            .finish()
-    }
-}
-
-impl MeshConfig {
-    /// Production defaults: all interfaces, port 9100, QUIC, mDNS and
-    /// Kademlia on, no registry or bootstrap peers.
-    pub fn new(
-        network_id: impl Into<String>,
-        cluster_secret: Vec<u8>,
-        identity_path: PathBuf,
-    ) -> Self {
-        MeshConfig {
-            listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            listen_port: 9100,
-            quic: true,
-            private_network: false,
-            external_addrs: Vec::new(),
-            bootstrap: Vec::new(),
-            bootstrap_refresh: Duration::from_secs(300),
-            registry_dir: None,
-            registry_ttl: Duration::from_secs(30),
-            mdns: true,
-            kademlia: true,
-            network_id: network_id.into(),
-            cluster_secret,
-            identity_path,
-            fetch_deadline: Duration::from_millis(50),
-            fetch_fanout: 8,
-            max_message_bytes: 16 << 20,
-            penalty_threshold: 3,
-            ban_duration: Duration::from_secs(600),
-        }
-    }
-}
-
-/// Errors starting or talking to the mesh. Never contains the secret.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MeshError {
-    #[error("mesh identity {path}: {reason}")]
-    Identity { path: PathBuf, reason: String },
-    #[error("mesh configuration: {0}")]
-    Config(String),
-    #[error("mesh transport: {0}")]
-    Transport(String),
-    #[error(
-        "cannot listen on {addr}: {reason} (is another ghcache daemon using the port? set CACHE_LISTEN_PORT)"
-    )]
-    Listen { addr: String, reason: String },
-    #[error("cannot dial {addr}: {reason}")]
-    Dial { addr: String, reason: String },
-    #[error("the mesh has shut down")]
-    Closed,
-}

@@ -340,7 +340,7 @@ async fn entry_held_by_a_is_fetched_by_b() {
     assert_eq!(any.partition, keyed);
 
     // Through the PeerSource trait, with the default 50 ms deadline.
-    use ghcache_proxy::PeerSource;
+    use ghcache_peer::PeerSource;
     let via_trait = b.mesh.lookup(&r, &keyed, b.mesh.fetch_deadline()).await;
     assert!(via_trait.is_some());
 

@@ -28,7 +28,7 @@ mod upstream;
 
 pub use headers::synthesize_etag;
 pub use invalidation::affected_paths;
-pub use peer::{NoPeers, PeerCopy, PeerFuture, PeerSource, PeerTrust};
+pub use peer::{NoPeers, PeerCopy, PeerFuture, PeerSource, PeerStatus, PeerTrust, StatusFuture};
 pub use proxy::{Proxy, ProxyConfig};
 pub use report::{
     ConnectionCounts, HitCounts, InvalidationReport, PartitionQuota, RateLimitReport, StatsReport,
