@@ -413,10 +413,10 @@ pub(crate) fn handle(hub: &Hub, ctx: &Ctx<'_>) -> Reply {
         data.insert(key(f), v);
     }
     let mut out = json!({"data": data});
-    if !exec_errors.is_empty() {
-        if let Some(m) = out.as_object_mut() {
-            m.insert("errors".into(), Value::Array(exec_errors));
-        }
+    if !exec_errors.is_empty()
+        && let Some(m) = out.as_object_mut()
+    {
+        m.insert("errors".into(), Value::Array(exec_errors));
     }
     let mut r = Reply::json(StatusCode::OK, Bytes::from(out.to_string()));
     r.cost = 1;

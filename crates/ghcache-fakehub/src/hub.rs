@@ -92,10 +92,10 @@ impl Hub {
         generation: u64,
         render: impl FnOnce() -> serde_json::Value,
     ) -> Bytes {
-        if let Some((g, b)) = self.cache.read().get(&key) {
-            if *g == generation {
-                return b.clone();
-            }
+        if let Some((g, b)) = self.cache.read().get(&key)
+            && *g == generation
+        {
+            return b.clone();
         }
         let bytes = Bytes::from(serde_json::to_vec(&render()).unwrap_or_default());
         let mut c = self.cache.write();
@@ -199,9 +199,9 @@ impl Hub {
 }
 
 fn roll(w: &mut Window, now: i64, len: i64) {
-    if let Some(s) = w.start {
-        if now >= s + len {
-            *w = Window::default();
-        }
+    if let Some(s) = w.start
+        && now >= s + len
+    {
+        *w = Window::default();
     }
 }

@@ -410,10 +410,10 @@ impl State {
         }
         let owner = &self.accounts[r.owner];
         let mut role = Role::None;
-        if owner.is_org {
-            if let Some((_, is_owner)) = owner.members.iter().find(|(u, _)| *u == user) {
-                role = if *is_owner { Role::Admin } else { Role::Read };
-            }
+        if owner.is_org
+            && let Some((_, is_owner)) = owner.members.iter().find(|(u, _)| *u == user)
+        {
+            role = if *is_owner { Role::Admin } else { Role::Read };
         }
         if let Some((_, c)) = r.collaborators.iter().find(|(u, _)| *u == user) {
             role = role.max(*c);

@@ -101,10 +101,10 @@ impl Announcements {
             AnnounceKind::Version { resource, cid, .. } => {
                 let store = self.store.clone();
                 tokio::task::spawn_blocking(move || {
-                    if let Some((_, hit)) = store.get_any(&resource) {
-                        if hit.meta.body_cid != cid {
-                            store.mark_stale(&resource);
-                        }
+                    if let Some((_, hit)) = store.get_any(&resource)
+                        && hit.meta.body_cid != cid
+                    {
+                        store.mark_stale(&resource);
                     }
                 });
             }

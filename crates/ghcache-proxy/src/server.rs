@@ -179,7 +179,9 @@ impl Proxy {
             "/_ghcache/stats" => Some(json_response(
                 &serde_json::to_value(self.stats_report()).unwrap_or_default(),
             )),
-            "/_ghcache/peers" => Some(json_response(&i.peers.describe().await)),
+            "/_ghcache/peers" => Some(json_response(
+                &serde_json::to_value(i.peers.describe().await).unwrap_or_default(),
+            )),
             "/metrics" => {
                 let mut r = Response::new(full(crate::metrics::render(self.stats_report())));
                 r.headers_mut().insert(

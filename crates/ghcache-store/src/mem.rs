@@ -441,19 +441,19 @@ impl Mem {
                 break;
             }
             let mut shard = self.blob_shard(&cid).write();
-            if let Some(s) = shard.get_mut(&cid).filter(|s| s.durable) {
-                if s.body.take().is_some() {
-                    self.resident.fetch_sub(s.len, Relaxed);
-                }
+            if let Some(s) = shard.get_mut(&cid).filter(|s| s.durable)
+                && s.body.take().is_some()
+            {
+                self.resident.fetch_sub(s.len, Relaxed);
             }
         }
     }
 
     pub fn mark_durable(&self, cid: &ContentId, generation: u64) {
-        if let Some(s) = self.blob_shard(cid).write().get_mut(cid) {
-            if s.generation == generation {
-                s.durable = true;
-            }
+        if let Some(s) = self.blob_shard(cid).write().get_mut(cid)
+            && s.generation == generation
+        {
+            s.durable = true;
         }
     }
 

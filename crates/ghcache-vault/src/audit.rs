@@ -112,8 +112,6 @@ impl AuditLog {
             .write(true)
             .open(&lock_path)
             .map_err(VaultError::io(&lock_path))?;
-        // std::fs::File::lock is stable since 1.89, the toolchain in use.
-        #[allow(clippy::incompatible_msrv)]
         lock.lock().map_err(VaultError::io(&lock_path))?;
         let head = self.read_head()?;
         let line = Line {

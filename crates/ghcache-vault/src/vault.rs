@@ -372,8 +372,6 @@ fn lock(dir: &Path) -> Result<File, VaultError> {
         .write(true)
         .open(&path)
         .map_err(VaultError::io(&path))?;
-    // std::fs::File::lock is stable since 1.89, the toolchain in use.
-    #[allow(clippy::incompatible_msrv)]
     file.lock().map_err(VaultError::io(&path))?;
     Ok(file)
 }

@@ -192,15 +192,15 @@ async fn start_mesh(config: &Config, store: &Arc<Store>) -> anyhow::Result<Optio
     // The default registry is inside the state directory, so private; one
     // the operator points elsewhere is usually shared on purpose and is left
     // to the mesh (records are readable, the directory mode is theirs).
-    if let Some(dir) = &mesh.registry_dir {
-        if dir.starts_with(&config.state_dir.value) {
-            private_file::create_private_dir(dir).with_context(|| {
-                format!(
-                    "cannot create the peer registry directory {}",
-                    dir.display()
-                )
-            })?;
-        }
+    if let Some(dir) = &mesh.registry_dir
+        && dir.starts_with(&config.state_dir.value)
+    {
+        private_file::create_private_dir(dir).with_context(|| {
+            format!(
+                "cannot create the peer registry directory {}",
+                dir.display()
+            )
+        })?;
     }
     mesh.mdns = discovery && config.mdns.value;
     mesh.kademlia = discovery && config.dht.value;

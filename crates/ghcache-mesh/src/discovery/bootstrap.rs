@@ -108,10 +108,10 @@ impl Bootstrap {
     /// Address `index` answered with another identity: a host that came
     /// back with a new one. Forgotten, unless the operator pinned it.
     pub(crate) fn wrong_peer(&mut self, index: usize) {
-        if let Some(st) = self.entries.get_mut(index) {
-            if peer_of_addr(&st.addr).is_none() {
-                st.peer = None;
-            }
+        if let Some(st) = self.entries.get_mut(index)
+            && peer_of_addr(&st.addr).is_none()
+        {
+            st.peer = None;
         }
     }
 }

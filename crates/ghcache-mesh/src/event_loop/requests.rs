@@ -95,10 +95,8 @@ impl EventLoop {
         #[cfg(feature = "test-util")]
         if let Some((so_far, _)) = self.provider_probes.get_mut(&qid) {
             so_far.extend(found);
-            if last {
-                if let Some((all, tx)) = self.provider_probes.remove(&qid) {
-                    let _ = tx.send(all);
-                }
+            if last && let Some((all, tx)) = self.provider_probes.remove(&qid) {
+                let _ = tx.send(all);
             }
             return;
         }

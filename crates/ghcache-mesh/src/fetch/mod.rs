@@ -118,10 +118,10 @@ impl<Q: Copy + Eq + Hash> Fetcher<Q> {
         holder: Option<PeerId>,
     ) -> Vec<Action<Q>> {
         let mut chosen = Vec::new();
-        if let Some(holder) = holder {
-            if let Some(i) = candidates.iter().position(|p| *p == holder) {
-                chosen.push(candidates.swap_remove(i));
-            }
+        if let Some(holder) = holder
+            && let Some(i) = candidates.iter().position(|p| *p == holder)
+        {
+            chosen.push(candidates.swap_remove(i));
         }
         let fanout = self.fanout.min(candidates.len());
         // When every connected member is asked, a provider record could only
