@@ -426,19 +426,7 @@ impl FromText for Vec<PeerAddr> {
 
 /// The one rule for network ids. They name the gossip topic, registry
 /// records and key derivation salt, so they stay short and path-safe.
-pub fn validate_network_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        return Ok(());
-    }
-    Err(format!(
-        "network id {id:?}: expected 1-64 characters from A-Z a-z 0-9 - _ ."
-    ))
-}
+pub use ghcache_core::validate_network_id;
 
 /// A network id that passed [`validate_network_id`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,11 +32,13 @@ pub(crate) use serde_via_str;
 
 mod content;
 mod error;
+mod network;
 mod partition;
 pub mod private_file;
 mod resource;
 
 pub use content::ContentId;
 pub use error::CoreError;
+pub use network::validate_network_id;
 pub use partition::{Partition, PartitionSecret};
 pub use resource::{ResourceId, ResourceKey, normalise_query};

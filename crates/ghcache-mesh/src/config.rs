@@ -116,17 +116,7 @@ impl MeshConfig {
                 "GHCACHE_CLUSTER_SECRET is empty: every daemon of the cluster needs the same non-empty secret".into(),
             ));
         }
-        if c.network_id.is_empty()
-            || !c
-                .network_id
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-        {
-            return Err(MeshError::Config(format!(
-                "network id {:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
-                c.network_id
-            )));
-        }
+        ghcache_core::validate_network_id(&c.network_id).map_err(MeshError::Config)?;
         if c.max_message_bytes < 4096 {
             return Err(MeshError::Config(
                 "max_message_bytes must be at least 4096".into(),
