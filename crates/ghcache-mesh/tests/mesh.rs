@@ -339,9 +339,11 @@ async fn entry_held_by_a_is_fetched_by_b() {
         .unwrap();
     assert_eq!(any.partition, keyed);
 
-    // Through the PeerSource trait, with the default 50 ms deadline.
+    // Through the PeerSource trait. A generous deadline: this checks the
+    // path, not its speed (debug builds on a loaded CI machine can miss the
+    // production 50 ms; latency is measured in the mesh benchmark).
     use ghcache_peer::PeerSource;
-    let via_trait = b.mesh.lookup(&r, &keyed, b.mesh.fetch_deadline()).await;
+    let via_trait = b.mesh.lookup(&r, &keyed, Duration::from_secs(5)).await;
     assert!(via_trait.is_some());
 
     // Unknown resource: every peer says "not found", so None comes before the deadline.
