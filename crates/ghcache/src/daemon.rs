@@ -214,69 +214,72 @@ async fn start_mesh(config: &Config, store: &Arc<Store>) -> anyhow::Result<Optio
 }
 
 pub async fn run_peers(config: &Config, args: &StatsArgs) -> anyhow::Result<()> {
-    let peers = ghcache_proxy::control_get(config.proxy_addr.value.0, "/_ghcache/peers").await?;
+    let addr = config.proxy_addr.value.0;
     if args.json {
+        let peers = ghcache_proxy::control_get(addr, "/_ghcache/peers").await?;
         println!("{}", serde_json::to_string_pretty(&peers)?);
         return Ok(());
     }
-    if peers["enabled"].as_bool() != Some(true) {
+    let status: ghcache_proxy::PeerStatus =
+        ghcache_proxy::control_get_as(addr, "/_ghcache/peers").await?;
+    let Some(m) = status.mesh.filter(|_| status.enabled) else {
         println!(
             "peer-to-peer sharing is off on this daemon (CACHE_ENABLE_P2P, GHCACHE_CLUSTER_SECRET)"
         );
         return Ok(());
-    }
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
-    let list = |v: &serde_json::Value| {
-        v.as_array()
-            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
     };
-    println!("peer id          {}", text(&peers["peer_id"]));
+    let d = &m.discovered;
+    let r = &m.rejected;
+    println!("peer id          {}", m.peer_id);
     println!(
         "network          {} (key fingerprint {})",
-        text(&peers["network_id"]),
-        text(&peers["key_fingerprint"])
+        m.network_id, m.key_fingerprint
     );
-    println!("listening on     {}", list(&peers["listen_addrs"]));
-    println!("advertised       {}", list(&peers["external_addrs"]));
-    println!("discovered       {}", peers["discovered"]);
+    println!("listening on     {}", m.listen_addrs.join(" "));
+    println!("advertised       {}", m.external_addrs.join(" "));
+    println!(
+        "discovered       registry {}, bootstrap {}, mDNS {}, Kademlia {}, manual {}",
+        d.registry.len(),
+        d.bootstrap.len(),
+        d.mdns.len(),
+        d.kademlia.len(),
+        d.manual.len()
+    );
     println!(
         "fetches          served {}, peer hits {}, peer misses {}",
-        peers["fetches_served"], peers["peer_hits"], peers["peer_misses"]
+        m.fetches_served, m.peer_hits, m.peer_misses
     );
     println!(
         "providers        lookups {}, hits {}, records we publish {}",
-        peers["provider_lookups"], peers["provider_hits"], peers["provided_keys"]
+        m.provider_lookups, m.provider_hits, m.provided_keys
     );
+    println!("bytes            in {}, out {}", m.bytes_in, m.bytes_out);
     println!(
-        "bytes            in {}, out {}",
-        peers["bytes_in"], peers["bytes_out"]
+        "rejected         {} (decrypt {}, CID mismatch {}, oversized {}, malformed {}, replayed {})",
+        r.total(),
+        r.decrypt,
+        r.cid_mismatch,
+        r.oversized,
+        r.malformed,
+        r.replayed
     );
-    println!("rejected         {}", peers["rejected"]);
-    if let Some(last) = peers["last_rejection"].as_object() {
+    if let Some(last) = &m.last_rejection {
         println!(
             "last rejection   {} from {}: {}",
-            last.get("reason").map(text).unwrap_or_default(),
-            last.get("peer_id").map(text).unwrap_or_default(),
-            last.get("hint").map(text).unwrap_or_default()
+            last.reason, last.peer_id, last.hint
         );
     }
     println!();
     println!("{:<54} {:<8} ADDRESS", "CONNECTED PEER", "MEMBER");
-    for peer in peers["connected_peers"].as_array().into_iter().flatten() {
-        let addr = peer["addrs"]
-            .as_array()
-            .and_then(|a| a.first())
-            .or(peer.get("addr"))
-            .map(text)
-            .unwrap_or_default();
+    for peer in &m.connected_peers {
         // A non-member holds another cluster secret (or network id).
-        let member = match peer["member"].as_bool() {
+        let member = match peer.member {
             Some(true) => "yes",
             Some(false) => "NO",
             None => "?",
         };
-        println!("{:<54} {member:<8} {addr}", text(&peer["peer_id"]));
+        let addr = peer.addrs.first().map_or("", String::as_str);
+        println!("{:<54} {member:<8} {addr}", peer.peer_id);
     }
     Ok(())
 }

@@ -114,6 +114,16 @@ async fn a_body_fetched_on_one_host_is_shared_with_the_other() {
     let (code, shown) = common::doctor(&a.base, state_a.path());
     assert_eq!(code, Some(0), "{shown}");
     assert!(shown.contains("1 confirmed members"), "{shown}");
+    // `ghcache peers` reads the same typed status.
+    let (code, shown) = common::ask(&a.base, state_a.path(), "peers");
+    assert_eq!(code, Some(0), "{shown}");
+    let member_row = shown
+        .lines()
+        .skip_while(|l| !l.starts_with("CONNECTED PEER"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(member_row.contains(" yes "), "{shown}");
+    assert!(shown.contains("key fingerprint"), "{shown}");
 
     // Same token on the other host, trusting members: served from the
     // peer, no request at all.

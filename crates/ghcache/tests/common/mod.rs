@@ -94,10 +94,16 @@ where
 
 /// `ghcache doctor` against the daemon at `base`: (exit code, stdout + stderr).
 pub fn doctor(base: &str, state: &Path) -> (Option<i32>, String) {
+    ask(base, state, "doctor")
+}
+
+/// `ghcache COMMAND --proxy-addr …` (a client command: `doctor`, `peers`,
+/// `stats`) against the daemon at `base`: (exit code, stdout + stderr).
+pub fn ask(base: &str, state: &Path, command: &str) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ghcache"))
         .args(["--state-dir"])
         .arg(state)
-        .args(["doctor", "--proxy-addr", base.trim_start_matches("http://")])
+        .args([command, "--proxy-addr", base.trim_start_matches("http://")])
         .current_dir(state)
         .env_clear()
         .env("HOME", state)
