@@ -33,7 +33,7 @@ pub struct MeshConfig {
     pub kademlia: bool,
     pub network_id: String,
     /// Never logged, never in stats.
-    pub cluster_secret: Vec<u8>,
+    pub cluster_secret: secrecy::SecretSlice<u8>,
     /// ed25519 keypair persisted here (0600), reused across restarts.
     pub identity_path: PathBuf,
     /// Default deadline of [`ghcache_peer::PeerSource::lookup`] callers that pass none.
@@ -96,7 +96,7 @@ impl MeshConfig {
             mdns: true,
             kademlia: true,
             network_id: network_id.into(),
-            cluster_secret,
+            cluster_secret: cluster_secret.into(),
             identity_path,
             fetch_deadline: Duration::from_millis(50),
             fetch_fanout: 8,
@@ -111,7 +111,7 @@ impl MeshConfig {
     /// Refuses settings the mesh cannot run with (before any I/O).
     pub(crate) fn validate(&self) -> Result<(), MeshError> {
         let c = self;
-        if c.cluster_secret.is_empty() {
+        if secrecy::ExposeSecret::expose_secret(&c.cluster_secret).is_empty() {
             return Err(MeshError::Config(
                 "GHCACHE_CLUSTER_SECRET is empty: every daemon of the cluster needs the same non-empty secret".into(),
             ));

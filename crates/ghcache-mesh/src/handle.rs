@@ -66,9 +66,11 @@ impl Mesh {
         config.validate()?;
         let secret = config.cluster_secret.clone();
         let net = config.network_id.clone();
-        let keys = tokio::task::spawn_blocking(move || derive_keys(&secret, &net))
-            .await
-            .map_err(|e| MeshError::Config(format!("key derivation task failed: {e}")))?;
+        let keys = tokio::task::spawn_blocking(move || {
+            derive_keys(secrecy::ExposeSecret::expose_secret(&secret), &net)
+        })
+        .await
+        .map_err(|e| MeshError::Config(format!("key derivation task failed: {e}")))?;
         let identity_path = config.identity_path.clone();
         let keypair =
             tokio::task::spawn_blocking(move || crate::identity::load_or_create(&identity_path))

@@ -851,7 +851,7 @@ async fn bad_configuration_is_refused_clearly() {
     let mut c = config(dir.path(), b"");
     let e = Mesh::start(c.clone(), store.clone()).await.unwrap_err();
     assert!(e.to_string().contains("GHCACHE_CLUSTER_SECRET"), "{e}");
-    c.cluster_secret = b"x".to_vec();
+    c.cluster_secret = b"x".to_vec().into();
     c.network_id = "../bad".into();
     let e = Mesh::start(c, store).await.unwrap_err();
     assert!(e.to_string().contains("network id"), "{e}");
