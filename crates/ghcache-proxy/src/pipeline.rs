@@ -3,6 +3,7 @@
 //! either answers (`Break(Served)`) or hands on what it learnt (`Continue`).
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +21,7 @@ use crate::headers::{
 };
 use crate::invalidation::{affected_paths, cacheable_path};
 use crate::peer::PeerTrust;
-use crate::proxy::{LocalAddr, MAX_TTL, now_ms};
+use crate::proxy::{MAX_TTL, now_ms};
 use crate::quota::resource_for;
 use crate::respond::{
     Served, full, github_error, is_rate_limit_refusal, resumed_body, upstream_failed,
@@ -47,7 +48,10 @@ pub(crate) struct Ctx {
     pub accept: Option<String>,
     pub partition: Partition,
     pub resource: ResourceId,
-    pub proxy_base: String,
+    /// Where the client reached us: rewritten links point here.
+    pub proxy_base: Arc<str>,
+    /// The client's `Cache-Control` (parsed once, in classify).
+    pub client_cc: CacheControl,
 }
 
 /// A copy held for another partition, here or by a peer.
@@ -60,7 +64,6 @@ struct Foreign {
 /// What steps 2–4 learnt about a cacheable request.
 struct Lookup {
     ctx: Ctx,
-    client_cc: CacheControl,
     own: Option<Hit>,
     foreign: Option<Foreign>,
 }
@@ -69,7 +72,7 @@ impl Proxy {
     /// Step 1: is this a request we may answer from cache?
     /// The cache context of a cacheable request (which it consumes: its
     /// headers move into the context), or the request back to pass through.
-    pub(crate) fn classify(&self, request: Request<Incoming>) -> Route {
+    pub(crate) fn classify(&self, request: Request<Incoming>, proxy_base: Arc<str>) -> Route {
         let head_only = match *request.method() {
             Method::GET => false,
             Method::HEAD => true,
@@ -115,7 +118,6 @@ impl Proxy {
         } else {
             format!("{path}?{query}")
         };
-        let proxy_base = self.proxy_base(&request);
         Route::Cache(Box::new(Ctx {
             path,
             path_and_query,
@@ -126,6 +128,7 @@ impl Proxy {
             partition,
             resource,
             proxy_base,
+            client_cc: cc,
         }))
     }
 
@@ -146,10 +149,9 @@ impl Proxy {
 
     /// Step 2: a fresh copy of our own answers at once.
     fn fresh_hit(&self, ctx: Ctx) -> ControlFlow<Served, Lookup> {
-        let client_cc = cache_control(&ctx.headers);
         let own = self.inner.store.get(&ctx.resource, &ctx.partition);
         if let Some(hit) = &own
-            && !client_cc.no_cache
+            && !ctx.client_cc.no_cache
             && self.is_fresh(&ctx, &hit.meta)
         {
             self.count_saved(&ctx);
@@ -157,7 +159,6 @@ impl Proxy {
         }
         ControlFlow::Continue(Lookup {
             ctx,
-            client_cc,
             own,
             foreign: None,
         })
@@ -230,7 +231,7 @@ impl Proxy {
             let vouched = !copy.from_peer || i.config.peer_trust == PeerTrust::Members;
             let trusted = vouched
                 && (copy.partition == ctx.partition || self.fleet_may_serve(ctx, &copy.partition));
-            if trusted && !lookup.client_cc.no_cache && self.is_fresh(ctx, &copy.hit.meta) {
+            if trusted && !ctx.client_cc.no_cache && self.is_fresh(ctx, &copy.hit.meta) {
                 self.count_saved(ctx);
                 self.keep(ctx, copy.hit.meta.clone(), copy.hit.body.clone());
                 return ControlFlow::Break(self.serve_hit(ctx, &copy.hit, Outcome::Hit, None));
@@ -309,16 +310,6 @@ impl Proxy {
             self.count_saved(&ctx);
         }
         self.serve_fetched(&ctx, &fetched, shared.unwrap_or(Outcome::Miss))
-    }
-
-    /// Where this client reached us, for rewriting `Link` headers: the
-    /// socket's local address, never the client-supplied `Host`.
-    fn proxy_base<B>(&self, request: &Request<B>) -> String {
-        let addr = request
-            .extensions()
-            .get::<LocalAddr>()
-            .map_or(self.inner.config.listen, |a| a.0);
-        format!("http://{addr}")
     }
 
     fn is_fresh(&self, ctx: &Ctx, meta: &EntryMeta) -> bool {
@@ -504,8 +495,11 @@ impl Proxy {
     /// Writes, GraphQL and uncacheable reads: forwarded untouched, streamed
     /// both ways. A successful write invalidates its path and the
     /// collections above it, here and in the fleet.
-    pub(crate) async fn pass_through(&self, request: Request<Incoming>) -> Served {
-        let proxy_base = self.proxy_base(&request);
+    pub(crate) async fn pass_through(
+        &self,
+        request: Request<Incoming>,
+        proxy_base: &str,
+    ) -> Served {
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
         let path_and_query = parts
@@ -560,7 +554,7 @@ impl Proxy {
                 let response = if matches!(status.as_u16(), 403 | 429) {
                     self.observe_pass_refusal(&partition, response).await
                 } else {
-                    self.stream_response(response, &proxy_base)
+                    self.stream_response(response, proxy_base)
                 };
                 Served::new(response, Outcome::Bypass)
             }

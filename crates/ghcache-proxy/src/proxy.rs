@@ -119,11 +119,6 @@ pub(crate) struct Inner {
     pub(crate) accepted: Mutex<lru::LruCache<Partition, ()>>,
 }
 
-/// The socket address a client connected to (set by the server), from which
-/// rewritten links are built: never the client's `Host` header.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LocalAddr(pub std::net::SocketAddr);
-
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -205,11 +200,18 @@ impl Proxy {
     }
 
     /// Handles one GitHub API request: the pipeline's one entry and exit.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    /// `base` is where the client reached us (`http://IP:PORT`).
+    pub(crate) async fn handle(
+        &self,
+        request: Request<Incoming>,
+        base: Arc<str>,
+    ) -> Response<Body> {
         self.inner.stats.requests.fetch_add(1, Relaxed);
-        let served = match self.classify(request) {
+        let served = match self.classify(request, base.clone()) {
             Route::Cache(ctx) => self.cacheable(*ctx).await,
-            Route::Pass(request) | Route::Inexact(request) => self.pass_through(request).await,
+            Route::Pass(request) | Route::Inexact(request) => {
+                self.pass_through(request, &base).await
+            }
         };
         self.exit(served)
     }

@@ -16,7 +16,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::proxy::LocalAddr;
 use crate::respond::full;
 use crate::{Body, Proxy, ProxyError};
 use http::Response;
@@ -198,6 +197,7 @@ impl Proxy {
     pub(crate) async fn serve_request(
         &self,
         request: http::Request<hyper::body::Incoming>,
+        base: Arc<str>,
     ) -> Response<Body> {
         if is_control(request.uri().path()) {
             let path = request.uri().path().to_owned();
@@ -211,7 +211,7 @@ impl Proxy {
             *r.status_mut() = http::StatusCode::NOT_FOUND;
             return r;
         }
-        self.handle(request).await
+        self.handle(request, base).await
     }
 
     /// Binds the configured address and serves until shut down.
@@ -275,26 +275,29 @@ impl Proxy {
                 conns.open.lock().insert(conn.id, conn.clone());
                 self.connection_opened();
                 let proxy = self.clone();
-                let local = stream.local_addr().ok().map(LocalAddr);
+                // Links are rewritten to the address this client reached:
+                // fixed per connection, never the client's `Host`.
+                let base: Arc<str> = format!(
+                    "http://{}",
+                    stream.local_addr().unwrap_or(self.config().listen)
+                )
+                .into();
                 let tracked = conn.clone();
-                let service =
-                    service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-                        let proxy = proxy.clone();
-                        let conn = tracked.clone();
-                        if let Some(local) = local {
-                            request.extensions_mut().insert(local);
-                        }
-                        async move {
-                            conn.busy.fetch_add(1, Ordering::AcqRel);
-                            conn.last_active
-                                .store(started.elapsed().as_millis() as u64, Ordering::Release);
-                            let response = proxy.serve_request(request).await;
-                            conn.last_active
-                                .store(started.elapsed().as_millis() as u64, Ordering::Release);
-                            conn.busy.fetch_sub(1, Ordering::AcqRel);
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    });
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let proxy = proxy.clone();
+                    let conn = tracked.clone();
+                    let base = base.clone();
+                    async move {
+                        conn.busy.fetch_add(1, Ordering::AcqRel);
+                        conn.last_active
+                            .store(started.elapsed().as_millis() as u64, Ordering::Release);
+                        let response = proxy.serve_request(request, base).await;
+                        conn.last_active
+                            .store(started.elapsed().as_millis() as u64, Ordering::Release);
+                        conn.busy.fetch_sub(1, Ordering::AcqRel);
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let mut closing = closing.subscribe();
                 let conns = conns.clone();
