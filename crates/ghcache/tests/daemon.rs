@@ -194,7 +194,6 @@ fn a_new_state_directory_and_its_store_are_private() {
 #[cfg(unix)]
 #[test]
 fn a_world_readable_state_directory_is_warned_about_and_reported() {
-    use std::io::{BufRead, BufReader};
     use std::os::unix::fs::PermissionsExt;
     let state = tempfile::tempdir().unwrap();
     let cache = state.path().join("cache");
@@ -207,25 +206,12 @@ fn a_world_readable_state_directory_is_warned_about_and_reported() {
     )
     .unwrap();
 
-    let mut child = daemon_command(state.path(), "http://127.0.0.1:9", &[], &["--no-p2p"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut before_ready = Vec::new();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("daemon exited before it was ready")
-            .unwrap();
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(proxy) = event["fields"]["proxy"].as_str() {
-            break proxy.to_owned();
-        }
-        before_ready.push(event);
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let daemon = common::Daemon { child, base };
+    let (daemon, before_ready) = common::start_logging(daemon_command(
+        state.path(),
+        "http://127.0.0.1:9",
+        &[],
+        &["--no-p2p"],
+    ));
     let dir = state.path().display().to_string();
     let warned = before_ready.iter().find(|e| {
         e["level"] == "WARN"

@@ -49,10 +49,16 @@ pub fn daemon_command(
 }
 
 /// Starts a daemon and waits for its "ready" log event (no sleeping).
-pub fn start(mut cmd: Command) -> Daemon {
+pub fn start(cmd: Command) -> Daemon {
+    start_logging(cmd).0
+}
+
+/// [`start`], also returning the JSON log events before "ready".
+pub fn start_logging(mut cmd: Command) -> (Daemon, Vec<serde_json::Value>) {
     let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let mut before_ready = Vec::new();
     let base = loop {
         let line = lines
             .next()
@@ -62,10 +68,11 @@ pub fn start(mut cmd: Command) -> Daemon {
         if let Some(proxy) = event["fields"]["proxy"].as_str() {
             break proxy.to_owned();
         }
+        before_ready.push(event);
     };
     // Keep draining stderr so the daemon never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Daemon { child, base }
+    (Daemon { child, base }, before_ready)
 }
 
 /// A TCP port free right now (and its UDP twin, for QUIC).
