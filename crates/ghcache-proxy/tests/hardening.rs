@@ -394,15 +394,12 @@ async fn a_secondary_rate_limit_is_honoured_until_retry_after() {
     // A held copy, then the origin starts refusing.
     let held = f.get("/held", token).await;
     assert_eq!(held.status, 200);
-    let mut refused = 0;
     for _ in 0..10 {
         let r = f.get("/repos/o/r", token).await;
         assert_eq!(r.status, 403);
         let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=60).contains(&wait));
-        refused += 1;
     }
-    assert_eq!(refused, 10);
     let upstream_before = up.requests();
     assert_eq!(upstream_before, 2, "only the first refusal went upstream");
     // During the back-off: the held copy is served stale, writes wait too.
