@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,7 @@ impl AuditLog {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.path)
             .map_err(VaultError::io(&self.path))?;
         file.write_all(format!("{text}\n").as_bytes())
@@ -141,6 +143,23 @@ impl AuditLog {
         tmp.persist(&self.head)
             .map_err(|e| VaultError::io(&self.head)(e.error))?;
         Ok(())
+    }
+
+    /// The last `n` lines as written (JSON, never a value).
+    pub fn last_lines(&self, n: usize) -> Result<Vec<String>, VaultError> {
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(VaultError::io(&self.path)(e)),
+        };
+        let mut tail = std::collections::VecDeque::with_capacity(n.min(4096));
+        for line in BufReader::new(file).lines() {
+            tail.push_back(line.map_err(VaultError::io(&self.path))?);
+            if tail.len() > n {
+                tail.pop_front();
+            }
+        }
+        Ok(tail.into())
     }
 
     /// Checks the chain from the first line to `audit.head`.

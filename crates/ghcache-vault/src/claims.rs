@@ -33,6 +33,30 @@ impl Claims {
         }
     }
 
+    /// The scopes a job with these claims can match, for error messages.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(repo) = &self.repository {
+            parts.push(format!("repo:{repo}"));
+        }
+        if let Some(workflow) = &self.workflow_ref {
+            parts.push(format!("workflow:{workflow}"));
+        }
+        if let Some(runner) = &self.runner_name {
+            parts.push(format!("runner:{runner}"));
+        }
+        for label in &self.runner_labels {
+            parts.push(format!("runner:{label}"));
+        }
+        parts.push("global".into());
+        let verified = if self.verified {
+            "verified"
+        } else {
+            "from the job's environment, unverified"
+        };
+        format!("{} — claims {verified}", parts.join(", "))
+    }
+
     /// (repository, workflow path, ref) of `workflow_ref`.
     pub(crate) fn workflow(&self) -> Option<(&str, &str, Option<&str>)> {
         let full = self.workflow_ref.as_deref()?;

@@ -1,7 +1,7 @@
 //! The master key: from a 0600 key file, `GHCACHE_MASTER_KEY`, or a
 //! passphrase stretched with PBKDF2-HMAC-SHA256 under the vault's salt.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ghcache_core::private_file::{PrivateFileError, read_or_create};
 use rand::RngCore;
@@ -12,8 +12,13 @@ use crate::VaultError;
 /// OWASP's 2023 figure for PBKDF2-HMAC-SHA256.
 pub const PBKDF2_ITERATIONS: u32 = 600_000;
 
-/// Where the master key comes from, in the order they are tried by the
-/// binary (the OS keyring is not supported yet).
+/// The master key itself (64 hex digits) or a passphrase to stretch.
+pub const MASTER_KEY_ENV: &str = "GHCACHE_MASTER_KEY";
+/// A passphrase (at least 12 characters), stretched with the vault's salt.
+pub const PASSPHRASE_ENV: &str = "GHCACHE_VAULT_PASSPHRASE";
+
+/// Where the master key comes from, in the order [`KeySource::resolve`]
+/// tries them (no OS keyring: see the README's Credentials section).
 #[derive(Clone)]
 pub enum KeySource {
     /// 32 random bytes (or 64 hex digits) in a file readable only by its owner;
@@ -32,13 +37,36 @@ impl std::fmt::Debug for KeySource {
 }
 
 impl KeySource {
+    /// The first source that exists: the key file (when present, or
+    /// configured explicitly), `GHCACHE_MASTER_KEY`, `GHCACHE_VAULT_PASSPHRASE`;
+    /// with none of them, the key file, created on first use.
+    pub fn resolve(
+        key_file: &Path,
+        key_file_configured: bool,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> KeySource {
+        let set = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        if key_file_configured || key_file.exists() {
+            return KeySource::File(key_file.to_path_buf());
+        }
+        if let Some(key) = set(MASTER_KEY_ENV) {
+            return KeySource::Env(key);
+        }
+        if let Some(passphrase) = set(PASSPHRASE_ENV) {
+            return KeySource::Passphrase(passphrase);
+        }
+        KeySource::File(key_file.to_path_buf())
+    }
+
     /// What `doctor` shows: the kind and the file, never the key.
     pub fn describe(&self) -> String {
         match self {
             KeySource::File(path) => format!("key file {}", path.display()),
             KeySource::Env(_) => "GHCACHE_MASTER_KEY (environment)".into(),
             KeySource::Passphrase(_) => {
-                format!("passphrase (PBKDF2-HMAC-SHA256, {PBKDF2_ITERATIONS} iterations)")
+                format!(
+                    "{PASSPHRASE_ENV} passphrase (PBKDF2-HMAC-SHA256, {PBKDF2_ITERATIONS} iterations)"
+                )
             }
         }
     }

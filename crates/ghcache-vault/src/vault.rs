@@ -123,6 +123,10 @@ impl Vault {
         })
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn records_dir(&self) -> PathBuf {
         self.dir.join("records")
     }
@@ -168,6 +172,7 @@ impl Vault {
         description: Option<&str>,
     ) -> Result<RecordInfo, VaultError> {
         check_name(name)?;
+        check_value(value)?;
         let _lock = lock(&self.dir)?;
         let (records, _) = self.read_all()?;
         let same_name = records.iter().filter(|r| r.name == name);
@@ -200,6 +205,7 @@ impl Vault {
         grace: Duration,
     ) -> Result<RecordInfo, VaultError> {
         check_name(name)?;
+        check_value(value)?;
         let _lock = lock(&self.dir)?;
         let (records, _) = self.read_all()?;
         let Some(previous) = records
@@ -361,6 +367,23 @@ impl Vault {
         let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
         write_atomic(&self.records_dir(), &path, &bytes)
     }
+}
+
+/// Values go into environment variables: text, not empty, bounded.
+fn check_value(value: &SecretString) -> Result<(), VaultError> {
+    let len = value.expose_secret().len();
+    if len == 0 {
+        return Err(VaultError::BadValue(
+            "the value is empty (nothing on stdin, or an empty --value-file?)".into(),
+        ));
+    }
+    if len > crate::wire::MAX_VALUE_BYTES {
+        return Err(VaultError::BadValue(format!(
+            "the value is {len} bytes; at most {} are accepted",
+            crate::wire::MAX_VALUE_BYTES
+        )));
+    }
+    Ok(())
 }
 
 /// Serialises writers across processes; released when dropped.
