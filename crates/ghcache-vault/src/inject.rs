@@ -125,7 +125,7 @@ pub fn inject(
             record.name,
             record.scope,
             record.version,
-            expiry(record.expires)
+            record.expiry_text()
         ));
     }
     for problem in &selected.problems {
@@ -189,7 +189,7 @@ fn summary(
             format!("`{}`", r.name),
             r.scope.to_string(),
             r.version.to_string(),
-            expiry(r.expires),
+            r.expiry_text(),
         ]
     };
     let target = if export_env {
@@ -220,14 +220,4 @@ fn summary(
         console.notice(markdown.trim_end());
     }
     Ok(())
-}
-
-/// `never`, or the time in UTC as HTTP writes it.
-fn expiry(at: Option<u64>) -> String {
-    match at {
-        None => "never".into(),
-        Some(secs) => httpdate::fmt_http_date(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-        ),
-    }
 }

@@ -27,6 +27,7 @@
 mod audit;
 mod claims;
 pub mod client;
+mod duration;
 mod error;
 pub mod inject;
 mod key;
@@ -41,10 +42,11 @@ pub mod wire;
 
 pub use audit::{AuditEntry, AuditLog, AuditOutcome, Verified};
 pub use claims::Claims;
+pub use duration::parse_duration;
 pub use error::VaultError;
-pub use key::{KeySource, MasterKey, PBKDF2_ITERATIONS};
+pub use key::{KeySource, MASTER_KEY_ENV, MasterKey, PASSPHRASE_ENV, PBKDF2_ITERATIONS};
 pub use owner::OwnerLock;
 pub use service::Service;
-pub use record::RecordInfo;
+pub use record::{RecordInfo, time_text};
 pub use scope::Scope;
 pub use vault::{Selection, Vault};
