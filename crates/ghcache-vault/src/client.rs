@@ -24,7 +24,7 @@ pub enum Via {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot use the vault socket {}: {source}. It belongs to the daemon's user: run this as that user (or root)",
+        "cannot use the vault socket {} (it belongs to the daemon's user: run this as that user, or root)",
         socket.display()
     )]
     Denied {
@@ -32,7 +32,7 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    #[error("vault socket {}: {source}", socket.display())]
+    #[error("vault socket {}", socket.display())]
     Channel {
         socket: std::path::PathBuf,
         #[source]
@@ -59,9 +59,14 @@ pub async fn call(
                 socket: socket.to_path_buf(),
                 source,
             };
+            // A refusal may arrive before the request is taken: read the
+            // answer even when writing failed.
             let exchange = async {
-                write_frame(&mut stream, &envelope).await?;
-                read_frame::<_, Response>(&mut stream).await
+                let sent = write_frame(&mut stream, &envelope).await;
+                match (sent, read_frame::<_, Response>(&mut stream).await) {
+                    (_, Ok(response)) => Ok(response),
+                    (Err(e), Err(_)) | (Ok(()), Err(e)) => Err(e),
+                }
             };
             match tokio::time::timeout(ANSWER_DEADLINE, exchange).await {
                 Ok(Ok(response)) => Ok((response, Via::Daemon)),

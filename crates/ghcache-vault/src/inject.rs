@@ -102,7 +102,9 @@ pub fn refusal(name: &str, allowed: &[String]) -> Option<&'static str> {
     }
     let is_allowed = allowed.iter().any(|a| a.eq_ignore_ascii_case(name));
     if HIJACKING.contains(&upper.as_str()) && !is_allowed {
-        return Some("it changes how later steps run programs; pass it in --allow-names if intended");
+        return Some(
+            "it changes how later steps run programs; pass it in --allow-names if intended",
+        );
     }
     None
 }
@@ -208,12 +210,10 @@ fn summary(
             injected.iter().map(row),
         );
     if !expired.is_empty() {
-        summary = summary
-            .paragraph("Expired, not injected:")
-            .table(
-                &["name", "scope", "version", "expired"],
-                expired.iter().map(row),
-            );
+        summary = summary.paragraph("Expired, not injected:").table(
+            &["name", "scope", "version", "expired"],
+            expired.iter().map(row),
+        );
     }
     if let Some(markdown) = summary.write(console.context())? {
         // Outside Actions: the same facts on the terminal.

@@ -46,7 +46,7 @@ pub use duration::parse_duration;
 pub use error::VaultError;
 pub use key::{KeySource, MASTER_KEY_ENV, MasterKey, PASSPHRASE_ENV, PBKDF2_ITERATIONS};
 pub use owner::OwnerLock;
-pub use service::Service;
 pub use record::{RecordInfo, time_text};
 pub use scope::Scope;
+pub use service::Service;
 pub use vault::{Selection, Vault};

@@ -243,7 +243,14 @@ async fn serve_one(mut stream: UnixStream, service: Arc<Service>, me: u32, count
             Ok(Err(FrameError::Closed)) => return,
             Ok(Err(e)) => {
                 let message = format!("bad request: {e}");
-                let _ = write_frame(&mut stream, &Response::Error { message, usage: true }).await;
+                let _ = write_frame(
+                    &mut stream,
+                    &Response::Error {
+                        message,
+                        usage: true,
+                    },
+                )
+                .await;
                 return;
             }
             Err(_) => return,

@@ -173,6 +173,13 @@ impl Vault {
     ) -> Result<RecordInfo, VaultError> {
         check_name(name)?;
         check_value(value)?;
+        if let Some(text) = description
+            && (text.chars().count() > 200 || text.chars().any(char::is_control))
+        {
+            return Err(VaultError::BadValue(
+                "a description is one line of at most 200 characters".into(),
+            ));
+        }
         let _lock = lock(&self.dir)?;
         let (records, _) = self.read_all()?;
         let same_name = records.iter().filter(|r| r.name == name);

@@ -102,7 +102,8 @@ pub enum AuditCommand {
 }
 
 fn parse_scope(text: &str) -> Result<Scope, String> {
-    text.parse().map_err(|e: ghcache_vault::VaultError| e.to_string())
+    text.parse()
+        .map_err(|e: ghcache_vault::VaultError| e.to_string())
 }
 
 pub fn run(config: &Config, args: &CredsArgs) -> anyhow::Result<ExitCode> {

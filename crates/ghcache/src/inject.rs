@@ -44,10 +44,11 @@ pub struct InjectArgs {
     pub allow_names: Option<String>,
 }
 
-/// The spellings `@actions/core`'s getBooleanInput accepts.
+/// The spellings `@actions/core`'s getBooleanInput accepts; empty (an
+/// unset action input) is the default, true.
 fn parse_bool(text: &str) -> Result<bool, String> {
     match text.trim() {
-        "true" | "True" | "TRUE" => Ok(true),
+        "" | "true" | "True" | "TRUE" => Ok(true),
         "false" | "False" | "FALSE" => Ok(false),
         other => Err(format!("{other:?}: expected true or false")),
     }

@@ -72,11 +72,18 @@ pub fn call(config: &Config, claims: Claims, request: Request) -> anyhow::Result
         envelope,
     ))?;
     tracing::debug!(
-        via = if via == Via::Daemon { "daemon" } else { "local" },
+        via = if via == Via::Daemon {
+            "daemon"
+        } else {
+            "local"
+        },
         "vault answered"
     );
     match response {
-        Response::Error { message, usage: true } => Err(UsageError(message).into()),
+        Response::Error {
+            message,
+            usage: true,
+        } => Err(UsageError(message).into()),
         Response::Error { message, .. } => Err(anyhow::anyhow!(message)),
         other => Ok(other),
     }
