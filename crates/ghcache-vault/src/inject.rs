@@ -221,3 +221,21 @@ fn summary(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runner_names_are_always_refused_and_hijacking_ones_unless_allowed() {
+        let allowed = vec!["path".to_owned(), "NODE_OPTIONS".to_owned()];
+        for name in ["NODE_OPTIONS", "GITHUB_TOKEN", "runner_temp", "Github_Path"] {
+            assert!(refusal(name, &allowed).is_some(), "{name}");
+        }
+        for name in ["LD_PRELOAD", "BASH_ENV", "ENV", "PATH"] {
+            assert!(refusal(name, &[]).is_some(), "{name}");
+        }
+        assert_eq!(refusal("PATH", &allowed), None);
+        assert_eq!(refusal("NPM_TOKEN", &[]), None);
+    }
+}

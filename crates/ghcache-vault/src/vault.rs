@@ -30,7 +30,8 @@ struct Header {
 /// An open vault: the data key is in memory, records are read on demand.
 pub struct Vault {
     dir: PathBuf,
-    data_key: [u8; 32],
+    /// Zeroed when the vault is dropped.
+    data_key: zeroize::Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -115,7 +116,9 @@ impl Vault {
             hex::decode(&header.wrapped_data_key).map_err(|_| corrupt("data key is not hex"))?;
         let master = MasterKey::derive(source, &salt)?;
         let data_key = open(master.bytes(), &nonce, DATA_KEY_AAD, &wrapped)
+            .map(zeroize::Zeroizing::new)
             .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+            .map(zeroize::Zeroizing::new)
             .ok_or(VaultError::WrongKey { path: header_path })?;
         Ok(Vault {
             dir: dir.to_path_buf(),
@@ -293,6 +296,21 @@ impl Vault {
                 .map(|r| r.scope.specificity())
                 .max()
                 .unwrap_or(0);
+            let mut top_scopes = candidates
+                .iter()
+                .filter(|r| r.scope.specificity() == top)
+                .map(|r| &r.scope);
+            let first = top_scopes.next();
+            if let Some(other) = top_scopes.find(|s| Some(*s) != first) {
+                // Refused at write; here only if records were edited by hand.
+                selection.problems.push(format!(
+                    "{}: scopes {} and {} tie for this job; neither is injected",
+                    candidates[0].name,
+                    first.map(ToString::to_string).unwrap_or_default(),
+                    other
+                ));
+                continue;
+            }
             let Some(newest) = candidates
                 .iter()
                 .filter(|r| r.scope.specificity() == top)
