@@ -106,8 +106,8 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
             }
         });
     }
+    let vault = crate::vault::serve(config, &proxy);
     let running = proxy.serve().await?;
-    let vault = crate::vault::serve(config);
     let url = client_url(running.addr());
     tracing::info!(
         proxy = %url,

@@ -2,6 +2,7 @@
 //! it, the daemon's socket, and the clients' one call.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -39,7 +40,7 @@ pub fn claims(labels: &[String]) -> Claims {
 
 /// The daemon's vault: opened, locked and served on its socket. A vault
 /// that cannot be served is logged and left to the CLI (the proxy runs on).
-pub fn serve(config: &Config) -> Option<VaultServer> {
+pub fn serve(config: &Config, proxy: &ghcache_proxy::Proxy) -> Option<VaultServer> {
     let key = key_source(config);
     let started = Service::open(&vault_dir(config), &key, Duration::from_secs(2))
         .map_err(|e| e.to_string())
@@ -49,6 +50,16 @@ pub fn serve(config: &Config) -> Option<VaultServer> {
     match started {
         Ok(server) => {
             tracing::info!(master_key = %key.describe(), "credential vault open");
+            let counters = server.counters();
+            proxy.report_vault(move || {
+                let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+                ghcache_proxy::VaultReport {
+                    served: true,
+                    requests: count(&counters.requests),
+                    refused_callers: count(&counters.refused_peers),
+                    credentials_injected: count(&counters.credentials_injected),
+                }
+            });
             Some(server)
         }
         Err(error) => {

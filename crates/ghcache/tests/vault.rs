@@ -186,6 +186,19 @@ impl Host {
         running
     }
 
+    /// The running daemon's `/_ghcache/stats`, through `ghcache stats --json`.
+    fn stats(&self) -> serde_json::Value {
+        let log = self.daemon_log();
+        let addr = log
+            .split("proxy=http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the daemon logged its address");
+        let out = self.run(&["stats", "--json", "--proxy-addr", addr], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
     }
@@ -307,6 +320,9 @@ fn masks_come_first_and_no_log_line_holds_a_value() {
     }
     let (code, lines) = host.inject(&["-vv"], &[]);
     assert_eq!(code, Some(0), "{lines:#?}");
+    let vault = &host.stats()["vault"];
+    assert_eq!(vault["served"], true, "{vault}");
+    assert_eq!(vault["credentials_injected"], HOSTILE.len(), "{vault}");
     drop(daemon);
 
     let mut values: Vec<&str> = HOSTILE.iter().map(|(_, v)| *v).collect();
@@ -565,6 +581,7 @@ fn the_vault_socket_refuses_another_user() {
         "{}",
         host.daemon_log()
     );
+    assert_eq!(host.stats()["vault"]["refused_callers"], 1);
 }
 
 /// A state directory others may write to could hold a socket someone else
