@@ -114,23 +114,28 @@ impl MasterKey {
                     ))
                 })
             }
-            KeySource::Env(value) => Ok(raw_or_hex(value.trim().as_bytes())
-                .filter(|_| value.trim().len() == 64)
-                .unwrap_or_else(|| stretch(value, salt))),
-            KeySource::Passphrase(passphrase) => {
-                if passphrase.chars().count() < 12 {
-                    return Err(VaultError::BadKey(
-                        "a passphrase needs at least 12 characters".into(),
-                    ));
+            KeySource::Env(value) => {
+                match raw_or_hex(value.trim().as_bytes()).filter(|_| value.trim().len() == 64) {
+                    Some(key) => Ok(key),
+                    None => passphrase(value, MASTER_KEY_ENV, salt),
                 }
-                Ok(stretch(passphrase, salt))
             }
+            KeySource::Passphrase(value) => passphrase(value, PASSPHRASE_ENV, salt),
         }
     }
 
     pub(crate) fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
+}
+
+fn passphrase(value: &str, from: &str, salt: &[u8]) -> Result<MasterKey, VaultError> {
+    if value.chars().count() < 12 {
+        return Err(VaultError::BadKey(format!(
+            "{from} is not 64 hex digits, so it is a passphrase, and a passphrase needs at least 12 characters"
+        )));
+    }
+    Ok(stretch(value, salt))
 }
 
 fn stretch(secret: &str, salt: &[u8]) -> MasterKey {
@@ -148,4 +153,55 @@ fn raw_or_hex(bytes: &[u8]) -> Option<MasterKey> {
     let mut key = [0u8; 32];
     hex::decode_to_slice(text, &mut key).ok()?;
     Some(MasterKey(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_source_that_exists_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("vault.key");
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let both = env(&[
+            (MASTER_KEY_ENV, "from-the-environment"),
+            (PASSPHRASE_ENV, "a long passphrase"),
+        ]);
+        assert!(matches!(
+            KeySource::resolve(&file, false, both),
+            KeySource::Env(_)
+        ));
+        let pass = env(&[(PASSPHRASE_ENV, "a long passphrase")]);
+        assert!(matches!(
+            KeySource::resolve(&file, false, pass),
+            KeySource::Passphrase(_)
+        ));
+        assert!(matches!(
+            KeySource::resolve(&file, true, both),
+            KeySource::File(_)
+        ));
+        assert!(matches!(
+            KeySource::resolve(&file, false, env(&[])),
+            KeySource::File(_)
+        ));
+        std::fs::write(&file, [7u8; 32]).expect("write");
+        assert!(matches!(
+            KeySource::resolve(&file, false, both),
+            KeySource::File(_)
+        ));
+    }
+
+    #[test]
+    fn a_short_environment_key_is_refused() {
+        let err = MasterKey::derive(&KeySource::Env("short".into()), b"salt").unwrap_err();
+        assert!(err.to_string().contains("at least 12"), "{err}");
+    }
 }

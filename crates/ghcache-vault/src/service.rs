@@ -39,6 +39,7 @@ impl Service {
     /// value is never handed out unrecorded.
     pub fn handle(&self, envelope: Envelope) -> Response {
         let Envelope { claims, request } = envelope;
+        let claims = Claims::resolve(claims);
         let action = request.action();
         match self.dispatch(&claims, request) {
             Ok(response) => response,
