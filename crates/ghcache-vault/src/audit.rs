@@ -107,12 +107,7 @@ impl AuditLog {
     pub fn append(&self, entry: AuditEntry) -> Result<(), VaultError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let lock_path = dir.join(".audit.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(VaultError::io(&lock_path))?;
+        let lock = crate::vault::lock_file(&lock_path)?;
         lock.lock().map_err(VaultError::io(&lock_path))?;
         let head = self.read_head()?;
         let line = Line {

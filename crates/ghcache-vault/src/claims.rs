@@ -88,20 +88,29 @@ impl Claims {
 mod tests {
     use super::*;
 
+    /// (workflow ref, GITHUB_REF) → the ref the workflow scope compares.
     #[test]
     fn workflow_ref_splits_into_repository_path_and_ref() {
-        let claims = Claims {
-            workflow_ref: Some("acme/widgets/.github/workflows/ci.yml@refs/heads/main".into()),
-            ..Claims::default()
-        };
-        assert_eq!(
-            claims.workflow(),
-            Some((
-                "acme/widgets",
-                ".github/workflows/ci.yml",
-                Some("refs/heads/main")
-            ))
-        );
+        for (workflow_ref, git_ref, want) in [
+            ("ci.yml@refs/heads/main", None, Some("refs/heads/main")),
+            (
+                "ci.yml@refs/heads/main",
+                Some("refs/tags/v1"),
+                Some("refs/heads/main"),
+            ),
+            ("ci.yml", Some("refs/tags/v1"), Some("refs/tags/v1")),
+            ("ci.yml", None, None),
+        ] {
+            let claims = Claims {
+                workflow_ref: Some(format!("acme/widgets/.github/workflows/{workflow_ref}")),
+                git_ref: git_ref.map(str::to_owned),
+                ..Claims::default()
+            };
+            assert_eq!(
+                claims.workflow(),
+                Some(("acme/widgets", ".github/workflows/ci.yml", want))
+            );
+        }
     }
 
     #[test]
@@ -114,22 +123,5 @@ mod tests {
         let resolved = Claims::resolve(presented);
         assert!(!resolved.verified);
         assert_eq!(resolved.repository.as_deref(), Some("acme/widgets"));
-    }
-
-    #[test]
-    fn a_workflow_ref_without_a_ref_takes_github_ref() {
-        let claims = Claims {
-            workflow_ref: Some("acme/widgets/.github/workflows/ci.yml".into()),
-            git_ref: Some("refs/tags/v1".into()),
-            ..Claims::default()
-        };
-        assert_eq!(
-            claims.workflow(),
-            Some((
-                "acme/widgets",
-                ".github/workflows/ci.yml",
-                Some("refs/tags/v1")
-            ))
-        );
     }
 }

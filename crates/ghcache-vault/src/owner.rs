@@ -20,12 +20,7 @@ impl OwnerLock {
     pub fn acquire(dir: &Path, wait: Duration) -> Result<OwnerLock, VaultError> {
         ghcache_core::private_file::create_private_dir(dir).map_err(VaultError::io(dir))?;
         let path = dir.join("owner.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(VaultError::io(&path))?;
+        let file = crate::vault::lock_file(&path)?;
         let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {

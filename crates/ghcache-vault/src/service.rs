@@ -80,6 +80,24 @@ impl Service {
         })
     }
 
+    fn record_of(
+        &self,
+        claims: &Claims,
+        action: &str,
+        record: &crate::RecordInfo,
+        outcome: AuditOutcome,
+    ) -> Result<(), VaultError> {
+        let version = Some(record.version);
+        self.record(
+            claims,
+            action,
+            &record.name,
+            Some(&record.scope),
+            version,
+            outcome,
+        )
+    }
+
     /// Records a failed change or read, then hands the error back.
     fn refused(
         &self,
@@ -109,14 +127,7 @@ impl Service {
             }
             Request::Get { name, scope } => match self.vault.get(&name, &scope) {
                 Ok((record, value)) => {
-                    self.record(
-                        claims,
-                        action,
-                        &name,
-                        Some(&scope),
-                        Some(record.version),
-                        AuditOutcome::Ok,
-                    )?;
+                    self.record_of(claims, action, &record, AuditOutcome::Ok)?;
                     Ok(Response::Value {
                         record,
                         value: WireSecret(value),
@@ -183,42 +194,20 @@ impl Service {
         action: &str,
         record: &crate::RecordInfo,
     ) -> Result<(), VaultError> {
-        self.record(
-            claims,
-            action,
-            &record.name,
-            Some(&record.scope),
-            Some(record.version),
-            AuditOutcome::Ok,
-        )
-        .map_err(|e| VaultError::Unaudited {
-            name: record.name.clone(),
-            detail: e.to_string(),
-        })
+        self.record_of(claims, action, record, AuditOutcome::Ok)
+            .map_err(|e| VaultError::Unaudited {
+                name: record.name.clone(),
+                detail: e.to_string(),
+            })
     }
 
     fn select(&self, claims: &Claims, names: Option<&[String]>) -> Result<Response, VaultError> {
         let selection = self.vault.select(claims, names)?;
         let action = "inject";
-        for (record, _) in &selection.chosen {
-            self.record(
-                claims,
-                action,
-                &record.name,
-                Some(&record.scope),
-                Some(record.version),
-                AuditOutcome::Ok,
-            )?;
-        }
-        for record in &selection.expired {
-            self.record(
-                claims,
-                action,
-                &record.name,
-                Some(&record.scope),
-                Some(record.version),
-                AuditOutcome::Expired,
-            )?;
+        let handed = selection.chosen.iter().map(|(r, _)| (r, AuditOutcome::Ok));
+        let expired = selection.expired.iter().map(|r| (r, AuditOutcome::Expired));
+        for (record, outcome) in handed.chain(expired) {
+            self.record_of(claims, action, record, outcome)?;
         }
         for name in &selection.missing {
             self.record(claims, action, name, None, None, AuditOutcome::NotFound)?;

@@ -414,14 +414,19 @@ fn check_value(value: &SecretString) -> Result<(), VaultError> {
 /// Serialises writers across processes; released when dropped.
 fn lock(dir: &Path) -> Result<File, VaultError> {
     let path = dir.join(".lock");
-    let file = std::fs::OpenOptions::new()
+    let file = lock_file(&path)?;
+    file.lock().map_err(VaultError::io(&path))?;
+    Ok(file)
+}
+
+/// The file a `flock` is taken on (created empty, never truncated).
+pub(crate) fn lock_file(path: &Path) -> Result<File, VaultError> {
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(VaultError::io(&path))?;
-    file.lock().map_err(VaultError::io(&path))?;
-    Ok(file)
+        .open(path)
+        .map_err(VaultError::io(path))
 }
 
 /// A random-named 0600 temp file in `dir`, fsynced, renamed over `path`.

@@ -74,24 +74,27 @@ impl Host {
         self.command(args, env).output().unwrap()
     }
 
-    /// `creds set NAME --scope SCOPE` with the value on stdin.
-    fn set(&self, name: &str, scope: &str, value: &str, extra: &[&str]) -> Output {
-        let mut args = vec!["creds", "set", name, "--scope", scope];
-        args.extend_from_slice(extra);
+    /// `ghcache ARGS` started with `input` on its stdin (then closed).
+    fn spawn_with_stdin(&self, args: &[&str], input: &str) -> Child {
         let mut child = self
-            .command(&args, &[])
+            .command(args, &[])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
         child
-            .stdin
-            .take()
+    }
+
+    /// `creds set NAME --scope SCOPE` with the value on stdin.
+    fn set(&self, name: &str, scope: &str, value: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["creds", "set", name, "--scope", scope];
+        args.extend_from_slice(extra);
+        self.spawn_with_stdin(&args, value)
+            .wait_with_output()
             .unwrap()
-            .write_all(value.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
     }
 
     /// The job environment of a step in acme/widgets on runner `r1`.
@@ -152,7 +155,7 @@ impl Host {
     }
 
     /// A daemon on this state directory, logging at `-vv` into `daemon.log`;
-    /// returns once its vault socket answers.
+    /// returns once it is ready.
     fn daemon(&self) -> Running {
         let log = std::fs::File::create(self.path("daemon.log")).unwrap();
         let child = self
@@ -173,12 +176,12 @@ impl Host {
             .spawn()
             .unwrap();
         let running = Running { child };
-        let socket = self.state().join("vault.sock");
+        // The vault is served (or refused) before the daemon says it is ready.
         let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        while !self.daemon_log().contains("ghcache daemon ready") {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "the daemon did not serve its vault socket: {}",
+                "the daemon did not get ready: {}",
                 self.daemon_log()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -290,22 +293,10 @@ fn masks_come_first_and_no_log_line_holds_a_value() {
         client_output += &text(&out);
     }
     let rotated = "rotated-value-line-one\nrotated-value-line-two";
-    let mut child = host
-        .command(
-            &["-vv", "creds", "rotate", "EQUALS", "--scope", "global"],
-            &[],
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(rotated.as_bytes())
-        .unwrap();
+    let child = host.spawn_with_stdin(
+        &["-vv", "creds", "rotate", "EQUALS", "--scope", "global"],
+        rotated,
+    );
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     client_output += &text(&out);
@@ -495,20 +486,8 @@ fn twenty_concurrent_writers_lose_nothing_with_or_without_a_daemon() {
         let children: Vec<Child> = (0..20)
             .map(|i| {
                 let name = format!("TOKEN_{i}");
-                let mut child = host
-                    .command(&["creds", "set", &name, "--scope", "global"], &[])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(format!("value-{i}").as_bytes())
-                    .unwrap();
-                child
+                let args = ["creds", "set", &name, "--scope", "global"];
+                host.spawn_with_stdin(&args, &format!("value-{i}"))
             })
             .collect();
         for child in children {
@@ -590,33 +569,7 @@ fn the_vault_socket_refuses_another_user() {
 fn the_daemon_refuses_a_socket_directory_others_can_write() {
     let host = Host::new();
     std::fs::set_permissions(host.state(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let log = std::fs::File::create(host.path("daemon.log")).unwrap();
-    let child = host
-        .command(
-            &[
-                "daemon",
-                "--no-p2p",
-                "--proxy-addr",
-                "127.0.0.1:0",
-                "--upstream",
-                "http://127.0.0.1:9",
-            ],
-            &[],
-        )
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let _running = Running { child };
-    let start = Instant::now();
-    while !host.daemon_log().contains("ghcache daemon ready") {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{}",
-            host.daemon_log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _daemon = host.daemon();
     let log = host.daemon_log();
     assert!(log.contains("refusing to serve the vault"), "{log}");
     assert!(log.contains("chmod go-w"), "{log}");
