@@ -279,6 +279,68 @@ fn hostile_values_are_injected_exactly_and_create_no_extra_variable() {
     assert_eq!(host.parsed("env"), expected, "GITHUB_ENV untouched");
 }
 
+/// A record whose ciphertext was tampered with, and one that is not JSON
+/// any more: each is named, and everything else still opens.
+#[test]
+fn a_tampered_or_corrupt_record_is_named_and_the_rest_opens() {
+    let host = Host::new();
+    for name in ["INTACT", "TAMPERED", "CORRUPT"] {
+        let out = host.set(name, "global", &format!("{name}-secret-value"), &[]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let records = host.state().join("vault").join("records");
+    let file = |prefix: &str| {
+        std::fs::read_dir(&records)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(prefix))
+            .unwrap()
+    };
+    let tampered = file("TAMPERED.");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&tampered).unwrap()).unwrap();
+    let ciphertext = record["ciphertext"].as_str().unwrap().to_owned();
+    let flipped = if ciphertext.starts_with('0') {
+        "1"
+    } else {
+        "0"
+    };
+    record["ciphertext"] = format!("{flipped}{}", &ciphertext[1..]).into();
+    std::fs::write(&tampered, serde_json::to_vec(&record).unwrap()).unwrap();
+    let corrupt = file("CORRUPT.");
+    std::fs::write(&corrupt, b"{ not json").unwrap();
+    let corrupt_name = corrupt.file_name().unwrap().to_str().unwrap().to_owned();
+    let tampered_name = tampered.file_name().unwrap().to_str().unwrap().to_owned();
+
+    let out = host.run(&["creds", "list"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = text(&out);
+    assert!(
+        listed.contains("INTACT") && listed.contains(&corrupt_name),
+        "{listed}"
+    );
+
+    let (code, lines) = host.inject(&[], &[]);
+    assert_eq!(code, Some(0), "{lines:#?}");
+    for name in [&corrupt_name, &tampered_name] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("::warning::") && l.contains(name.as_str())),
+            "{name} is named: {lines:#?}"
+        );
+    }
+    let env = host.parsed("env");
+    assert_eq!(env.keys().collect::<Vec<_>>(), ["INTACT"]);
+
+    let (code, lines) = host.inject(&["--names", "INTACT,TAMPERED"], &[]);
+    assert_eq!(
+        code,
+        Some(1),
+        "a required record that does not open fails: {lines:#?}"
+    );
+}
+
 /// At `-vv`, through the daemon: stdout opens with the mask lines, and no
 /// other line of the step, of the `creds` commands or of the daemon's log
 /// holds any part of any value.
