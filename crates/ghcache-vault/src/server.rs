@@ -13,7 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::Service;
-use crate::wire::{Envelope, FrameError, Response, read_frame, write_frame};
+use crate::wire::{Envelope, FrameError, MAX_FRAME_BYTES, Response, read_frame, write_frame};
 
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 64;
@@ -270,7 +270,24 @@ async fn serve_one(mut stream: UnixStream, service: Arc<Service>, me: u32, count
             .credentials_injected
             .fetch_add(chosen.len() as u64, Ordering::Relaxed);
     }
-    if let Err(e) = write_frame(&mut stream, &response).await {
+    let sent = match write_frame(&mut stream, &response).await {
+        // Too many large values for one frame: say so rather than hang up.
+        Err(FrameError::TooLarge(_)) => {
+            let message = format!(
+                "the answer is over the {MAX_FRAME_BYTES}-byte frame bound; ask for fewer names at once"
+            );
+            write_frame(
+                &mut stream,
+                &Response::Error {
+                    message,
+                    usage: true,
+                },
+            )
+            .await
+        }
+        other => other,
+    };
+    if let Err(e) = sent {
         tracing::debug!(action, error = %e, "vault socket: the caller left before the answer");
     }
 }
