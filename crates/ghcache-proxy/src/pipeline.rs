@@ -8,15 +8,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ghcache_core::{ContentId, Partition, ResourceId, ResourceKey};
-use ghcache_store::{EntryMeta, Hit};
+use ghcache_store::{EntryMeta, Hit, StoredHead};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::flight::{FlightResult, take_stream};
+use crate::flight::{FlightResult, Validator, take_stream};
+use crate::freshness::{
+    explicit_lifetime, initial_age_ms, refuse_to_store, secondary_key, secondary_key_matches,
+};
 use crate::headers::{
-    self, CacheControl, cache_control, etag_like, header_str, kept_headers, merge_not_modified,
+    self, CacheControl, cache_control, etag_like, header_str, merge_not_modified, stored_head,
     synthesize_etag,
 };
 use crate::invalidation::{affected_paths, cacheable_path};
@@ -24,7 +27,8 @@ use crate::peer::PeerTrust;
 use crate::proxy::{MAX_TTL, now_ms};
 use crate::quota::resource_for;
 use crate::respond::{
-    Served, full, github_error, is_rate_limit_refusal, resumed_body, upstream_failed,
+    Served, current_age_ms, full, github_error, is_rate_limit_refusal, resumed_body,
+    upstream_failed,
 };
 use crate::stats::Outcome;
 use crate::upstream::Fetched;
@@ -149,7 +153,13 @@ impl Proxy {
 
     /// Step 2: a fresh copy of our own answers at once.
     fn fresh_hit(&self, ctx: Ctx) -> ControlFlow<Served, Lookup> {
-        let own = self.inner.store.get(&ctx.resource, &ctx.partition);
+        // A copy stored for other values of the headers its `Vary` names
+        // is not an answer to this request (RFC 9111 §4.1).
+        let own = self
+            .inner
+            .store
+            .get(&ctx.resource, &ctx.partition)
+            .filter(|hit| secondary_key_matches(&hit.meta.vary, &ctx.headers));
         if let Some(hit) = &own
             && !ctx.client_cc.no_cache
             && self.is_fresh(&ctx, &hit.meta)
@@ -231,7 +241,11 @@ impl Proxy {
             let vouched = !copy.from_peer || i.config.peer_trust == PeerTrust::Members;
             let trusted = vouched
                 && (copy.partition == ctx.partition || self.fleet_may_serve(ctx, &copy.partition));
-            if trusted && !ctx.client_cc.no_cache && self.is_fresh(ctx, &copy.hit.meta) {
+            if trusted
+                && !ctx.client_cc.no_cache
+                && self.is_fresh(ctx, &copy.hit.meta)
+                && secondary_key_matches(&copy.hit.meta.vary, &ctx.headers)
+            {
                 self.count_saved(ctx);
                 self.keep(ctx, copy.hit.meta.clone(), copy.hit.body.clone());
                 return ControlFlow::Break(self.serve_hit(ctx, &copy.hit, Outcome::Hit, None));
@@ -248,7 +262,7 @@ impl Proxy {
             ctx, own, foreign, ..
         } = lookup;
         let (held, validator, synthesized) = match (&own, &foreign) {
-            (Some(hit), _) => (Some(hit.clone()), hit.meta.etag.clone(), false),
+            (Some(hit), _) => (Some(hit.clone()), own_validator(&hit.meta), false),
             (None, Some(copy)) => {
                 let opaque = synthesize_etag(
                     ctx.accept.as_deref(),
@@ -257,22 +271,27 @@ impl Proxy {
                     &copy.hit.body,
                 );
                 let tag = etag_like(copy.hit.meta.etag.as_deref(), &opaque);
-                (Some(copy.hit.clone()), Some(tag), true)
+                (Some(copy.hit.clone()), Some(Validator::Tag(tag)), true)
             }
-            (None, None) => (
-                None,
-                header_str(&ctx.headers, header::IF_NONE_MATCH).map(str::to_owned),
-                false,
-            ),
+            (None, None) => (None, client_validator(&ctx), false),
         };
-        let (flight, leader) = self.flight(&ctx, validator, held.is_some());
+        if ctx.client_cc.only_if_cached {
+            return Served::new(
+                github_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "ghcache: only-if-cached, and no fresh copy is held",
+                ),
+                Outcome::Miss,
+            );
+        }
+        let (flight, leader) = self.flight(&ctx, validator);
         let result = flight.await;
         let shared = (!leader).then_some(Outcome::Coalesced);
 
         // Step 6: act on the answer.
         let fetched = match result {
             FlightResult::Failed(failure) => {
-                return match own.as_ref() {
+                return match own.as_ref().filter(|hit| may_serve_stale(&hit.meta)) {
                     Some(hit) => self.serve_hit(&ctx, hit, Outcome::Stale, Some(&failure.message)),
                     None => Served::new(upstream_failed(&failure), Outcome::Miss),
                 };
@@ -294,12 +313,12 @@ impl Proxy {
             return self.serve_fetched(&ctx, &fetched, shared.unwrap_or(Outcome::Miss));
         }
         if (status.is_server_error() || is_rate_limit_refusal(&fetched))
-            && let Some(hit) = own.as_ref()
+            && let Some(hit) = own.as_ref().filter(|hit| may_serve_stale(&hit.meta))
         {
             let reason = format!("upstream answered {status}");
             return self.serve_hit(&ctx, hit, Outcome::Stale, Some(&reason));
         }
-        if status.is_success() {
+        if status != StatusCode::NOT_MODIFIED {
             self.store_fetched(
                 &ctx,
                 &fetched,
@@ -312,15 +331,22 @@ impl Proxy {
         self.serve_fetched(&ctx, &fetched, shared.unwrap_or(Outcome::Miss))
     }
 
+    /// Fresh (RFC 9111 §4.2: its current age below its lifetime, and
+    /// within what the client's `max-age`/`min-fresh` accept), not marked
+    /// stale by the fleet, not invalidated by a write since stored.
     fn is_fresh(&self, ctx: &Ctx, meta: &EntryMeta) -> bool {
+        let age = current_age_ms(meta, now_ms());
+        let cc = &ctx.client_cc;
+        let wanted = cc.min_fresh.unwrap_or(0).saturating_mul(1000);
         !meta.stale
-            && now_ms() < meta.stored_at_ms.saturating_add(meta.ttl_ms)
+            && age.saturating_add(wanted) < meta.ttl_ms
+            && cc.max_age.is_none_or(|max| age <= max.saturating_mul(1000))
             && !self.invalidated_since(&ctx.path, meta.stored_at_ms)
     }
 
     /// A request that could not share an oversized flight: fetch alone.
     async fn cacheable_alone(&self, ctx: Ctx) -> Served {
-        let request = match self.upstream_request(&ctx, None) {
+        let request = match self.upstream_request(&ctx, client_validator(&ctx).as_ref()) {
             Ok(r) => r,
             Err(f) => {
                 return Served::new(
@@ -370,26 +396,42 @@ impl Proxy {
         }
     }
 
-    /// Stores a successful response under the requester's partition and
-    /// tells the fleet when it is a new version.
+    /// Stores a response RFC 9111 lets us reuse under the requester's
+    /// partition (its header block built here, once), and tells the fleet
+    /// when it is a new version.
     fn store_fetched(&self, ctx: &Ctx, fetched: &Fetched, previous: Option<&Hit>) {
         let cc = cache_control(&fetched.headers);
-        if cc.no_store {
+        if let Some(why) = refuse_to_store(
+            fetched.status,
+            &fetched.headers,
+            &cc,
+            ctx.partition.is_anonymous(),
+        ) {
+            tracing::trace!(status = %fetched.status, why, "not stored");
             return;
         }
         let etag = header_str(&fetched.headers, header::ETAG).map(str::to_owned);
-        let now = now_ms();
+        let last_modified = header_str(&fetched.headers, header::LAST_MODIFIED).map(str::to_owned);
+        let received = std::time::UNIX_EPOCH + Duration::from_millis(fetched.received_at_ms);
+        let head = stored_head(&fetched.headers, fetched.body.len(), received);
         let meta = EntryMeta {
             status: fetched.status.as_u16(),
-            headers: kept_headers(&fetched.headers),
+            headers: StoredHead::new(head),
+            head_format: ghcache_store::HEAD_FORMAT,
+            ttl_ms: self.lifetime(ctx, &fetched.headers, &cc, etag.is_some() || last_modified.is_some()),
             etag: etag.clone(),
-            last_modified: header_str(&fetched.headers, header::LAST_MODIFIED).map(str::to_owned),
-            stored_at_ms: now,
-            ttl_ms: self.ttl_for(&ctx.path, cc.max_age).as_millis() as u64,
+            last_modified,
+            stored_at_ms: fetched.received_at_ms,
+            initial_age_ms: initial_age_ms(
+                &fetched.headers,
+                fetched.sent_at_ms,
+                fetched.received_at_ms,
+            ),
+            vary: secondary_key(&fetched.headers, &ctx.headers),
             stale: false,
             body_cid: ContentId::of(&fetched.body),
             body_len: fetched.body.len() as u64,
-            last_access_ms: now,
+            last_access_ms: fetched.received_at_ms,
         };
         if meta.footprint() > ghcache_store::MAX_META_BYTES {
             tracing::debug!(
@@ -400,6 +442,11 @@ impl Proxy {
         }
         let new_version = previous.is_none_or(|p| p.meta.body_cid != meta.body_cid);
         let cid = meta.body_cid;
+        if new_version && previous.is_some() {
+            // Every partition's copy of the old version is now stale, as
+            // the announcement makes it on the other daemons.
+            self.inner.store.mark_stale(&ctx.resource);
+        }
         self.keep(ctx, meta, fetched.body.clone());
         if new_version {
             self.inner.peers.announce_version(
@@ -428,14 +475,21 @@ impl Proxy {
         }
     }
 
-    fn ttl_for(&self, path: &str, max_age: Option<u64>) -> Duration {
-        self.inner
-            .config
-            .operation_ttls
-            .lookup(path)
-            .or(max_age.map(Duration::from_secs))
-            .unwrap_or(self.inner.config.default_ttl)
-            .min(MAX_TTL)
+    /// How long a response stays fresh, in ms: `no-cache` never; an
+    /// operation TTL from the configuration; GitHub's own freshness; the
+    /// default TTL only when GitHub gave none and the response has a
+    /// validator (so that it can be revalidated for free); else never.
+    fn lifetime(&self, ctx: &Ctx, headers: &HeaderMap, cc: &CacheControl, validator: bool) -> u64 {
+        if cc.no_cache {
+            return 0;
+        }
+        let config = &self.inner.config;
+        let ttl = match (config.operation_ttls.lookup(&ctx.path), explicit_lifetime(headers, cc)) {
+            (Some(ttl), _) | (None, Some(ttl)) => ttl,
+            (None, None) if validator => config.default_ttl,
+            (None, None) => Duration::ZERO,
+        };
+        ttl.min(MAX_TTL).as_millis() as u64
     }
 
     /// A `304` for a body we hold: refresh the entry for this partition and
@@ -449,20 +503,29 @@ impl Proxy {
         shared: Option<Outcome>,
     ) -> Served {
         let mut meta = hit.meta.clone();
-        merge_not_modified(&mut meta.headers, &fetched.headers);
+        meta.headers = StoredHead::new(merge_not_modified(meta.headers.map(), &fetched.headers));
         if let Some(tag) = header_str(&fetched.headers, header::ETAG) {
             meta.etag = Some(tag.to_owned());
         } else if synthesized {
             // Our synthesised tag matched; it is this partition's ETag.
             meta.etag = None;
         }
-        let now = now_ms();
-        meta.stored_at_ms = now;
-        meta.last_access_ms = now;
+        if let Some(modified) = header_str(&fetched.headers, header::LAST_MODIFIED) {
+            meta.last_modified = Some(modified.to_owned());
+        }
+        let merged = meta.headers.map();
+        let cc = cache_control(merged);
+        meta.ttl_ms = self.lifetime(
+            ctx,
+            merged,
+            &cc,
+            meta.etag.is_some() || meta.last_modified.is_some(),
+        );
+        meta.stored_at_ms = fetched.received_at_ms;
+        meta.initial_age_ms =
+            initial_age_ms(&fetched.headers, fetched.sent_at_ms, fetched.received_at_ms);
+        meta.last_access_ms = fetched.received_at_ms;
         meta.stale = false;
-        meta.ttl_ms = self
-            .ttl_for(&ctx.path, cache_control(&fetched.headers).max_age)
-            .as_millis() as u64;
         self.keep(ctx, meta.clone(), hit.body.clone());
         if ctx.authorization.is_some() {
             self.count_saved(ctx);
@@ -583,7 +646,7 @@ impl Proxy {
         );
         match self.inner.upstream.read_body(body, 64 << 10, budget).await {
             Ok(Ok(body)) => {
-                let fetched = self.read_answer(partition, parts, body);
+                let fetched = self.read_answer(partition, parts, body, now_ms());
                 let mut response = Response::new(full(fetched.body));
                 *response.status_mut() = fetched.status;
                 *response.headers_mut() = fetched.headers;
@@ -596,4 +659,30 @@ impl Proxy {
             ),
         }
     }
+}
+
+/// How we revalidate our own entry: its ETag, else its `Last-Modified`.
+fn own_validator(meta: &EntryMeta) -> Option<Validator> {
+    match (&meta.etag, &meta.last_modified) {
+        (Some(tag), _) => Some(Validator::Tag(tag.clone())),
+        (None, Some(date)) => Some(Validator::Since(date.clone())),
+        (None, None) => None,
+    }
+}
+
+/// The client's own conditional, passed along when we hold nothing.
+fn client_validator(ctx: &Ctx) -> Option<Validator> {
+    header_str(&ctx.headers, header::IF_NONE_MATCH)
+        .map(|tag| Validator::Tag(tag.to_owned()))
+        .or_else(|| {
+            header_str(&ctx.headers, header::IF_MODIFIED_SINCE)
+                .map(|date| Validator::Since(date.to_owned()))
+        })
+}
+
+/// `must-revalidate` (and `proxy-revalidate`) forbid serving a stale copy,
+/// even when the upstream fails (RFC 9111 §5.2.2.2); `no-cache` does too.
+fn may_serve_stale(meta: &EntryMeta) -> bool {
+    let cc = cache_control(meta.headers.map());
+    !cc.must_revalidate && !cc.no_cache
 }

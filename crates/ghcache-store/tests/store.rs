@@ -217,7 +217,7 @@ fn persistence_across_reopen() {
         assert_eq!(hit.body, body(n, 300 + n as usize));
         assert!(hit.meta.body_cid.verify(&hit.body));
         assert_eq!(hit.meta.stale, n == 3);
-        assert_eq!(hit.meta.headers[0].0, "content-type");
+        assert_eq!(hit.meta.headers.get_str("content-type"), Some("application/json"));
     }
 }
 
