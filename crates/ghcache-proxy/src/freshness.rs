@@ -80,16 +80,39 @@ pub(crate) fn explicit_lifetime(headers: &HeaderMap, cc: &CacheControl) -> Optio
 /// The corrected initial age of a response (RFC 9111 §4.2.3), in ms:
 /// the larger of its apparent age (`Date` to receipt) and its `Age` plus
 /// the time the exchange took.
+/// An `Age` that is not exactly one non-negative integer makes the
+/// response stale.
 pub(crate) fn initial_age_ms(headers: &HeaderMap, sent_at_ms: u64, received_at_ms: u64) -> u64 {
-    let age_value = header_str(headers, header::AGE)
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        .saturating_mul(1000);
+    let Some(age_value) = age_value_secs(headers) else {
+        return STALE_AGE_MS;
+    };
+    let age_value = age_value.saturating_mul(1000);
     let apparent = header_str(headers, header::DATE)
         .and_then(parse_date)
         .map_or(0, |date| received_at_ms.saturating_sub(unix_ms(date)));
     let corrected = age_value.saturating_add(received_at_ms.saturating_sub(sent_at_ms));
     apparent.max(corrected)
+}
+
+/// An age past any freshness lifetime (lifetimes are capped far below).
+const STALE_AGE_MS: u64 = 1 << 50;
+
+/// The `Age` in seconds: 0 when absent, `None` when malformed (repeated,
+/// a list, signed, fractional, with a suffix or parameter).
+fn age_value_secs(headers: &HeaderMap) -> Option<u64> {
+    let mut lines = headers.get_all(header::AGE).iter();
+    let Some(first) = lines.next() else {
+        return Some(0);
+    };
+    if lines.next().is_some() {
+        return None;
+    }
+    let text = first.to_str().ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // RFC 9111 §1.2.2: too large to represent means 2^31.
+    Some(text.parse::<u64>().unwrap_or(1 << 31).min(1 << 31))
 }
 
 pub(crate) fn parse_date(text: &str) -> Option<SystemTime> {
@@ -209,9 +232,13 @@ mod tests {
     }
 
     #[test]
-    fn upstream_age_counts() {
+    fn upstream_age_counts_and_a_malformed_one_means_stale() {
         let h = map(&[("age", "7200")]);
         assert_eq!(initial_age_ms(&h, 1_000, 1_500), 7_200_500);
+        for bad in ["abc", "-7200", "7200.0", "7200a", "0, 7200", "7200;x=1"] {
+            assert_eq!(initial_age_ms(&map(&[("age", bad)]), 0, 0), STALE_AGE_MS, "{bad}");
+        }
+        assert_eq!(initial_age_ms(&map(&[("age", "0"), ("age", "7200")]), 0, 0), STALE_AGE_MS);
     }
 
     #[test]

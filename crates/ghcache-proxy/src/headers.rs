@@ -75,13 +75,20 @@ pub fn stored_head(response: &HeaderMap, body_len: usize, received: std::time::S
 
 /// The stored block updated by a `304` (RFC 9111 §4.3.4): each header the
 /// `304` carries replaces the stored lines of that name, except what is
-/// recomputed and `Content-*` metadata of the body we hold.
+/// recomputed, what describes the bytes of the body we hold
+/// (`Content-Encoding`, `Content-Range`, `Content-MD5`), and the `ETag`,
+/// which the caller settles (it identifies the stored response updated).
 pub fn merge_not_modified(stored: &HeaderMap, fresh: &HeaderMap) -> HeaderMap {
     let mut merged = stored.clone();
     let mut fresh = fresh.clone();
     strip_hop_by_hop(&mut fresh);
     for name in fresh.keys() {
-        if recomputed(name) || name.as_str().starts_with("content-") {
+        if recomputed(name)
+            || name == header::ETAG
+            || name == header::CONTENT_ENCODING
+            || name == header::CONTENT_RANGE
+            || name == "content-md5"
+        {
             continue;
         }
         merged.remove(name);

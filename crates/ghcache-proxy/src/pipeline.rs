@@ -284,7 +284,7 @@ impl Proxy {
                 Outcome::Miss,
             );
         }
-        let (flight, leader) = self.flight(&ctx, validator);
+        let (flight, leader) = self.flight(&ctx, validator.clone());
         let result = flight.await;
         let shared = (!leader).then_some(Outcome::Coalesced);
 
@@ -307,7 +307,11 @@ impl Proxy {
         let status = fetched.status;
         if status == StatusCode::NOT_MODIFIED {
             if let Some(hit) = held {
-                return self.revalidated(&ctx, hit, &fetched, synthesized, shared);
+                let sent = match (&validator, synthesized) {
+                    (Some(Validator::Tag(tag)), true) => Some(tag.as_str()),
+                    _ => None,
+                };
+                return self.revalidated(&ctx, hit, &fetched, sent, shared);
             }
             // The client's own conditional, answered by GitHub.
             return self.serve_fetched(&ctx, &fetched, shared.unwrap_or(Outcome::Miss));
@@ -499,17 +503,20 @@ impl Proxy {
         ctx: &Ctx,
         hit: Hit,
         fetched: &Fetched,
-        synthesized: bool,
+        synthesized: Option<&str>,
         shared: Option<Outcome>,
     ) -> Served {
         let mut meta = hit.meta.clone();
-        meta.headers = StoredHead::new(merge_not_modified(meta.headers.map(), &fetched.headers));
-        if let Some(tag) = header_str(&fetched.headers, header::ETAG) {
+        let mut head = merge_not_modified(meta.headers.map(), &fetched.headers);
+        if let Some(sent) = synthesized {
+            // Our synthesised tag matched: it (or the one GitHub named) is
+            // this partition's ETag for the body. Our own entry keeps its
+            // ETag: the 304 answered that one (RFC 9111 §4.3.4).
+            let tag = header_str(&fetched.headers, header::ETAG).unwrap_or(sent);
+            head.insert(header::ETAG, headers::value(tag));
             meta.etag = Some(tag.to_owned());
-        } else if synthesized {
-            // Our synthesised tag matched; it is this partition's ETag.
-            meta.etag = None;
         }
+        meta.headers = StoredHead::new(head);
         if let Some(modified) = header_str(&fetched.headers, header::LAST_MODIFIED) {
             meta.last_modified = Some(modified.to_owned());
         }
@@ -530,7 +537,7 @@ impl Proxy {
         if ctx.authorization.is_some() {
             self.count_saved(ctx);
         }
-        let outcome = shared.unwrap_or(if synthesized {
+        let outcome = shared.unwrap_or(if synthesized.is_some() {
             Outcome::Synthesized
         } else {
             Outcome::Revalidated
@@ -609,7 +616,9 @@ impl Proxy {
                 let i = &self.inner;
                 self.account_upstream(&partition, &path, status, response.headers(), authenticated);
                 if is_write && status.is_success() && path != "/graphql" {
-                    let paths = affected_paths(&path);
+                    let mut paths = affected_paths(&path);
+                    // RFC 9111 §4.4: also what the answer says it changed.
+                    paths.extend(self.named_paths(response.headers()));
                     self.invalidate_paths(&paths);
                     i.peers.announce_invalidation(&paths);
                     tracing::debug!(%method, "write invalidated {} paths", paths.len());
@@ -629,6 +638,23 @@ impl Proxy {
                 Served::new(upstream_failed(&failure), Outcome::Bypass)
             }
         }
+    }
+
+    /// The upstream paths a write's `Location` and `Content-Location` name
+    /// (absolute under the upstream base, or absolute paths).
+    fn named_paths(&self, headers: &HeaderMap) -> Vec<String> {
+        let base = &self.inner.upstream.base;
+        [header::LOCATION, header::CONTENT_LOCATION]
+            .into_iter()
+            .filter_map(|name| header_str(headers, name))
+            .filter_map(|url| match url.strip_prefix(base.as_str()) {
+                Some(tail) if tail.starts_with('/') => Some(tail),
+                Some(_) => None,
+                None => url.starts_with('/').then_some(url),
+            })
+            .map(|tail| tail.split(['?', '#']).next().unwrap_or(tail).to_owned())
+            .filter(|path| cacheable_path(path))
+            .collect()
     }
 
     /// A passed-through `403`/`429`: read (refusals are small) so that a
