@@ -10,8 +10,8 @@ mod common;
 use std::process::Command;
 
 /// The score this branch reached; a change may raise it, never lower it.
-const MAX_REQUIRED_FAILED: u64 = 63;
-const MIN_REQUIRED_PASSED: u64 = 16;
+const MAX_REQUIRED_FAILED: u64 = 8;
+const MIN_REQUIRED_PASSED: u64 = 133;
 /// Squid's recorded result, scored the same way: the bar to beat.
 const SQUID_REQUIRED_FAILED: u64 = 21;
 const SQUID_REQUIRED_PASSED: u64 = 120;
