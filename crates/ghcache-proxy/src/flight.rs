@@ -48,11 +48,7 @@ pub(crate) type Flight = Shared<BoxFuture<'static, FlightResult>>;
 
 impl Proxy {
     /// Joins or starts the upstream exchange for this request.
-    pub(crate) fn flight(
-        &self,
-        ctx: &Ctx,
-        validator: Option<Validator>,
-    ) -> (Flight, bool) {
+    pub(crate) fn flight(&self, ctx: &Ctx, validator: Option<Validator>) -> (Flight, bool) {
         let key = FlightKey {
             resource: ctx.resource,
             partition: ctx.partition,
@@ -125,7 +121,9 @@ impl Proxy {
             .read_body(body, self.inner.config.max_cacheable_body, budget)
             .await
         {
-            Ok(Ok(body)) => FlightResult::Done(Arc::new(self.read_answer(partition, parts, body, sent_at))),
+            Ok(Ok(body)) => {
+                FlightResult::Done(Arc::new(self.read_answer(partition, parts, body, sent_at)))
+            }
             Ok(Err((prefix, rest))) => {
                 let mut response = Response::from_parts(parts, resumed_body(prefix, rest));
                 headers::strip_hop_by_hop(response.headers_mut());

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{self, HeaderMap, HeaderName};
 use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderName};
 
 use crate::headers::{CacheControl, exact_bytes, header_str};
 
@@ -192,7 +192,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (n, v) in pairs {
-            h.append(HeaderName::from_bytes(n.as_bytes()).expect("name"), value(v));
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                value(v),
+            );
         }
         h
     }
@@ -207,7 +210,10 @@ mod tests {
         }
         for code in [201, 202, 204, 302, 404, 410, 500] {
             let status = StatusCode::from_u16(code).expect("status");
-            assert!(refuse_to_store(status, &plain, &cc, false).is_some(), "{code}");
+            assert!(
+                refuse_to_store(status, &plain, &cc, false).is_some(),
+                "{code}"
+            );
         }
         let star = map(&[("vary", "Accept"), ("vary", "*")]);
         assert!(refuse_to_store(StatusCode::OK, &star, &cc, false).is_some());
@@ -220,14 +226,23 @@ mod tests {
     #[test]
     fn lifetime_prefers_s_maxage_then_max_age_then_expires() {
         let h = map(&[("cache-control", "max-age=60, s-maxage=5")]);
-        assert_eq!(explicit_lifetime(&h, &cache_control(&h)), Some(Duration::from_secs(5)));
+        assert_eq!(
+            explicit_lifetime(&h, &cache_control(&h)),
+            Some(Duration::from_secs(5))
+        );
         let h = map(&[
             ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
             ("expires", "Sun, 06 Nov 1994 08:50:37 GMT"),
         ]);
-        assert_eq!(explicit_lifetime(&h, &cache_control(&h)), Some(Duration::from_secs(60)));
+        assert_eq!(
+            explicit_lifetime(&h, &cache_control(&h)),
+            Some(Duration::from_secs(60))
+        );
         let h = map(&[("expires", "0")]);
-        assert_eq!(explicit_lifetime(&h, &cache_control(&h)), Some(Duration::ZERO));
+        assert_eq!(
+            explicit_lifetime(&h, &cache_control(&h)),
+            Some(Duration::ZERO)
+        );
         assert_eq!(explicit_lifetime(&map(&[]), &CacheControl::default()), None);
     }
 
@@ -236,9 +251,16 @@ mod tests {
         let h = map(&[("age", "7200")]);
         assert_eq!(initial_age_ms(&h, 1_000, 1_500), 7_200_500);
         for bad in ["abc", "-7200", "7200.0", "7200a", "0, 7200", "7200;x=1"] {
-            assert_eq!(initial_age_ms(&map(&[("age", bad)]), 0, 0), STALE_AGE_MS, "{bad}");
+            assert_eq!(
+                initial_age_ms(&map(&[("age", bad)]), 0, 0),
+                STALE_AGE_MS,
+                "{bad}"
+            );
         }
-        assert_eq!(initial_age_ms(&map(&[("age", "0"), ("age", "7200")]), 0, 0), STALE_AGE_MS);
+        assert_eq!(
+            initial_age_ms(&map(&[("age", "0"), ("age", "7200")]), 0, 0),
+            STALE_AGE_MS
+        );
     }
 
     #[test]
@@ -258,7 +280,10 @@ mod tests {
         );
         assert!(secondary_key_matches(&key, &request));
         assert!(!secondary_key_matches(&key, &map(&[("foo", "a")])));
-        assert!(!secondary_key_matches(&key, &map(&[("foo", "a"), ("foo", "b"), ("x-requested-with", "1")])));
+        assert!(!secondary_key_matches(
+            &key,
+            &map(&[("foo", "a"), ("foo", "b"), ("x-requested-with", "1")])
+        ));
         assert!(!secondary_key_matches(&key, &map(&[])));
     }
 }

@@ -59,7 +59,11 @@ fn recomputed(name: &HeaderName) -> bool {
 /// response (RFC 9111 §3.1), values byte for byte, minus what is
 /// recomputed; `Content-Length` of the body; `Date` added when the
 /// upstream sent none (the time it was received).
-pub fn stored_head(response: &HeaderMap, body_len: usize, received: std::time::SystemTime) -> HeaderMap {
+pub fn stored_head(
+    response: &HeaderMap,
+    body_len: usize,
+    received: std::time::SystemTime,
+) -> HeaderMap {
     let mut head = response.clone();
     strip_hop_by_hop(&mut head);
     let drop: Vec<HeaderName> = head.keys().filter(|n| recomputed(n)).cloned().collect();

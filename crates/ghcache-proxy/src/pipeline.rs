@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::flight::{FlightResult, Validator, take_stream};
+use crate::foreign::Foreign;
 use crate::freshness::{
     explicit_lifetime, initial_age_ms, refuse_to_store, secondary_key, secondary_key_matches,
 };
@@ -23,7 +24,6 @@ use crate::headers::{
     synthesize_etag,
 };
 use crate::invalidation::{affected_paths, cacheable_path};
-use crate::peer::PeerTrust;
 use crate::proxy::{MAX_TTL, now_ms};
 use crate::quota::resource_for;
 use crate::respond::{
@@ -58,18 +58,11 @@ pub(crate) struct Ctx {
     pub client_cc: CacheControl,
 }
 
-/// A copy held for another partition, here or by a peer.
-struct Foreign {
-    partition: Partition,
-    hit: Hit,
-    from_peer: bool,
-}
-
 /// What steps 2–4 learnt about a cacheable request.
-struct Lookup {
-    ctx: Ctx,
-    own: Option<Hit>,
-    foreign: Option<Foreign>,
+pub(crate) struct Lookup {
+    pub ctx: Ctx,
+    pub own: Option<Hit>,
+    pub foreign: Option<Foreign>,
 }
 
 impl Proxy {
@@ -203,58 +196,6 @@ impl Proxy {
         ControlFlow::Continue(lookup)
     }
 
-    /// Step 4: someone else's copy (another token here, or a peer). Served
-    /// as is only when trusted; otherwise it is the body step 5 asks GitHub
-    /// to confirm with the requester's synthesised ETag.
-    async fn foreign_copy(&self, mut lookup: Lookup) -> ControlFlow<Served, Lookup> {
-        if lookup.own.is_some() {
-            return ControlFlow::Continue(lookup);
-        }
-        let i = &self.inner;
-        let ctx = &lookup.ctx;
-        let foreign = match i.store.get_any(&ctx.resource) {
-            Some((partition, hit)) => Some(Foreign {
-                partition,
-                hit,
-                from_peer: false,
-            }),
-            None => tokio::time::timeout(
-                i.config.peer_deadline,
-                i.peers
-                    .lookup(&ctx.resource, &ctx.partition, i.config.peer_deadline),
-            )
-            .await
-            .ok()
-            .flatten()
-            .map(|copy| Foreign {
-                partition: copy.partition,
-                hit: Hit {
-                    meta: copy.meta,
-                    body: copy.body,
-                },
-                from_peer: true,
-            }),
-        };
-        if let Some(copy) = &foreign {
-            // A peer's label is not proof: by default its copy is served
-            // only after GitHub answers our synthesised ETag with a 304.
-            let vouched = !copy.from_peer || i.config.peer_trust == PeerTrust::Members;
-            let trusted = vouched
-                && (copy.partition == ctx.partition || self.fleet_may_serve(ctx, &copy.partition));
-            if trusted
-                && !ctx.client_cc.no_cache
-                && self.is_fresh(ctx, &copy.hit.meta)
-                && secondary_key_matches(&copy.hit.meta.vary, &ctx.headers)
-            {
-                self.count_saved(ctx);
-                self.keep(ctx, copy.hit.meta.clone(), copy.hit.body.clone());
-                return ControlFlow::Break(self.serve_hit(ctx, &copy.hit, Outcome::Hit, None));
-            }
-        }
-        lookup.foreign = foreign;
-        ControlFlow::Continue(lookup)
-    }
-
     /// Steps 5 and 6: ask GitHub with the best validator we can send, then
     /// act on its answer.
     async fn ask_upstream(&self, lookup: Lookup) -> Served {
@@ -262,8 +203,8 @@ impl Proxy {
             ctx, own, foreign, ..
         } = lookup;
         let (held, validator, synthesized) = match (&own, &foreign) {
-            (Some(hit), _) => (Some(hit.clone()), own_validator(&hit.meta), false),
-            (None, Some(copy)) => {
+            (Some(hit), None) => (Some(hit.clone()), own_validator(&hit.meta), false),
+            (_, Some(copy)) => {
                 let opaque = synthesize_etag(
                     ctx.accept.as_deref(),
                     ctx.authorization.as_deref(),
@@ -338,7 +279,7 @@ impl Proxy {
     /// Fresh (RFC 9111 §4.2: its current age below its lifetime, and
     /// within what the client's `max-age`/`min-fresh` accept), not marked
     /// stale by the fleet, not invalidated by a write since stored.
-    fn is_fresh(&self, ctx: &Ctx, meta: &EntryMeta) -> bool {
+    pub(crate) fn is_fresh(&self, ctx: &Ctx, meta: &EntryMeta) -> bool {
         let age = current_age_ms(meta, now_ms());
         let cc = &ctx.client_cc;
         let wanted = cc.min_fresh.unwrap_or(0).saturating_mul(1000);
@@ -382,7 +323,7 @@ impl Proxy {
 
     /// Fleet trust serves another partition's fresh copy only to a token
     /// GitHub has accepted, and a token's body never to an anonymous request.
-    fn fleet_may_serve(&self, ctx: &Ctx, copy_partition: &Partition) -> bool {
+    pub(crate) fn fleet_may_serve(&self, ctx: &Ctx, copy_partition: &Partition) -> bool {
         if !self.inner.config.fleet_trust {
             return false;
         }
@@ -422,7 +363,12 @@ impl Proxy {
             status: fetched.status.as_u16(),
             headers: StoredHead::new(head),
             head_format: ghcache_store::HEAD_FORMAT,
-            ttl_ms: self.lifetime(ctx, &fetched.headers, &cc, etag.is_some() || last_modified.is_some()),
+            ttl_ms: self.lifetime(
+                ctx,
+                &fetched.headers,
+                &cc,
+                etag.is_some() || last_modified.is_some(),
+            ),
             etag: etag.clone(),
             last_modified,
             stored_at_ms: fetched.received_at_ms,
@@ -462,7 +408,7 @@ impl Proxy {
         }
     }
 
-    fn keep(&self, ctx: &Ctx, meta: EntryMeta, body: Bytes) {
+    pub(crate) fn keep(&self, ctx: &Ctx, meta: EntryMeta, body: Bytes) {
         match self
             .inner
             .store
@@ -488,7 +434,10 @@ impl Proxy {
             return 0;
         }
         let config = &self.inner.config;
-        let ttl = match (config.operation_ttls.lookup(&ctx.path), explicit_lifetime(headers, cc)) {
+        let ttl = match (
+            config.operation_ttls.lookup(&ctx.path),
+            explicit_lifetime(headers, cc),
+        ) {
             (Some(ttl), _) | (None, Some(ttl)) => ttl,
             (None, None) if validator => config.default_ttl,
             (None, None) => Duration::ZERO,

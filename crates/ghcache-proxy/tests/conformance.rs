@@ -52,7 +52,9 @@ async fn cache_tests_fyi_score_does_not_regress() {
         n("/check/yes"),
         n("/check/no"),
     );
-    println!("(Squid, recorded by the suite: required {SQUID_REQUIRED_FAILED} failed / {SQUID_REQUIRED_PASSED} passed)");
+    println!(
+        "(Squid, recorded by the suite: required {SQUID_REQUIRED_FAILED} failed / {SQUID_REQUIRED_PASSED} passed)"
+    );
     for failure in score["failures"].as_array().unwrap() {
         println!(
             "  {} {} [{}] {}",

@@ -61,8 +61,7 @@ fn load(dir: &std::path::Path) -> Vec<Exchange> {
         let file = dir.join(format!(
             "node_modules/@octokit/fixtures/scenarios/api.github.com/{scenario}/normalized-fixture.json"
         ));
-        let recorded: Vec<Value> =
-            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let recorded: Vec<Value> = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         for x in recorded.iter().filter(|x| x["method"] == "get") {
             let body = match &x["response"] {
                 Value::String(s) if x["responseIsBinary"] == true => {
@@ -99,7 +98,8 @@ fn load(dir: &std::path::Path) -> Vec<Exchange> {
 /// GitHub URLs pointing at the origin.
 fn answer(exchange: &Exchange, base: &str, if_none_match: Option<&[u8]>) -> Response<Full<Bytes>> {
     let etag = exchange.headers.iter().find(|(k, _)| k == "etag");
-    let not_modified = matches!((etag, if_none_match), (Some((_, tag)), Some(inm)) if inm == tag.as_bytes());
+    let not_modified =
+        matches!((etag, if_none_match), (Some((_, tag)), Some(inm)) if inm == tag.as_bytes());
     let mut builder = Response::builder().status(if not_modified { 304 } else { exchange.status });
     for (name, value) in &exchange.headers {
         let value = match name.as_str() {
@@ -108,7 +108,11 @@ fn answer(exchange: &Exchange, base: &str, if_none_match: Option<&[u8]>) -> Resp
         };
         builder = builder.header(name.as_str(), value);
     }
-    let body = if not_modified { Bytes::new() } else { exchange.body.clone() };
+    let body = if not_modified {
+        Bytes::new()
+    } else {
+        exchange.body.clone()
+    };
     builder.body(Full::new(body)).unwrap()
 }
 
@@ -125,7 +129,10 @@ async fn recorded_github_exchanges_replay_identically_on_miss_and_hit() {
         let base = origin_base.get().unwrap();
         match served.iter().find(|x| x.path == seen.path_and_query) {
             Some(x) => answer(x, base, seen.header("if-none-match")),
-            None => Response::builder().status(599).body(Full::default()).unwrap(),
+            None => Response::builder()
+                .status(599)
+                .body(Full::default())
+                .unwrap(),
         }
     })
     .await;
@@ -171,7 +178,11 @@ async fn recorded_github_exchanges_replay_identically_on_miss_and_hit() {
                     .iter()
                     .map(|v| v.to_str().unwrap())
                     .collect();
-                assert_eq!(got, vec![value.as_str()], "{what} reply {n} ({outcome}): {name}");
+                assert_eq!(
+                    got,
+                    vec![value.as_str()],
+                    "{what} reply {n} ({outcome}): {name}"
+                );
             }
             for name in ["link", "location"] {
                 if let Some(v) = headers.get(name) {
@@ -198,10 +209,16 @@ async fn recorded_github_exchanges_replay_identically_on_miss_and_hit() {
         if fresh {
             assert_eq!(second.1["x-ghcache"], "HIT", "{what}");
             assert!(!second.3, "{what}: a HIT asked the origin");
-            assert_eq!(second.1["date"], first.1["date"], "{what}: Date kept as stored");
+            assert_eq!(
+                second.1["date"], first.1["date"],
+                "{what}: Date kept as stored"
+            );
             assert!(second.1.contains_key("age"), "{what}: a HIT says its Age");
         } else {
-            assert_ne!(second.1["x-ghcache"], "HIT", "{what}: served from the store");
+            assert_ne!(
+                second.1["x-ghcache"], "HIT",
+                "{what}: served from the store"
+            );
             assert!(second.3, "{what}: the origin was not asked again");
         }
     }

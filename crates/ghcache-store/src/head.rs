@@ -36,10 +36,7 @@ impl StoredHead {
 
     /// Bytes of names and values, for the store's byte limit.
     pub fn footprint(&self) -> usize {
-        self.0
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len())
-            .sum()
+        self.0.iter().map(|(n, v)| n.as_str().len() + v.len()).sum()
     }
 
     /// The first value of `name` when it is visible ASCII.
@@ -51,7 +48,11 @@ impl StoredHead {
 impl std::fmt::Debug for StoredHead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
-            .entries(self.0.iter().map(|(n, v)| (n.as_str(), latin1(v.as_bytes()))))
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), latin1(v.as_bytes()))),
+            )
             .finish()
     }
 }

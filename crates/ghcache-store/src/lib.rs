@@ -31,6 +31,6 @@ mod types;
 
 pub use error::StoreError;
 pub use ghcache_core::{ContentId, Partition, ResourceId};
-pub use store::Store;
 pub use head::StoredHead;
+pub use store::Store;
 pub use types::{EntryMeta, HEAD_FORMAT, Hit, MAX_META_BYTES, StoreConfig, StoreStats};

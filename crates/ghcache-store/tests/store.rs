@@ -217,7 +217,10 @@ fn persistence_across_reopen() {
         assert_eq!(hit.body, body(n, 300 + n as usize));
         assert!(hit.meta.body_cid.verify(&hit.body));
         assert_eq!(hit.meta.stale, n == 3);
-        assert_eq!(hit.meta.headers.get_str("content-type"), Some("application/json"));
+        assert_eq!(
+            hit.meta.headers.get_str("content-type"),
+            Some("application/json")
+        );
     }
 }
 

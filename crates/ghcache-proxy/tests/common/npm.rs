@@ -45,7 +45,10 @@ impl Drop for NodeProcess {
 
 /// Starts the http-cache-tests origin on a free loopback port; returns it
 /// with its base URL once it listens.
-pub fn start_cache_tests_origin(dir: &std::path::Path, pidfile: &std::path::Path) -> (NodeProcess, String) {
+pub fn start_cache_tests_origin(
+    dir: &std::path::Path,
+    pidfile: &std::path::Path,
+) -> (NodeProcess, String) {
     let mut child = Command::new("node")
         .arg("node_modules/http-cache-tests/server/server.mjs")
         .current_dir(dir)
