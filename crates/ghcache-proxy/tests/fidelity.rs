@@ -20,11 +20,26 @@ async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &[u8])]) -> 
     request.send().await.unwrap()
 }
 
-fn no_decompression() -> reqwest::Client {
-    reqwest::Client::builder()
+/// The proxy in front of an origin, and a client that shows answers as
+/// they are (no redirects followed, nothing decompressed).
+struct Front {
+    proxy: ghcache_proxy::RunningProxy,
+    client: reqwest::Client,
+    _state: tempfile::TempDir,
+}
+
+async fn in_front_of(up: &common::origin::Origin) -> Front {
+    let state = tempfile::tempdir().unwrap();
+    let (proxy, _store) = common::start_proxy(&up.base_url(), state.path(), |_| {}).await;
+    let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap()
+        .unwrap();
+    Front {
+        proxy,
+        client,
+        _state: state,
+    }
 }
 
 #[tokio::test]
@@ -53,9 +68,7 @@ async fn a_hit_replays_every_end_to_end_header_and_the_gzip_bytes() {
             .unwrap()
     })
     .await;
-    let state = tempfile::tempdir().unwrap();
-    let (proxy, _store) = common::start_proxy(&up.base_url(), state.path(), |_| {}).await;
-    let client = no_decompression();
+    let Front { proxy, client, .. } = in_front_of(&up).await;
     let url = format!("{}/repos/o/r", proxy.base_url());
     let miss = get(&client, &url, &[]).await;
     let hit = get(&client, &url, &[]).await;
@@ -106,9 +119,7 @@ async fn upstream_age_counts_toward_freshness() {
             .unwrap()
     })
     .await;
-    let state = tempfile::tempdir().unwrap();
-    let (proxy, _store) = common::start_proxy(&up.base_url(), state.path(), |_| {}).await;
-    let client = no_decompression();
+    let Front { proxy, client, .. } = in_front_of(&up).await;
     let url = format!("{}/repos/o/r", proxy.base_url());
     get(&client, &url, &[]).await;
     let again = get(&client, &url, &[]).await;
@@ -147,9 +158,7 @@ async fn only_reusable_answers_are_stored_and_no_cache_revalidates() {
         r.body(Full::new(Bytes::from_static(b"{}"))).unwrap()
     })
     .await;
-    let state = tempfile::tempdir().unwrap();
-    let (proxy, _store) = common::start_proxy(&up.base_url(), state.path(), |_| {}).await;
-    let client = no_decompression();
+    let Front { proxy, client, .. } = in_front_of(&up).await;
     for path in [
         "/repos/o/r/stats/contributors",
         "/repos/o/r/vary-star",
@@ -191,9 +200,7 @@ async fn last_modified_revalidates_and_if_modified_since_is_answered_from_the_st
         r.body(Full::new(Bytes::from_static(b"{\"v\":1}"))).unwrap()
     })
     .await;
-    let state = tempfile::tempdir().unwrap();
-    let (proxy, _store) = common::start_proxy(&up.base_url(), state.path(), |_| {}).await;
-    let client = no_decompression();
+    let Front { proxy, client, .. } = in_front_of(&up).await;
     let url = format!("{}/repos/o/r", proxy.base_url());
     get(&client, &url, &[]).await;
     // Stale at once: revalidated upstream with its Last-Modified (no ETag).
@@ -231,9 +238,7 @@ async fn a_redirect_location_under_the_upstream_points_at_the_proxy() {
     })
     .await;
     base.set(up.base_url()).unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let (proxy, _store) = common::start_proxy(&up.base_url(), state.path(), |_| {}).await;
-    let client = no_decompression();
+    let Front { proxy, client, .. } = in_front_of(&up).await;
     let moved = get(&client, &format!("{}/repos/o/old", proxy.base_url()), &[]).await;
     assert_eq!(moved.status(), 301);
     assert_eq!(
