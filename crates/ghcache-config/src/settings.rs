@@ -83,7 +83,7 @@ settings! {
         env: ["GHCACHE_MAX_ENTRIES"],
         default: "100000",
     }
-    /// freshness for responses without `max-age`
+    /// freshness for responses GitHub gave none (no `max-age`/`Expires`) that carry a validator
     default_ttl: Seconds {
         label: "default TTL",
         key: "cache.default_ttl",

@@ -12,6 +12,8 @@
 //! stores, logs or forwards a token anywhere but to the upstream it came for.
 
 mod flight;
+mod foreign;
+mod freshness;
 mod headers;
 mod invalidation;
 mod metrics;
