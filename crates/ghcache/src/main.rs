@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod doctor;
+mod health;
 mod logging;
 
 use std::process::ExitCode;
@@ -68,6 +69,10 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
         }
         Command::Peers(args) => {
             runtime()?.block_on(daemon::run_peers(config, args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Health(args) => {
+            runtime()?.block_on(health::run(config, args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor(args) => {
