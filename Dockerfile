@@ -5,7 +5,7 @@
 #             compiles in the Rust image pinned below, cross-compiling for
 #             TARGETARCH on the build platform (no emulation).
 #   offline:  scripts/build-image (no registry needed): a static binary built
-#             on the host is copied from the context, BINARY_FROM=context.
+#             on the host is copied from the context, BINARY_FROM=host-binary.
 # Needs BuildKit (buildx, or DOCKER_BUILDKIT=1 with an engine that has it):
 # the stage not chosen by BINARY_FROM is never built or pulled.
 
@@ -40,13 +40,17 @@ RUN case "$TARGETARCH" in \
     && install -D -m 0755 "target/$triple/release/ghcache" /out/ghcache \
     && install -d -m 0700 /out/state/ghcache
 
-FROM scratch AS context
+FROM scratch AS host-binary
 ARG TARGETARCH
 # scripts/build-image lays out dist/<arch>/ghcache and dist/<arch>/state/ghcache (mode 0700).
 COPY dist/${TARGETARCH}/ /out/
 
 # hadolint ignore=DL3006
 FROM ${BINARY_FROM} AS binary
+
+# The binary alone, for the release's downloads: --target binary-only --output type=local.
+FROM scratch AS binary-only
+COPY --from=binary /out/ghcache /ghcache
 
 FROM scratch
 ARG VERSION=0.0.0-dev

@@ -5,7 +5,7 @@
 # else, and writes GITHUB_ENV (or the step's outputs) itself. It reaches the
 # daemon's vault over <state-dir>/vault.sock (mounted at the same path).
 set -euo pipefail
-# shellcheck source=../lib/common.sh
+# shellcheck source=actions/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 ghcache_common_inputs
 [ -n "${INPUT_NAMES:-}" ] || ghcache_fail "input 'names' is empty: list the credentials this job needs"

@@ -4,7 +4,7 @@
 # settings from the INPUT_* variables and writes the step's outputs,
 # GITHUB_ENV and the job summary itself (those files are mounted).
 set -euo pipefail
-# shellcheck source=../lib/common.sh
+# shellcheck source=actions/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 ghcache_common_inputs
 if [ -n "${INPUT_SAVE_SARIF_DIR:-}" ]; then

@@ -3,7 +3,7 @@
 # or replace it when its image changed), wait until it answers, and point
 # the job at it. Inputs: INPUT_* (see action.yml).
 set -euo pipefail
-# shellcheck source=../lib/common.sh
+# shellcheck source=actions/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 ghcache_common_inputs
 
@@ -23,7 +23,7 @@ proxy_url="http://$proxy_addr"
 state=$GHCACHE_STATE_DIR
 
 if [ ! -d "$state" ]; then
-    mkdir -p -m 0700 "$state" 2>/dev/null \
+    { mkdir -p "$state" && chmod 0700 "$state"; } 2>/dev/null \
         || ghcache_fail "cannot create the state directory $state; create it once for the runner's user: sudo install -d -m 0700 -o $(id -u) -g $(id -g) $state"
 fi
 # The daemon runs as the directory's owner, so it can write there and the
