@@ -6,6 +6,9 @@
 # The image's state directory is a host path mounted at the same path, so a
 # Unix socket or a file named by one side is valid on the other.
 
+# The released image these actions belong to (setup-github-cache's default).
+GHCACHE_DEFAULT_IMAGE=ghcr.io/ghcache/ghcache:0.1.0
+
 ghcache_fail() {
     echo "::error title=ghcache::$*"
     exit 1
@@ -15,11 +18,10 @@ ghcache_fail() {
 # setup-github-cache step exported, else the default.
 ghcache_common_inputs() {
     GHCACHE_MODE=${INPUT_MODE:-${GHCACHE_MODE:-docker}}
-    GHCACHE_IMAGE=${INPUT_IMAGE:-${GHCACHE_IMAGE:-}}
+    GHCACHE_IMAGE=${INPUT_IMAGE:-${GHCACHE_IMAGE:-$GHCACHE_DEFAULT_IMAGE}}
     GHCACHE_STATE_DIR=${INPUT_STATE_DIR:-${GHCACHE_STATE_DIR:-/var/lib/ghcache}}
     case "$GHCACHE_MODE" in
         docker)
-            [ -n "$GHCACHE_IMAGE" ] || ghcache_fail "input 'image' is empty"
             command -v docker >/dev/null || ghcache_fail "mode 'docker' needs the docker CLI on PATH; install Docker or use mode: binary with ghcache on PATH"
             ;;
         binary)

@@ -84,25 +84,44 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
     let proxy_url = format!("http://127.0.0.1:{port}");
     assert_eq!(run.output("proxy-url"), proxy_url);
     assert_eq!(run.output("daemon"), "started");
-    assert!(run.output("peer-id").starts_with("12D3"), "{}", run.describe());
+    assert!(
+        run.output("peer-id").starts_with("12D3"),
+        "{}",
+        run.describe()
+    );
     assert_eq!(run.output("connected-peers"), "0");
     let env = run.env();
     assert_eq!(env.get("GHCACHE_API_URL"), Some(&proxy_url));
-    assert_eq!(env.get("GHCACHE_STATE_DIR").map(String::as_str), Some(state_path));
+    assert_eq!(
+        env.get("GHCACHE_STATE_DIR").map(String::as_str),
+        Some(state_path)
+    );
     assert_eq!(env.get("GHCACHE_IMAGE"), Some(&image));
     // The secret is masked before anything else is printed, and appears
     // nowhere but in that mask line: not in the log, not in the container's
     // configuration.
     let stdout = run.stdout();
-    assert!(stdout.starts_with(&format!("::add-mask::{SECRET}\n")), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("::add-mask::{SECRET}\n")),
+        "{stdout}"
+    );
     assert_eq!(stdout.matches(SECRET).count(), 1, "{stdout}");
     assert!(!run.stderr().contains(SECRET));
     let config = sh(&["docker", "container", "inspect", &name]);
-    assert!(!config.contains(SECRET), "the secret is in the container's config");
+    assert!(
+        !config.contains(SECRET),
+        "the secret is in the container's config"
+    );
     // The daemon runs as the state directory's owner (the image's user),
     // with host networking and a restart policy.
-    assert_eq!(docker::inspect(&name, "{{.Config.User}}").unwrap(), "65532:65532");
-    assert_eq!(docker::inspect(&name, "{{.HostConfig.NetworkMode}}").unwrap(), "host");
+    assert_eq!(
+        docker::inspect(&name, "{{.Config.User}}").unwrap(),
+        "65532:65532"
+    );
+    assert_eq!(
+        docker::inspect(&name, "{{.HostConfig.NetworkMode}}").unwrap(),
+        "host"
+    );
     assert_eq!(
         docker::inspect(&name, "{{.HostConfig.RestartPolicy.Name}}").unwrap(),
         "unless-stopped"
@@ -122,13 +141,23 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
     assert!(run.success, "{}", run.describe());
     assert_eq!(run.output("daemon"), "reused");
     assert_eq!(docker::inspect(&name, "{{.Id}}").unwrap(), first_id);
-    assert_eq!(docker::inspect(&name, "{{.State.StartedAt}}").unwrap(), first_start);
+    assert_eq!(
+        docker::inspect(&name, "{{.State.StartedAt}}").unwrap(),
+        first_start
+    );
     assert_eq!(get_through_proxy(&mut job2, &hub.alice, REPO_PATH), "HIT");
 
     // Job 3 asks for another image: the daemon is replaced (gracefully),
     // and the entry survives in the state directory.
     let variant = format!("ghcache-e2e-variant:{}", std::process::id());
-    sh(&["docker", "commit", "--change", "LABEL dev.ghcache.test=variant", &name, &variant]);
+    sh(&[
+        "docker",
+        "commit",
+        "--change",
+        "LABEL dev.ghcache.test=variant",
+        &name,
+        &variant,
+    ]);
     cleanup.images.push(variant.clone());
     let mut job3 = Job::new("runner-3");
     let inputs3 = with(&variant);
@@ -137,7 +166,9 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
     assert!(run.success, "{}", run.describe());
     assert_eq!(run.output("daemon"), "replaced");
     assert_ne!(docker::inspect(&name, "{{.Id}}").unwrap(), first_id);
-    let variant_id = sh(&["docker", "image", "inspect", "--format", "{{.Id}}", &variant]);
+    let variant_id = sh(&[
+        "docker", "image", "inspect", "--format", "{{.Id}}", &variant,
+    ]);
     assert_eq!(docker::inspect(&name, "{{.Image}}").unwrap(), variant_id);
     assert_eq!(get_through_proxy(&mut job3, &hub.alice, REPO_PATH), "HIT");
 
@@ -182,7 +213,10 @@ fn a_daemon_that_cannot_start_fails_the_step_with_its_log() {
     assert!(!run.success, "{}", run.describe());
     let stdout = run.stdout();
     assert!(stdout.contains("::error title=ghcache::"), "{stdout}");
-    assert!(stdout.contains("last lines of the daemon's log"), "{stdout}");
+    assert!(
+        stdout.contains("last lines of the daemon's log"),
+        "{stdout}"
+    );
     // The daemon's own complaint is among them.
     assert!(stdout.contains("ftp://nowhere"), "{stdout}");
     assert!(run.outputs.is_empty());
@@ -194,7 +228,10 @@ fn a_bad_input_fails_before_anything_runs() {
         return;
     }
     let mut job = Job::new("runner-input");
-    let run = job.uses("setup-github-cache", &[("port", "87a87"), ("mode", "docker")]);
+    let run = job.uses(
+        "setup-github-cache",
+        &[("port", "87a87"), ("mode", "docker")],
+    );
     assert!(!run.success);
     assert!(
         run.stdout().contains("input 'port' must be a TCP port"),
@@ -202,7 +239,10 @@ fn a_bad_input_fails_before_anything_runs() {
         run.describe()
     );
     let run = job.uses("setup-github-cache", &[("mode", "podman")]);
-    assert!(run.stdout().contains("input 'mode' must be 'docker' or 'binary'"));
+    assert!(
+        run.stdout()
+            .contains("input 'mode' must be 'docker' or 'binary'")
+    );
 }
 
 /// Host A runs the action in Docker on this host's network namespace; host
@@ -211,7 +251,10 @@ fn a_bad_input_fails_before_anything_runs() {
 #[test]
 fn two_hosts_one_in_docker_one_binary_in_a_netns_share_an_entry() {
     if !can_run("the two-host Docker test")
-        || !require("the two-host Docker test", actions_support::have_tool("ip", "-V"))
+        || !require(
+            "the two-host Docker test",
+            actions_support::have_tool("ip", "-V"),
+        )
     {
         return;
     }
@@ -275,7 +318,11 @@ fn two_hosts_one_in_docker_one_binary_in_a_netns_share_an_entry() {
         if step.stdout.contains("connected-peers=1") {
             break;
         }
-        assert!(Instant::now() < deadline, "B never connected to A: {}", step.stdout);
+        assert!(
+            Instant::now() < deadline,
+            "B never connected to A: {}",
+            step.stdout
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -297,12 +344,25 @@ struct Netns {
 impl Netns {
     fn create(name: &str, host_if: &str, ns_if: &str) -> Netns {
         sh(&["ip", "netns", "add", name]);
-        let netns = Netns { name: name.to_owned() };
-        sh(&["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if]);
+        let netns = Netns {
+            name: name.to_owned(),
+        };
+        sh(&[
+            "ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if,
+        ]);
         sh(&["ip", "link", "set", ns_if, "netns", name]);
         sh(&["ip", "addr", "add", "10.79.0.1/30", "dev", host_if]);
         sh(&["ip", "link", "set", host_if, "up"]);
-        sh(&["ip", "-n", name, "addr", "add", "10.79.0.2/30", "dev", ns_if]);
+        sh(&[
+            "ip",
+            "-n",
+            name,
+            "addr",
+            "add",
+            "10.79.0.2/30",
+            "dev",
+            ns_if,
+        ]);
         sh(&["ip", "-n", name, "link", "set", ns_if, "up"]);
         sh(&["ip", "-n", name, "link", "set", "lo", "up"]);
         netns

@@ -220,10 +220,20 @@ impl Job {
         let mut run = ActionRun::default();
         let mut step_outputs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for step in &action.runs.steps {
-            assert!(step.uses.is_none() && step.condition.is_none(), "unsupported step in {name}");
-            assert_eq!(step.shell.as_deref(), Some("bash"), "{name}: every step is bash");
+            assert!(
+                step.uses.is_none() && step.condition.is_none(),
+                "unsupported step in {name}"
+            );
+            assert_eq!(
+                step.shell.as_deref(),
+                Some("bash"),
+                "{name}: every step is bash"
+            );
             let script = step.run.as_deref().expect("a run step");
-            assert!(!script.contains("${{"), "{name}: expressions in a script (injection)");
+            assert!(
+                !script.contains("${{"),
+                "{name}: expressions in a script (injection)"
+            );
             let ctx = Context {
                 inputs: &inputs,
                 github: self.github_context(&dir),
@@ -293,7 +303,10 @@ impl Job {
         let files = [
             ("GITHUB_ENV", commands.join(format!("set_env_{n}"))),
             ("GITHUB_OUTPUT", commands.join(format!("set_output_{n}"))),
-            ("GITHUB_STEP_SUMMARY", commands.join(format!("step_summary_{n}"))),
+            (
+                "GITHUB_STEP_SUMMARY",
+                commands.join(format!("step_summary_{n}")),
+            ),
             ("GITHUB_PATH", commands.join(format!("add_path_{n}"))),
             ("GITHUB_STATE", commands.join(format!("save_state_{n}"))),
         ];
