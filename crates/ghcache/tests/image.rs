@@ -192,12 +192,10 @@ fn a_daemon_that_cannot_start_fails_the_step_with_its_log() {
     let image = docker::image();
     let state = state_dir();
     let name = format!("ghcache-e2e-bad-{}", std::process::id());
-    let _cleanup = Cleanup {
-        containers: vec![name.clone()],
-        ..Cleanup::default()
-    };
+    let _cleanup = Cleanup::container(&name);
     let port = free_port("127.0.0.1").to_string();
     let mut job = Job::new("runner-bad");
+    let started = Instant::now();
     let run = job.uses(
         "setup-github-cache",
         &[
@@ -220,6 +218,17 @@ fn a_daemon_that_cannot_start_fails_the_step_with_its_log() {
     // The daemon's own complaint is among them.
     assert!(stdout.contains("ftp://nowhere"), "{stdout}");
     assert!(run.outputs.is_empty());
+    // Noticed as soon as it exited, not at the deadline, and not left restarting.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        docker::inspect(&name, "{{.Id}}"),
+        None,
+        "the failed container was left behind"
+    );
 }
 
 #[test]
@@ -266,10 +275,7 @@ fn two_hosts_one_in_docker_one_binary_in_a_netns_share_an_entry() {
 
     let hub = FakeHub::start(&format!("10.79.0.1:{}", free_port("127.0.0.1")));
     let name = format!("ghcache-e2e-a-{}", std::process::id());
-    let _cleanup = Cleanup {
-        containers: vec![name.clone()],
-        ..Cleanup::default()
-    };
+    let _cleanup = Cleanup::container(&name);
     let state_a = state_dir();
     let port_a = free_port("127.0.0.1").to_string();
     let p2p_a = free_port("0.0.0.0").to_string();
@@ -296,6 +302,11 @@ fn two_hosts_one_in_docker_one_binary_in_a_netns_share_an_entry() {
     job_b.wrapper = vec!["ip".into(), "netns".into(), "exec".into(), ns.clone()];
     let path = format!("{}:{}", bin.path().display(), job_b.runner["PATH"]);
     job_b.runner.insert("PATH".into(), path);
+    // About sharing, not latency (as in tests/netns.rs): B, a debug build,
+    // gets time to ask A. The binary-mode daemon inherits the job's env.
+    job_b
+        .env
+        .insert("GHCACHE_PEER_DEADLINE_MS".into(), "3000".into());
     let bootstrap = format!("/ip4/10.79.0.1/tcp/{p2p_a}");
     let run = job_b.uses(
         "setup-github-cache",

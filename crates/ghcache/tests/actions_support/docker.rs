@@ -58,6 +58,15 @@ pub struct Cleanup {
     pub images: Vec<String>,
 }
 
+impl Cleanup {
+    pub fn container(name: &str) -> Cleanup {
+        Cleanup {
+            containers: vec![name.to_owned()],
+            images: Vec::new(),
+        }
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for name in &self.containers {
