@@ -5,13 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod actions_support;
+mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use actions_support::docker::{self, Cleanup};
 use actions_support::runner::Job;
-use actions_support::{require, sh};
+use actions_support::require;
 
 fn can_run() -> bool {
     require(
@@ -32,22 +33,16 @@ struct Host {
 impl Host {
     fn start(tag: &str) -> Host {
         let image = docker::image();
-        let state = tempfile::tempdir().unwrap();
-        sh(&["chown", "65532:65532", state.path().to_str().unwrap()]);
+        let state = docker::state_dir();
         let name = format!("ghcache-e2e-{tag}-{}", std::process::id());
         let port = actions_support::free_port("127.0.0.1").to_string();
         let mut job = Job::new("setup");
-        let run = job.uses(
-            "setup-github-cache",
-            &[
-                ("image", &image),
-                ("state-dir", state.path().to_str().unwrap()),
-                ("container-name", &name),
-                ("port", &port),
-                ("p2p", "false"),
-                ("upstream", "http://127.0.0.1:9"),
-            ],
-        );
+        let mut inputs = docker::daemon_inputs(&image, state.path(), &name, &port);
+        inputs.extend([
+            ("p2p", "false".to_owned()),
+            ("upstream", "http://127.0.0.1:9".to_owned()),
+        ]);
+        let run = job.uses("setup-github-cache", &inputs);
         assert!(run.success, "{}", run.describe());
         Host {
             state,

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod actions_support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

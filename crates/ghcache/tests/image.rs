@@ -9,12 +9,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod actions_support;
+mod common;
 
 use std::time::{Duration, Instant};
 
-use actions_support::docker::{self, Cleanup};
+use actions_support::docker::{self, Cleanup, daemon_inputs, state_dir};
 use actions_support::runner::Job;
-use actions_support::{FakeHub, free_port, require, sh};
+use actions_support::{free_port, require, sh};
+use common::FakeHub;
 
 const SECRET: &str = "e2e-cluster-secret-0123456789abcdef";
 const REPO_PATH: &str = "/repos/acme/gadgets";
@@ -26,15 +28,6 @@ fn can_run(what: &str) -> bool {
             .and_then(|()| docker::engine())
             .and_then(|()| actions_support::have_tool("curl", "--version")),
     )
-}
-
-/// A state directory owned by the image's user, as an operator would
-/// prepare it (`install -d -o 65532 -g 65532 -m 0700`).
-fn state_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    sh(&["chown", "65532:65532", dir.path().to_str().unwrap()]);
-    sh(&["chmod", "0700", dir.path().to_str().unwrap()]);
-    dir
 }
 
 /// A later step of the job: GET `path` through the proxy the action
@@ -62,23 +55,20 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
     cleanup.containers.push(name.clone());
     let port = free_port("127.0.0.1").to_string();
     let p2p_port = free_port("0.0.0.0").to_string();
-    let with = |image: &str| -> Vec<(&'static str, String)> {
-        vec![
-            ("image", image.to_owned()),
-            ("state-dir", state_path.to_owned()),
-            ("container-name", name.clone()),
-            ("port", port.clone()),
+    let with = |image: &str| {
+        let mut inputs = daemon_inputs(image, state.path(), &name, &port);
+        inputs.extend([
             ("p2p-port", p2p_port.clone()),
             ("upstream", hub.url.clone()),
             ("cluster-secret", SECRET.to_owned()),
             ("ready-timeout", "60".to_owned()),
-        ]
+        ]);
+        inputs
     };
 
     // Job 1: no daemon yet.
     let mut job1 = Job::new("runner-1");
-    let inputs = with(&image);
-    let args: Vec<(&str, &str)> = inputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = with(&image);
     let run = job1.uses("setup-github-cache", &args);
     assert!(run.success, "{}", run.describe());
     let proxy_url = format!("http://127.0.0.1:{port}");
@@ -160,9 +150,7 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
     ]);
     cleanup.images.push(variant.clone());
     let mut job3 = Job::new("runner-3");
-    let inputs3 = with(&variant);
-    let args3: Vec<(&str, &str)> = inputs3.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let run = job3.uses("setup-github-cache", &args3);
+    let run = job3.uses("setup-github-cache", &with(&variant));
     assert!(run.success, "{}", run.describe());
     assert_eq!(run.output("daemon"), "replaced");
     assert_ne!(docker::inspect(&name, "{{.Id}}").unwrap(), first_id);
@@ -196,18 +184,13 @@ fn a_daemon_that_cannot_start_fails_the_step_with_its_log() {
     let port = free_port("127.0.0.1").to_string();
     let mut job = Job::new("runner-bad");
     let started = Instant::now();
-    let run = job.uses(
-        "setup-github-cache",
-        &[
-            ("image", &image),
-            ("state-dir", state.path().to_str().unwrap()),
-            ("container-name", &name),
-            ("port", &port),
-            ("p2p", "false"),
-            ("upstream", "ftp://nowhere"),
-            ("ready-timeout", "30"),
-        ],
-    );
+    let mut inputs = daemon_inputs(&image, state.path(), &name, &port);
+    inputs.extend([
+        ("p2p", "false".to_owned()),
+        ("upstream", "ftp://nowhere".to_owned()),
+        ("ready-timeout", "30".to_owned()),
+    ]);
+    let run = job.uses("setup-github-cache", &inputs);
     assert!(!run.success, "{}", run.describe());
     let stdout = run.stdout();
     assert!(stdout.contains("::error title=ghcache::"), "{stdout}");
@@ -280,18 +263,13 @@ fn two_hosts_one_in_docker_one_binary_in_a_netns_share_an_entry() {
     let port_a = free_port("127.0.0.1").to_string();
     let p2p_a = free_port("0.0.0.0").to_string();
     let mut job_a = Job::new("host-a");
-    let run = job_a.uses(
-        "setup-github-cache",
-        &[
-            ("image", &image),
-            ("state-dir", state_a.path().to_str().unwrap()),
-            ("container-name", &name),
-            ("port", &port_a),
-            ("p2p-port", &p2p_a),
-            ("upstream", &hub.url),
-            ("cluster-secret", SECRET),
-        ],
-    );
+    let mut inputs = daemon_inputs(&image, state_a.path(), &name, &port_a);
+    inputs.extend([
+        ("p2p-port", p2p_a.clone()),
+        ("upstream", hub.url.clone()),
+        ("cluster-secret", SECRET.to_owned()),
+    ]);
+    let run = job_a.uses("setup-github-cache", &inputs);
     assert!(run.success, "{}", run.describe());
 
     // Host B: the ghcache binary on PATH, every step inside the namespace.
@@ -396,4 +374,99 @@ impl Drop for Netns {
             .args(["netns", "delete", &self.name])
             .status();
     }
+}
+
+/// The image holds the binary and the state directory, nothing else (no
+/// NSS configuration or modules, no CA bundle, no shell), runs as
+/// 65532:65532, and still resolves a name through /etc/hosts (glibc's
+/// built-in `files` lookup): the daemon reaches the fake GitHub by name.
+#[test]
+fn the_scratch_image_resolves_names_without_nss_and_runs_as_non_root() {
+    if !can_run("the Docker end-to-end test") {
+        return;
+    }
+    let image = docker::image();
+    let user = sh(&[
+        "docker",
+        "image",
+        "inspect",
+        "--format",
+        "{{.Config.User}}",
+        &image,
+    ]);
+    assert_eq!(user, "65532:65532");
+    let files = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "docker save \"$1\" | tar -xO --wildcards '*.tar' 2>/dev/null | tar -ti",
+            "-",
+            &image,
+        ])
+        .output()
+        .unwrap();
+    let files = String::from_utf8_lossy(&files.stdout).into_owned();
+    let mut listed: Vec<&str> = files.lines().map(|l| l.trim_end_matches('/')).collect();
+    listed.sort_unstable();
+    listed.dedup();
+    assert_eq!(
+        listed,
+        [
+            "usr",
+            "usr/local",
+            "usr/local/bin",
+            "usr/local/bin/ghcache",
+            "var",
+            "var/lib",
+            "var/lib/ghcache"
+        ],
+        "unexpected files in the image"
+    );
+
+    let hub = FakeHub::start(&format!("127.0.0.1:{}", free_port("127.0.0.1")));
+    let upstream = hub.url.replace("127.0.0.1", "ghcache-fake.test");
+    let state = state_dir();
+    let state_path = state.path().to_str().unwrap();
+    let name = format!("ghcache-e2e-dns-{}", std::process::id());
+    let _cleanup = Cleanup::container(&name);
+    let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    sh(&[
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "host",
+        "--add-host",
+        "ghcache-fake.test:127.0.0.1",
+        "-v",
+        &format!("{state_path}:{state_path}"),
+        "-e",
+        &format!("GHCACHE_STATE_DIR={state_path}"),
+        "-e",
+        &format!("GHCACHE_PROXY_ADDR={addr}"),
+        "-e",
+        "CACHE_ENABLE_P2P=false",
+        &image,
+        "daemon",
+        "--upstream",
+        &upstream,
+    ]);
+    let mut job = Job::new("runner-dns");
+    job.env
+        .insert("GHCACHE_API_URL".into(), format!("http://{addr}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while docker::inspect(&name, "{{.State.Running}}").as_deref() == Some("true")
+        && !job
+            .run(
+                "curl -sf -o /dev/null \"$GHCACHE_API_URL/_ghcache/health\"",
+                &[],
+            )
+            .success
+    {
+        assert!(Instant::now() < deadline, "the daemon never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get_through_proxy(&mut job, &hub.alice, REPO_PATH), "MISS");
+    assert_eq!(get_through_proxy(&mut job, &hub.alice, REPO_PATH), "HIT");
 }

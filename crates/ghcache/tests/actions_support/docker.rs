@@ -24,6 +24,32 @@ pub fn image() -> String {
     tag
 }
 
+/// A state directory owned by the image's user, as an operator would
+/// prepare it (`install -d -o 65532 -g 65532 -m 0700`).
+pub fn state_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    super::sh(&["chown", "65532:65532", path]);
+    super::sh(&["chmod", "0700", path]);
+    dir
+}
+
+/// The setup-github-cache inputs of a test's own daemon: the image, the
+/// state directory, the container name and the proxy port.
+pub fn daemon_inputs(
+    image: &str,
+    state: &std::path::Path,
+    name: &str,
+    port: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("image", image.to_owned()),
+        ("state-dir", state.display().to_string()),
+        ("container-name", name.to_owned()),
+        ("port", port.to_owned()),
+    ]
+}
+
 /// A Docker engine answers.
 pub fn engine() -> Result<(), String> {
     let out = Command::new("docker")

@@ -202,7 +202,7 @@ impl Job {
     }
 
     /// `uses: ./actions/<name>` with `with`.
-    pub fn uses(&mut self, name: &str, with: &[(&str, &str)]) -> ActionRun {
+    pub fn uses<V: AsRef<str>>(&mut self, name: &str, with: &[(&str, V)]) -> ActionRun {
         let dir = super::repo().join("actions").join(name);
         let action = Action::load(&dir);
         assert_eq!(action.runs.using, "composite", "{name}");
@@ -215,7 +215,7 @@ impl Job {
                 action.inputs.contains_key(*key),
                 "{name} has no input {key:?} (the runner would warn and ignore it)"
             );
-            inputs.insert((*key).to_owned(), (*value).to_owned());
+            inputs.insert((*key).to_owned(), value.as_ref().to_owned());
         }
         let mut run = ActionRun::default();
         let mut step_outputs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -234,13 +234,7 @@ impl Job {
                 !script.contains("${{"),
                 "{name}: expressions in a script (injection)"
             );
-            let ctx = Context {
-                inputs: &inputs,
-                github: self.github_context(&dir),
-                env: &self.env,
-                steps: &step_outputs,
-                runner_temp: self.runner_temp.display().to_string(),
-            };
+            let ctx = self.context(&inputs, &dir, &step_outputs);
             let env: BTreeMap<String, String> = step
                 .env
                 .iter()
@@ -256,13 +250,7 @@ impl Job {
                 return run;
             }
         }
-        let ctx = Context {
-            inputs: &inputs,
-            github: self.github_context(&dir),
-            env: &self.env,
-            steps: &step_outputs,
-            runner_temp: self.runner_temp.display().to_string(),
-        };
+        let ctx = self.context(&inputs, &dir, &step_outputs);
         for (key, output) in &action.outputs {
             run.outputs.insert(key.clone(), ctx.resolve(&output.value));
         }
@@ -277,6 +265,22 @@ impl Job {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         self.run_step(None, script, &env, None)
+    }
+
+    /// What a step's expressions see.
+    fn context<'a>(
+        &'a self,
+        inputs: &'a BTreeMap<String, String>,
+        action_dir: &Path,
+        steps: &'a BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Context<'a> {
+        Context {
+            inputs,
+            github: self.github_context(action_dir),
+            env: &self.env,
+            steps,
+            runner_temp: self.runner_temp.display().to_string(),
+        }
     }
 
     fn github_context(&self, action_dir: &Path) -> BTreeMap<String, String> {
