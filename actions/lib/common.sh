@@ -52,6 +52,9 @@ ghcache_exec() {
         [ -n "$dir" ] && [ -d "$dir" ] && args+=(-v "$dir:$dir")
     done
     [ -n "${GITHUB_WORKSPACE:-}" ] && [ -d "$GITHUB_WORKSPACE" ] && args+=(-w "$GITHUB_WORKSPACE")
+    # A corporate CA bundle the job points at is mounted read-only.
+    [ -n "${SSL_CERT_FILE:-}" ] && [ -f "$SSL_CERT_FILE" ] && args+=(-v "$SSL_CERT_FILE:$SSL_CERT_FILE:ro")
+    [ -n "${SSL_CERT_DIR:-}" ] && [ -d "$SSL_CERT_DIR" ] && args+=(-v "$SSL_CERT_DIR:$SSL_CERT_DIR:ro")
     local file
     for file in GITHUB_ENV GITHUB_OUTPUT GITHUB_STEP_SUMMARY GITHUB_PATH GITHUB_STATE; do
         [ -n "${!file:-}" ] && [ -f "${!file}" ] && args+=(-v "${!file}:${!file}")

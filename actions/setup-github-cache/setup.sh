@@ -80,12 +80,17 @@ start_container() {
         mkdir -p "$INPUT_REGISTRY_DIR"
         args+=(-v "$INPUT_REGISTRY_DIR:$INPUT_REGISTRY_DIR")
     fi
+    [ -n "${SSL_CERT_FILE:-}" ] && [ -f "$SSL_CERT_FILE" ] && args+=(-v "$SSL_CERT_FILE:$SSL_CERT_FILE:ro")
+    [ -n "${SSL_CERT_DIR:-}" ] && [ -d "$SSL_CERT_DIR" ] && args+=(-v "$SSL_CERT_DIR:$SSL_CERT_DIR:ro")
+    # The inputs' settings, and any other GHCACHE_*/CACHE_* setting the step
+    # sets (e.g. GHCACHE_MDNS=false), by name; never the secret's value.
     local var
-    for var in GHCACHE_PROXY_ADDR CACHE_ENABLE_P2P CACHE_LISTEN_PORT CACHE_BOOTSTRAP_PEERS \
-        CACHE_DEFAULT_TTL GHCACHE_REGISTRY_DIR GHCACHE_UPSTREAM GHCACHE_CLUSTER_SECRET_FILE \
-        GHCACHE_STATE_DIR SSL_CERT_FILE SSL_CERT_DIR RUST_LOG; do
-        [ -n "${!var:-}" ] && args+=(-e "$var")
-    done
+    while IFS= read -r var; do
+        case "$var" in
+            GHCACHE_CLUSTER_SECRET | GHCACHE_API_URL | GHCACHE_IMAGE | GHCACHE_MODE | GHCACHE_HINTS_SHOWN) ;;
+            GHCACHE_* | CACHE_* | SSL_CERT_FILE | SSL_CERT_DIR | RUST_LOG) [ -n "${!var:-}" ] && args+=(-e "$var") ;;
+        esac
+    done < <(compgen -e)
     docker "${args[@]}" "$GHCACHE_IMAGE" daemon >/dev/null
 }
 

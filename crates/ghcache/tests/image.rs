@@ -68,6 +68,8 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
 
     // Job 1: no daemon yet.
     let mut job1 = Job::new("runner-1");
+    // Tests share this host's network: no mDNS, so other tests' daemons do not meet this one.
+    job1.env.insert("GHCACHE_MDNS".into(), "false".into());
     let args = with(&image);
     let run = job1.uses("setup-github-cache", &args);
     assert!(run.success, "{}", run.describe());
@@ -116,6 +118,8 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
         docker::inspect(&name, "{{.HostConfig.RestartPolicy.Name}}").unwrap(),
         "unless-stopped"
     );
+    // A setting the step sets reaches the daemon (by name).
+    assert!(config.contains("GHCACHE_MDNS=false"), "GHCACHE_MDNS did not reach the daemon");
     let first_id = docker::inspect(&name, "{{.Id}}").unwrap();
     let first_start = docker::inspect(&name, "{{.State.StartedAt}}").unwrap();
     // The hints are printed once per job.
@@ -127,6 +131,7 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
 
     // Job 2 on another runner of the same host: the same container, not restarted.
     let mut job2 = Job::new("runner-2");
+    job2.env.insert("GHCACHE_MDNS".into(), "false".into());
     let run = job2.uses("setup-github-cache", &args);
     assert!(run.success, "{}", run.describe());
     assert_eq!(run.output("daemon"), "reused");
@@ -150,6 +155,7 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
     ]);
     cleanup.images.push(variant.clone());
     let mut job3 = Job::new("runner-3");
+    job3.env.insert("GHCACHE_MDNS".into(), "false".into());
     let run = job3.uses("setup-github-cache", &with(&variant));
     assert!(run.success, "{}", run.describe());
     assert_eq!(run.output("daemon"), "replaced");
@@ -263,6 +269,7 @@ fn two_hosts_one_in_docker_one_binary_in_a_netns_share_an_entry() {
     let port_a = free_port("127.0.0.1").to_string();
     let p2p_a = free_port("0.0.0.0").to_string();
     let mut job_a = Job::new("host-a");
+    job_a.env.insert("GHCACHE_MDNS".into(), "false".into());
     let mut inputs = daemon_inputs(&image, state_a.path(), &name, &port_a);
     inputs.extend([
         ("p2p-port", p2p_a.clone()),
@@ -285,6 +292,7 @@ fn two_hosts_one_in_docker_one_binary_in_a_netns_share_an_entry() {
     job_b
         .env
         .insert("GHCACHE_PEER_DEADLINE_MS".into(), "3000".into());
+    job_b.env.insert("GHCACHE_MDNS".into(), "false".into());
     let bootstrap = format!("/ip4/10.79.0.1/tcp/{p2p_a}");
     let run = job_b.uses(
         "setup-github-cache",
