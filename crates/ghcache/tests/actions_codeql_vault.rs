@@ -11,8 +11,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use actions_support::docker::{self, Cleanup};
-use actions_support::require;
 use actions_support::runner::Job;
+use common::require;
 
 fn can_run() -> bool {
     require(

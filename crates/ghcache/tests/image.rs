@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use actions_support::docker::{self, Cleanup, daemon_inputs, state_dir};
 use actions_support::runner::Job;
-use actions_support::{free_port, require, sh};
-use common::FakeHub;
+use actions_support::{free_port, sh};
+use common::{FakeHub, require};
 
 const SECRET: &str = "e2e-cluster-secret-0123456789abcdef";
 const REPO_PATH: &str = "/repos/acme/gadgets";
@@ -119,7 +119,10 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
         "unless-stopped"
     );
     // A setting the step sets reaches the daemon (by name).
-    assert!(config.contains("GHCACHE_MDNS=false"), "GHCACHE_MDNS did not reach the daemon");
+    assert!(
+        config.contains("GHCACHE_MDNS=false"),
+        "GHCACHE_MDNS did not reach the daemon"
+    );
     let first_id = docker::inspect(&name, "{{.Id}}").unwrap();
     let first_start = docker::inspect(&name, "{{.State.StartedAt}}").unwrap();
     // The hints are printed once per job.

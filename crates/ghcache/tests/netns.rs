@@ -178,17 +178,7 @@ impl Drop for Hosts {
 
 /// The prerequisites, or why not: a failure under CI, a skip elsewhere.
 fn can_run() -> bool {
-    match prerequisites() {
-        Ok(()) => true,
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI cannot run the netns tests: {why}"
-            );
-            eprintln!("skipping the network namespace test: {why}");
-            false
-        }
-    }
+    common::require("the network namespace test", prerequisites())
 }
 
 fn connected(peers: &serde_json::Value) -> usize {

@@ -22,22 +22,6 @@ pub fn repo() -> PathBuf {
         .unwrap()
 }
 
-/// A prerequisite check: Ok, or why not. Under `CI=true` a missing
-/// prerequisite fails the test; elsewhere it skips with the reason.
-pub fn require(what: &str, check: Result<(), String>) -> bool {
-    match check {
-        Ok(()) => true,
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI cannot run {what}: {why}"
-            );
-            eprintln!("skipping {what}: {why}");
-            false
-        }
-    }
-}
-
 pub fn is_root() -> Result<(), String> {
     let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
     let uid = status

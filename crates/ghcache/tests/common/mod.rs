@@ -167,3 +167,19 @@ impl Drop for FakeHub {
         let _ = self.child.wait();
     }
 }
+
+/// A prerequisite check: Ok, or why not. Under `CI=true` a missing
+/// prerequisite fails the test; elsewhere it skips with the reason.
+pub fn require(what: &str, check: Result<(), String>) -> bool {
+    match check {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI cannot run {what}: {why}"
+            );
+            eprintln!("skipping {what}: {why}");
+            false
+        }
+    }
+}
