@@ -32,7 +32,7 @@ pub use peer::{NoPeers, PeerCopy, PeerFuture, PeerSource, PeerStatus, PeerTrust,
 pub use proxy::{Proxy, ProxyConfig};
 pub use report::{
     ConnectionCounts, HitCounts, InvalidationReport, PartitionQuota, RateLimitReport, StatsReport,
-    StoreReport, UpstreamCounts,
+    StoreReport, UpstreamCounts, VaultReport,
 };
 pub use server::{RunningProxy, control_get, control_get_as};
 pub use stats::Outcome;

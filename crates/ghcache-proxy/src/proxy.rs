@@ -117,7 +117,11 @@ pub(crate) struct Inner {
     /// Partitions GitHub answered with something other than `401`: the only
     /// ones fleet trust serves other partitions' copies to.
     pub(crate) accepted: Mutex<lru::LruCache<Partition, ()>>,
+    /// The vault server's counters, when the daemon serves one.
+    pub(crate) vault: std::sync::OnceLock<VaultSource>,
 }
+
+type VaultSource = Arc<dyn Fn() -> crate::VaultReport + Send + Sync>;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -152,6 +156,7 @@ impl Proxy {
                 invalidated,
                 buffered: std::sync::atomic::AtomicUsize::new(0),
                 accepted: Mutex::new(accepted),
+                vault: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -181,7 +186,15 @@ impl Proxy {
             .stats
             .report(&i.store.stats(), &i.quotas, i.config.state_dir.as_deref());
         report.invalidations.records = i.invalidated.len() as u64;
+        if let Some(vault) = i.vault.get() {
+            report.vault = vault();
+        }
         report
+    }
+
+    /// Reports the vault server's counters in stats and metrics (once).
+    pub fn report_vault(&self, source: impl Fn() -> crate::VaultReport + Send + Sync + 'static) {
+        let _ = self.inner.vault.set(Arc::new(source));
     }
 
     /// Marks every cached variant of these paths stale (a write here or in

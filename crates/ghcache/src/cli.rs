@@ -135,11 +135,11 @@ pub enum Command {
     /// `should-skip-scan=true` and restores the stored SARIF.
     SetupCodeqlCache,
     /// Action entry point: inject scoped, expiring credentials as masked environment variables.
-    InjectCredentials,
+    InjectCredentials(crate::inject::InjectArgs),
     /// Inspect and manage the CodeQL result cache (keys, lookups, stored SARIF).
     Codeql,
     /// Manage vault credentials: add, list, rotate, revoke, audit.
-    Creds,
+    Creds(crate::creds::CredsArgs),
     /// Print the daemon's cache statistics: hits, misses, rate-limit units saved.
     Stats(StatsArgs),
     /// Print the daemon's peers: connected, discovered (by source), rejected.
@@ -226,9 +226,9 @@ impl Command {
             Command::Daemon(_) => "daemon",
             Command::SetupGithubCache => "setup-github-cache",
             Command::SetupCodeqlCache => "setup-codeql-cache",
-            Command::InjectCredentials => "inject-credentials",
+            Command::InjectCredentials(_) => "inject-credentials",
             Command::Codeql => "codeql",
-            Command::Creds => "creds",
+            Command::Creds(_) => "creds",
             Command::Stats(_) => "stats",
             Command::Peers(_) => "peers",
             Command::Doctor(_) => "doctor",

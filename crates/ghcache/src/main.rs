@@ -1,10 +1,13 @@
 //! The `ghcache` binary: argument parsing and wiring, nothing else.
 
 mod cli;
+mod creds;
 mod daemon;
 mod doctor;
 mod health;
+mod inject;
 mod logging;
+mod vault;
 
 use std::process::ExitCode;
 
@@ -83,6 +86,8 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Creds(args) => creds::run(config, args),
+        Command::InjectCredentials(args) => inject::run(config, args),
         #[cfg(feature = "fakehub")]
         Command::Fakehub(args) => {
             runtime()?.block_on(daemon::run_fakehub(args))?;
