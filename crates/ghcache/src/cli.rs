@@ -82,7 +82,10 @@ impl Cli {
     pub fn overrides(&self) -> Overrides {
         let settings = match &self.command {
             Command::Daemon(args) => Some(&args.settings),
-            Command::Stats(args) | Command::Peers(args) | Command::Doctor(args) => {
+            Command::Stats(args)
+            | Command::Peers(args)
+            | Command::Doctor(args)
+            | Command::Health(args) => {
                 return Overrides {
                     config_file: self.global.config.clone(),
                     state_dir: self.global.state_dir.clone(),
@@ -146,6 +149,11 @@ pub enum Command {
     /// Every finding names its fix. Exits 1 when anything failed (for
     /// example a peer holding another cluster secret).
     Doctor(StatsArgs),
+    /// Ask the daemon whether it is ready; exit 1 when it does not answer.
+    ///
+    /// Prints `status=`, `version=`, `upstream=`, `peer-id=` and
+    /// `connected-peers=` lines (the image's HEALTHCHECK and the actions use it).
+    Health(StatsArgs),
     /// Run an offline demonstration: a fake GitHub, a fleet of daemons and simulated runners.
     Demo,
     /// Run the benchmark suite and print rate-limit units and seconds saved.
@@ -224,6 +232,7 @@ impl Command {
             Command::Stats(_) => "stats",
             Command::Peers(_) => "peers",
             Command::Doctor(_) => "doctor",
+            Command::Health(_) => "health",
             Command::Demo => "demo",
             Command::Bench => "bench",
             Command::Config(_) => "config",

@@ -4,6 +4,7 @@ mod cli;
 mod creds;
 mod daemon;
 mod doctor;
+mod health;
 mod inject;
 mod logging;
 mod vault;
@@ -71,6 +72,10 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
         }
         Command::Peers(args) => {
             runtime()?.block_on(daemon::run_peers(config, args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Health(args) => {
+            runtime()?.block_on(health::run(config, args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor(args) => {

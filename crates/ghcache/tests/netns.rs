@@ -176,27 +176,9 @@ impl Drop for Hosts {
     }
 }
 
-struct Killed(std::process::Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The prerequisites, or why not: a failure under CI, a skip elsewhere.
 fn can_run() -> bool {
-    match prerequisites() {
-        Ok(()) => true,
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI cannot run the netns tests: {why}"
-            );
-            eprintln!("skipping the network namespace test: {why}");
-            false
-        }
-    }
+    common::require("the network namespace test", prerequisites())
 }
 
 fn connected(peers: &serde_json::Value) -> usize {
@@ -213,20 +195,9 @@ fn two_hosts_in_separate_network_namespaces_share_an_entry() {
 
     // The fake GitHub lives on host A; host B reaches it over the veth.
     let mut fakehub = hosts.exec(&hosts.a, bin);
-    fakehub
-        .args(["-q", "fakehub", "--addr", "10.78.0.1:9999"])
-        .stdout(Stdio::piped());
-    let mut fakehub = Killed(fakehub.spawn().unwrap());
-    let stdout = fakehub.0.stdout.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let alice = loop {
-        let line = lines.next().expect("fakehub exited").unwrap();
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) == Some(&"user:alice") {
-            break fields[2].to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    fakehub.args(["-q", "fakehub", "--addr", "10.78.0.1:9999"]);
+    let fakehub = common::FakeHub::spawn(fakehub, "10.78.0.1:9999");
+    let alice = fakehub.alice.clone();
 
     let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let no_mdns = ("GHCACHE_MDNS", "false");

@@ -123,3 +123,63 @@ pub fn ask(base: &str, state: &Path, command: &str) -> (Option<i32>, String) {
     );
     (out.status.code(), shown)
 }
+
+/// `ghcache fakehub` printing its tokens; alice's is kept. Killed on drop.
+pub struct FakeHub {
+    child: Child,
+    pub url: String,
+    pub alice: String,
+}
+
+impl FakeHub {
+    /// On `addr` of this host.
+    pub fn start(addr: &str) -> FakeHub {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ghcache"));
+        cmd.args(["-q", "fakehub", "--addr", addr]);
+        FakeHub::spawn(cmd, addr)
+    }
+
+    /// From a prepared `… ghcache -q fakehub --addr ADDR` command (e.g.
+    /// inside a network namespace).
+    pub fn spawn(mut cmd: Command, addr: &str) -> FakeHub {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let alice = loop {
+            let line = lines.next().expect("fakehub exited").unwrap();
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(1) == Some(&"user:alice") {
+                break fields[2].to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        FakeHub {
+            child,
+            url: format!("http://{addr}"),
+            alice,
+        }
+    }
+}
+
+impl Drop for FakeHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A prerequisite check: Ok, or why not. Under `CI=true` a missing
+/// prerequisite fails the test; elsewhere it skips with the reason.
+pub fn require(what: &str, check: Result<(), String>) -> bool {
+    match check {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI cannot run {what}: {why}"
+            );
+            eprintln!("skipping {what}: {why}");
+            false
+        }
+    }
+}

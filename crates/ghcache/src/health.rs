@@ -1,0 +1,38 @@
+//! `ghcache health`: asks the daemon's control API whether it is ready.
+//! The image's `HEALTHCHECK` and the actions' readiness wait use it (a
+//! `scratch` image has no curl). Prints `key=value` lines a shell step can
+//! copy into `GITHUB_OUTPUT`; exit 1 when the daemon does not answer.
+
+use ghcache_config::Config;
+use ghcache_proxy::PeerStatus;
+
+use crate::cli::StatsArgs;
+
+pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<()> {
+    let addr = config.proxy_addr.value.0;
+    let health = ghcache_proxy::control_get(addr, "/_ghcache/health").await?;
+    let peers: PeerStatus = ghcache_proxy::control_get_as(addr, "/_ghcache/peers").await?;
+    let mesh = peers.mesh.filter(|_| peers.enabled);
+    if args.json {
+        let summary = serde_json::json!({
+            "health": health,
+            "peer_id": mesh.as_ref().map(|m| m.peer_id.clone()),
+            "connected_peers": mesh.as_ref().map_or(0, |m| m.connected_peers.len()),
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    let text = |key: &str| health.get(key).and_then(|v| v.as_str()).unwrap_or("");
+    println!("status={}", text("status"));
+    println!("version={}", text("version"));
+    println!("upstream={}", text("upstream"));
+    println!(
+        "peer-id={}",
+        mesh.as_ref().map_or("", |m| m.peer_id.as_str())
+    );
+    println!(
+        "connected-peers={}",
+        mesh.as_ref().map_or(0, |m| m.connected_peers.len())
+    );
+    Ok(())
+}
