@@ -17,6 +17,7 @@ mod git;
 mod inputs;
 mod key;
 mod relevance;
+mod routes;
 mod service;
 mod stats;
 
@@ -29,5 +30,6 @@ pub use git::{Chain, ChainCommit, Checkout, DiffSummary, GitError};
 pub use inputs::{BuildMode, Inputs, Language, RawInputs, UnknownInput, split_list};
 pub use key::AnalysisKey;
 pub use relevance::{ConfigFilters, PathPattern, Relevance};
+pub use routes::RouteReply;
 pub use service::{CodeqlService, Fleet, FleetFuture, ServiceError};
-pub use stats::{CodeqlStats, SkipCounts};
+pub use stats::{CodeqlStats, CounterFamily, SkipCounts};

@@ -25,67 +25,65 @@ pub struct CodeqlStats {
     pub seconds_saved: u64,
 }
 
+/// One counter family: samples with at most one label.
+pub type CounterFamily = (
+    &'static str,
+    &'static str,
+    Vec<(Option<(&'static str, String)>, u64)>,
+);
+
 impl CodeqlStats {
-    /// Prometheus text exposition of these counters.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let mut counter = |name: &str, help: &str, rows: &[(Option<(&str, &str)>, u64)]| {
-            let _ = writeln!(out, "# HELP ghcache_codeql_{name} {help}");
-            let _ = writeln!(out, "# TYPE ghcache_codeql_{name} counter");
-            for (label, value) in rows {
-                match label {
-                    Some((k, v)) => {
-                        let _ = writeln!(out, "ghcache_codeql_{name}_total{{{k}=\"{v}\"}} {value}");
-                    }
-                    None => {
-                        let _ = writeln!(out, "ghcache_codeql_{name}_total {value}");
-                    }
-                }
-            }
-        };
-        counter(
-            "skips",
-            "CodeQL scans skipped, by reason.",
-            &[
-                (
-                    Some(("reason", "identical-tree")),
-                    self.skips.identical_tree,
-                ),
-                (
-                    Some(("reason", "no-relevant-changes")),
-                    self.skips.no_relevant_changes,
-                ),
-            ],
-        );
-        let scans: Vec<_> = self
-            .scans
-            .iter()
-            .map(|(reason, n)| (Some(("reason", reason.as_str())), *n))
-            .collect();
-        counter("scans", "CodeQL scans that ran, by reason.", &scans);
-        counter(
-            "seconds_saved",
-            "Analysis seconds saved by skipped scans.",
-            &[(None, self.seconds_saved)],
-        );
-        counter(
-            "lookups",
-            "Analysis lookups answered.",
-            &[(None, self.lookups)],
-        );
-        counter(
-            "hits",
-            "Analyses found, by where.",
-            &[
-                (Some(("source", "local")), self.hits_local),
-                (Some(("source", "fleet")), self.hits_fleet),
-            ],
-        );
-        counter("saves", "Analyses saved.", &[(None, self.saves)]);
-        counter(
-            "refused",
-            "Records or bundles refused (corrupt, CID mismatch).",
-            &[(None, self.refused)],
-        );
+    /// The counters `/metrics` shows (name, help, samples).
+    pub fn counters(&self) -> Vec<CounterFamily> {
+        let label = |k: &'static str, v: &str| Some((k, v.to_owned()));
+        vec![
+            (
+                "ghcache_codeql_skips",
+                "CodeQL scans skipped, by reason.",
+                vec![
+                    (label("reason", "identical-tree"), self.skips.identical_tree),
+                    (
+                        label("reason", "no-relevant-changes"),
+                        self.skips.no_relevant_changes,
+                    ),
+                ],
+            ),
+            (
+                "ghcache_codeql_scans",
+                "CodeQL scans that ran, by reason.",
+                self.scans
+                    .iter()
+                    .map(|(r, n)| (label("reason", r), *n))
+                    .collect(),
+            ),
+            (
+                "ghcache_codeql_seconds_saved",
+                "Analysis seconds saved by skipped scans.",
+                vec![(None, self.seconds_saved)],
+            ),
+            (
+                "ghcache_codeql_lookups",
+                "Analysis lookups answered.",
+                vec![(None, self.lookups)],
+            ),
+            (
+                "ghcache_codeql_hits",
+                "Analyses found, by where.",
+                vec![
+                    (label("source", "local"), self.hits_local),
+                    (label("source", "fleet"), self.hits_fleet),
+                ],
+            ),
+            (
+                "ghcache_codeql_saves",
+                "Analyses saved.",
+                vec![(None, self.saves)],
+            ),
+            (
+                "ghcache_codeql_refused",
+                "Records or bundles refused (unreadable, CID mismatch).",
+                vec![(None, self.refused)],
+            ),
+        ]
     }
 }

@@ -117,6 +117,8 @@ pub(crate) struct Inner {
     /// Partitions GitHub answered with something other than `401`: the only
     /// ones fleet trust serves other partitions' copies to.
     pub(crate) accepted: Mutex<lru::LruCache<Partition, ()>>,
+    /// Control routes answered by other crates (`/_ghcache/codeql/*`).
+    pub(crate) extensions: Vec<Arc<dyn crate::ControlExtension>>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -152,6 +154,7 @@ impl Proxy {
                 invalidated,
                 buffered: std::sync::atomic::AtomicUsize::new(0),
                 accepted: Mutex::new(accepted),
+                extensions: Vec::new(),
             }),
         })
     }
@@ -163,6 +166,20 @@ impl Proxy {
         })?;
         Ok(Proxy {
             inner: Arc::new(Inner { peers, ..inner }),
+        })
+    }
+
+    /// Registers control routes answered by `extension` (before sharing).
+    pub fn with_control(
+        self,
+        extension: Arc<dyn crate::ControlExtension>,
+    ) -> Result<Proxy, ProxyError> {
+        let mut inner = Arc::try_unwrap(self.inner).map_err(|_| {
+            ProxyError::Config("with_control must be called before the proxy is shared".into())
+        })?;
+        inner.extensions.push(extension);
+        Ok(Proxy {
+            inner: Arc::new(inner),
         })
     }
 
@@ -181,6 +198,10 @@ impl Proxy {
             .stats
             .report(&i.store.stats(), &i.quotas, i.config.state_dir.as_deref());
         report.invalidations.records = i.invalidated.len() as u64;
+        for extension in &i.extensions {
+            let (name, value) = extension.stats();
+            report.extensions.insert(name.to_owned(), value);
+        }
         report
     }
 

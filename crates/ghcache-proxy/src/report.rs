@@ -18,6 +18,9 @@ pub struct StatsReport {
     pub connections: ConnectionCounts,
     pub invalidations: InvalidationReport,
     pub state_dir: Option<String>,
+    /// Sections of control extensions (`codeql`), by name.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extensions: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -128,13 +128,14 @@ pub enum Command {
     SetupGithubCache,
     /// Action entry point: decide whether this CodeQL scan can be skipped.
     ///
-    /// Computes the analysis key of the checkout and, on a hit, sets
-    /// `should-skip-scan=true` and restores the stored SARIF.
-    SetupCodeqlCache,
+    /// The same as `ghcache codeql check`: computes the analysis key of the
+    /// checkout and, on a hit, sets `should-skip-scan=true` and restores the
+    /// stored SARIF.
+    SetupCodeqlCache(crate::codeql::CheckArgs),
     /// Action entry point: inject scoped, expiring credentials as masked environment variables.
     InjectCredentials,
-    /// Inspect and manage the CodeQL result cache (keys, lookups, stored SARIF).
-    Codeql,
+    /// The CodeQL result cache: decide whether a scan can be skipped, save an analysis, counters.
+    Codeql(crate::codeql::CodeqlArgs),
     /// Manage vault credentials: add, list, rotate, revoke, audit.
     Creds,
     /// Print the daemon's cache statistics: hits, misses, rate-limit units saved.
@@ -217,9 +218,9 @@ impl Command {
         match self {
             Command::Daemon(_) => "daemon",
             Command::SetupGithubCache => "setup-github-cache",
-            Command::SetupCodeqlCache => "setup-codeql-cache",
+            Command::SetupCodeqlCache(_) => "setup-codeql-cache",
             Command::InjectCredentials => "inject-credentials",
-            Command::Codeql => "codeql",
+            Command::Codeql(_) => "codeql",
             Command::Creds => "creds",
             Command::Stats(_) => "stats",
             Command::Peers(_) => "peers",
