@@ -83,13 +83,13 @@ pub struct KeyArgs {
     /// The analysis category, as given to codeql-action/analyze
     #[arg(long, env = "INPUT_CATEGORY", value_name = "CATEGORY")]
     pub category: Option<String>,
-    /// The repository, owner/name [env: GITHUB_REPOSITORY]
+    /// The repository, owner/name
     #[arg(long, env = "GITHUB_REPOSITORY", value_name = "OWNER/NAME")]
     pub repository: Option<String>,
     /// The checkout to analyse [default: $GITHUB_WORKSPACE, else .]
     #[arg(long, env = "INPUT_SOURCE_ROOT", value_name = "DIR")]
     pub source_root: Option<PathBuf>,
-    /// Control API of the daemon [env: GHCACHE_API_URL; default: the configured proxy address]
+    /// Control API of the daemon [default: the configured proxy address]
     #[arg(long, env = "GHCACHE_API_URL", value_name = "URL")]
     pub api_url: Option<String>,
 }
@@ -113,7 +113,7 @@ pub struct CheckArgs {
     /// Where restored SARIF files go [default: $RUNNER_TEMP/ghcache-codeql-sarif]
     #[arg(long, env = "INPUT_SARIF_DIR", value_name = "DIR")]
     pub sarif_dir: Option<PathBuf>,
-    /// The event that triggered this run [env: GITHUB_EVENT_NAME]
+    /// The event that triggered this run
     #[arg(long, env = "GITHUB_EVENT_NAME", value_name = "EVENT")]
     pub event: Option<String>,
 }
@@ -135,7 +135,7 @@ pub struct CodeqlStatsArgs {
     /// Print the daemon's JSON document as is
     #[arg(long)]
     pub json: bool,
-    /// Control API of the daemon [env: GHCACHE_API_URL]
+    /// Control API of the daemon [default: the configured proxy address]
     #[arg(long, env = "GHCACHE_API_URL", value_name = "URL")]
     pub api_url: Option<String>,
 }
