@@ -27,7 +27,11 @@ const COMMITS: usize = 1_000;
 const RUNS: usize = 20;
 
 fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git").args(args).current_dir(dir).status().unwrap();
+    let status = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
     assert!(status.success(), "git {args:?}");
 }
 
@@ -45,19 +49,39 @@ fn generate(dir: &Path) {
     let mut stream = std::io::BufWriter::new(child.stdin.take().unwrap());
     for commit in 0..COMMITS {
         writeln!(stream, "commit refs/heads/main").unwrap();
-        writeln!(stream, "committer bench <bench@example.com> {} +0000", 1_700_000_000 + commit).unwrap();
+        writeln!(
+            stream,
+            "committer bench <bench@example.com> {} +0000",
+            1_700_000_000 + commit
+        )
+        .unwrap();
         writeln!(stream, "data 6\ncommit").unwrap();
         let mut files: Vec<(String, String)> = Vec::new();
         if commit == 0 {
             for i in 0..FILES {
-                let (dir, ext) = if i % 2 == 0 { ("src", "py") } else { ("docs", "md") };
-                files.push((format!("{dir}/{}/f{i}.{ext}", i % 100), format!("x = {i}\n")));
+                let (dir, ext) = if i % 2 == 0 {
+                    ("src", "py")
+                } else {
+                    ("docs", "md")
+                };
+                files.push((
+                    format!("{dir}/{}/f{i}.{ext}", i % 100),
+                    format!("x = {i}\n"),
+                ));
             }
         } else {
-            files.push((format!("docs/{}/f{}.md", commit % 100, (commit % 100) * 2 + 1), format!("edit {commit}\n")));
+            files.push((
+                format!("docs/{}/f{}.md", commit % 100, (commit % 100) * 2 + 1),
+                format!("edit {commit}\n"),
+            ));
         }
         for (path, contents) in files {
-            writeln!(stream, "M 644 inline {path}\ndata {}\n{contents}", contents.len()).unwrap();
+            writeln!(
+                stream,
+                "M 644 inline {path}\ndata {}\n{contents}",
+                contents.len()
+            )
+            .unwrap();
         }
     }
     drop(stream);
@@ -67,7 +91,10 @@ fn generate(dir: &Path) {
 
 fn save_at(service: &CodeqlService, raw: &RawInputs, root: &Path, ancestor: usize) {
     let inputs = raw.validate().unwrap();
-    let chain = Checkout::open(root).unwrap().first_parent_chain(ancestor).unwrap();
+    let chain = Checkout::open(root)
+        .unwrap()
+        .first_parent_chain(ancestor)
+        .unwrap();
     let at = &chain.commits[ancestor];
     let bundle = SarifBundle {
         files: vec![SarifFile {
@@ -108,7 +135,10 @@ fn main() {
     let repo = tmp.path().join("repo");
     let started = Instant::now();
     generate(&repo);
-    println!("generated {FILES} files, {COMMITS} commits in {:?}", started.elapsed());
+    println!(
+        "generated {FILES} files, {COMMITS} commits in {:?}",
+        started.elapsed()
+    );
     let raw = RawInputs {
         repository: "bench/repo".into(),
         languages: "python".into(),
@@ -128,11 +158,20 @@ fn main() {
         never_skip_events: vec![],
         max_ancestors: 50,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    println!("{:<34} {:>9} {:>9} {:>9}", "scenario", "min", "median", "max");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    println!(
+        "{:<34} {:>9} {:>9} {:>9}",
+        "scenario", "min", "median", "max"
+    );
     for (name, service, reason) in [
         ("identical-tree hit", &exact, Reason::IdenticalTree),
-        ("50-ancestor walk, docs-only diff", &walk, Reason::NoRelevantChanges),
+        (
+            "50-ancestor walk, docs-only diff",
+            &walk,
+            Reason::NoRelevantChanges,
+        ),
     ] {
         let mut times: Vec<Duration> = (0..RUNS)
             .map(|_| {

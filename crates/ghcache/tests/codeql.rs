@@ -422,3 +422,41 @@ async fn a_standalone_daemon_skips_a_docs_only_commit() {
         "{s}"
     );
 }
+
+/// The example workflow wires check → upload on a skip, and init/analyze
+/// (with `output`) → save otherwise.
+#[test]
+fn the_example_workflow_uses_the_outputs_it_documents() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/codeql-cached.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let workflow: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let steps = workflow["jobs"]["analyze"]["steps"].as_sequence().unwrap();
+    let find = |needle: &str| {
+        steps
+            .iter()
+            .find(|s| serde_yaml::to_string(s).unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no step with {needle}"))
+    };
+    let check = find("setup-codeql-cache");
+    assert_eq!(check["id"].as_str(), Some("cache"));
+    for input in ["languages", "codeql-version", "config-file", "category"] {
+        assert!(!check["with"][input].is_null(), "{input}");
+    }
+    let upload = find("upload-sarif");
+    assert_eq!(
+        upload["if"].as_str(),
+        Some("steps.cache.outputs.should-skip-scan == 'true'")
+    );
+    assert!(
+        upload["with"]["sarif_file"]
+            .as_str()
+            .unwrap()
+            .contains("outputs.sarif-path")
+    );
+    let analyze = find("codeql-action/analyze");
+    assert!(analyze["if"].as_str().unwrap().contains("!= 'true'"));
+    assert!(!analyze["with"]["output"].is_null());
+    let save = find("ghcache codeql save");
+    assert!(save["run"].as_str().unwrap().contains("--sarif-dir"));
+    assert!(save["if"].as_str().unwrap().contains("!= 'true'"));
+}
