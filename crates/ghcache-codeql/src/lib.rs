@@ -20,6 +20,9 @@ mod relevance;
 mod routes;
 mod service;
 mod stats;
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub mod testing;
 
 pub use bundle::{BundleError, SarifBundle, SarifFile, count_results};
 pub use decide::{

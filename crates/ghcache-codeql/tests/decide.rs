@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,78 +16,10 @@ use ghcache_codeql::{
 use ghcache_core::{ContentId, PartitionSecret};
 use ghcache_store::{Store, StoreConfig};
 
-const SARIF: &str = r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"CodeQL"}},"results":[{"level":"error","message":{"text":"x"}}]}]}"#;
-
-/// The git CLI, to build repositories (ghcache itself reads them with gix).
-fn git_bin() -> Option<PathBuf> {
-    for candidate in ["/usr/local/bin/git", "/usr/bin/git"] {
-        if Path::new(candidate).exists() {
-            return Some(candidate.into());
-        }
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("the git CLI is required to build test repositories (scripts/test installs it)");
-    }
-    eprintln!("SKIPPED: no git CLI on this machine");
-    None
-}
-
-struct Repo {
-    git: PathBuf,
-    dir: PathBuf,
-}
-
-impl Repo {
-    fn new(git: &Path, dir: &Path) -> Repo {
-        let repo = Repo {
-            git: git.into(),
-            dir: dir.into(),
-        };
-        std::fs::create_dir_all(dir).unwrap();
-        repo.run(&["init", "-q", "-b", "main"]);
-        repo
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.git)
-            .args(args)
-            .current_dir(&self.dir)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", &self.dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn write(&self, path: &str, contents: &str) {
-        let p = self.dir.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, contents).unwrap();
-    }
-
-    /// Writes the files and commits them; returns the commit id.
-    fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
-        for (path, contents) in files {
-            self.write(path, contents);
-        }
-        self.run(&["add", "-A"]);
-        self.run(&["commit", "-q", "--allow-empty", "-m", message]);
-        self.run(&["rev-parse", "HEAD"])
-    }
-}
+use ghcache_codeql::testing::{Repo, SARIF, analysis_dir, git_cli};
 
 struct Fixture {
     _tmp: tempfile::TempDir,
-    git: PathBuf,
     repo: Repo,
     service: Arc<CodeqlService>,
     sarif_out: PathBuf,
@@ -96,18 +27,15 @@ struct Fixture {
 }
 
 fn fixture() -> Option<Fixture> {
-    let git = git_bin()?;
+    let git = git_cli()?;
     let tmp = tempfile::tempdir().unwrap();
-    let repo = Repo::new(&git, &tmp.path().join("repo"));
+    let repo = Repo::init(&git, &tmp.path().join("repo"));
     let store = Arc::new(Store::open(&tmp.path().join("store"), StoreConfig::default()).unwrap());
     let service = Arc::new(CodeqlService::new(store, PartitionSecret::generate()));
-    let sarif_in = tmp.path().join("analysis");
-    std::fs::create_dir_all(&sarif_in).unwrap();
-    std::fs::write(sarif_in.join("python.sarif"), SARIF).unwrap();
+    let sarif_in = analysis_dir(&tmp.path().join("analysis"));
     Some(Fixture {
         sarif_out: tmp.path().join("restored"),
         sarif_in,
-        git,
         repo,
         service,
         _tmp: tmp,
@@ -387,18 +315,7 @@ async fn a_shallow_clone_allows_exact_hits_only_and_says_why() {
     f.save(&inputs);
     f.repo.commit(&[("README.md", "docs")], "docs");
     let shallow = f.repo.dir.parent().unwrap().join("shallow");
-    let url = format!("file://{}", f.repo.dir.display());
-    Command::new(&f.git)
-        .args([
-            "clone",
-            "-q",
-            "--depth",
-            "1",
-            &url,
-            shallow.to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
+    f.repo.clone_to(&shallow, Some(1));
     let options = f.options(&shallow);
     let d = f.check_with(&inputs, &options, f.service.as_ref()).await;
     assert_reason(&d, Reason::ShallowClone);

@@ -288,7 +288,7 @@ fn check_options(args: &CheckArgs, ctx: &JobContext) -> anyhow::Result<CheckOpti
         Some(text) => text
             .parse::<usize>()
             .ok()
-            .filter(|n| *n <= api::MAX_CANDIDATES - 1)
+            .filter(|n| *n < api::MAX_CANDIDATES)
             .ok_or_else(|| {
                 usage(format!(
                     "max-ancestors: `{text}` is not a whole number from 0 to {}",

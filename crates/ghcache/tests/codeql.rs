@@ -5,52 +5,25 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::{Daemon, daemon_command, eventually, mesh_daemon, start};
+use ghcache_codeql::testing::{Repo, SARIF, analysis_dir, git_cli};
 
 const SECRET: &str = "codeql-cluster-secret-0123456789abcdef";
-const SARIF: &str = r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"CodeQL"}},"results":[{"level":"warning","message":{"text":"w"}}]}]}"#;
 /// Nothing listens here: the daemon never needs GitHub in these tests.
 const UPSTREAM: &str = "http://127.0.0.1:9";
 
-fn git_bin() -> Option<PathBuf> {
-    for candidate in ["/usr/local/bin/git", "/usr/bin/git"] {
-        if Path::new(candidate).exists() {
-            return Some(candidate.into());
-        }
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("the git CLI is required to build test repositories (scripts/test installs it)");
-    }
-    eprintln!("SKIPPED: no git CLI on this machine");
-    None
-}
-
-fn git(git: &Path, dir: &Path, args: &[&str]) {
-    let status = Command::new(git)
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("HOME", dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
-}
-
-/// A repository with one Python file, committed.
-fn repository(git_path: &Path, dir: &Path) {
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::write(dir.join("src/app.py"), "print(1)\n").unwrap();
-    std::fs::write(dir.join("README.md"), "hello\n").unwrap();
-    git(git_path, dir, &["init", "-q", "-b", "main"]);
-    git(git_path, dir, &["add", "-A"]);
-    git(git_path, dir, &["commit", "-q", "-m", "one"]);
+/// A repository with one Python file and a README, committed.
+fn repository(git: &Path, dir: &Path) -> Repo {
+    let repo = Repo::init(git, dir);
+    repo.commit(
+        &[("src/app.py", "print(1)\n"), ("README.md", "hello\n")],
+        "one",
+    );
+    repo
 }
 
 struct Run {
@@ -120,7 +93,7 @@ async fn stats(daemon: &Daemon) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_analysis_saved_through_one_daemon_is_found_by_another_over_the_mesh() {
-    let Some(git_path) = git_bin() else { return };
+    let Some(git_path) = git_cli() else { return };
     let work = tempfile::tempdir().unwrap();
     let registry = tempfile::tempdir().unwrap();
     let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -144,11 +117,9 @@ async fn an_analysis_saved_through_one_daemon_is_found_by_another_over_the_mesh(
     .await;
 
     // Host A's runner analysed the commit and saved it.
-    let repo_a = work.path().join("host-a");
-    repository(&git_path, &repo_a);
-    let analysis = work.path().join("analysis");
-    std::fs::create_dir_all(&analysis).unwrap();
-    std::fs::write(analysis.join("python.sarif"), SARIF).unwrap();
+    let origin = repository(&git_path, &work.path().join("host-a"));
+    let repo_a = origin.dir.clone();
+    let analysis = analysis_dir(&work.path().join("analysis"));
     let saved = codeql(
         work.path(),
         &a.base,
@@ -170,12 +141,7 @@ async fn an_analysis_saved_through_one_daemon_is_found_by_another_over_the_mesh(
 
     // Host B has the same commit (a fresh clone) and a cold store.
     let repo_b = work.path().join("host-b");
-    let url = format!("file://{}", repo_a.display());
-    git(
-        &git_path,
-        work.path(),
-        &["clone", "-q", &url, repo_b.to_str().unwrap()],
-    );
+    origin.clone_to(&repo_b, None);
     let restored = work.path().join("restored");
     let check = codeql(
         work.path(),
@@ -255,7 +221,7 @@ async fn an_analysis_saved_through_one_daemon_is_found_by_another_over_the_mesh(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_with_another_secret_finds_nothing() {
-    let Some(git_path) = git_bin() else { return };
+    let Some(git_path) = git_cli() else { return };
     let work = tempfile::tempdir().unwrap();
     let registry = tempfile::tempdir().unwrap();
     let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -268,9 +234,7 @@ async fn a_daemon_with_another_secret_finds_nothing() {
     );
     let repo = work.path().join("repo");
     repository(&git_path, &repo);
-    let analysis = work.path().join("analysis");
-    std::fs::create_dir_all(&analysis).unwrap();
-    std::fs::write(analysis.join("python.sarif"), SARIF).unwrap();
+    let analysis = analysis_dir(&work.path().join("analysis"));
     let source = [("INPUT_SOURCE_ROOT", repo.to_str().unwrap())];
     let saved = codeql(
         work.path(),
@@ -289,7 +253,7 @@ async fn a_daemon_with_another_secret_finds_nothing() {
 
 #[test]
 fn without_a_daemon_check_scans_with_a_warning_and_exits_0() {
-    let Some(git_path) = git_bin() else { return };
+    let Some(git_path) = git_cli() else { return };
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
     repository(&git_path, &repo);
@@ -308,9 +272,7 @@ fn without_a_daemon_check_scans_with_a_warning_and_exits_0() {
     assert_eq!(run.outputs["cache-key"].len(), 64);
     assert!(run.stdout.contains("::warning::"), "{}", run.stdout);
     // Saving without a daemon warns too, and does not fail the job.
-    let analysis = work.path().join("analysis");
-    std::fs::create_dir_all(&analysis).unwrap();
-    std::fs::write(analysis.join("python.sarif"), SARIF).unwrap();
+    let analysis = analysis_dir(&work.path().join("analysis"));
     let run = codeql(
         work.path(),
         &api,
@@ -377,7 +339,7 @@ fn bad_inputs_are_usage_errors_and_help_documents_every_input() {
 /// commit after the analysed one is skipped through the CLI.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_standalone_daemon_skips_a_docs_only_commit() {
-    let Some(git_path) = git_bin() else { return };
+    let Some(git_path) = git_cli() else { return };
     let work = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let daemon = start(daemon_command(
@@ -386,11 +348,9 @@ async fn a_standalone_daemon_skips_a_docs_only_commit() {
         &[("CACHE_ENABLE_P2P", "false")],
         &[],
     ));
-    let repo = work.path().join("repo");
-    repository(&git_path, &repo);
-    let analysis = work.path().join("analysis");
-    std::fs::create_dir_all(&analysis).unwrap();
-    std::fs::write(analysis.join("python.sarif"), SARIF).unwrap();
+    let checkout = repository(&git_path, &work.path().join("repo"));
+    let repo = checkout.dir.clone();
+    let analysis = analysis_dir(&work.path().join("analysis"));
     let source = [("INPUT_SOURCE_ROOT", repo.to_str().unwrap())];
     let saved = codeql(
         work.path(),
@@ -405,8 +365,7 @@ async fn a_standalone_daemon_skips_a_docs_only_commit() {
         &source,
     );
     assert_eq!(saved.code, Some(0), "{}", saved.stdout);
-    std::fs::write(repo.join("README.md"), "changed\n").unwrap();
-    git(&git_path, &repo, &["commit", "-q", "-am", "docs"]);
+    checkout.commit(&[("README.md", "changed\n")], "docs");
     let run = codeql(work.path(), &daemon.base, &["check"], &source);
     assert_eq!(run.outputs["should-skip-scan"], "true", "{}", run.stdout);
     assert_eq!(run.outputs["reason"], "no-relevant-changes");
