@@ -95,18 +95,21 @@ impl CodeqlService {
 
     /// The store id of `key`'s record: an HMAC of the key under `secret`.
     pub fn record_id(&self, key: &AnalysisKey) -> ResourceId {
-        let keyed = self
-            .secret
-            .partition_for(Some(&format!("ghcache-codeql/record/v1/{key}")));
-        // A keyed partition is always 32 bytes.
-        ResourceId::from_slice(keyed.as_bytes()).unwrap_or(ResourceId::from_bytes([0; 32]))
+        self.keyed_id(&format!("ghcache-codeql/record/v1/{key}"))
     }
 
     fn bundle_id(&self, cid: &ContentId) -> ResourceId {
-        let keyed = self
-            .secret
-            .partition_for(Some(&format!("ghcache-codeql/bundle/v1/{cid}")));
-        ResourceId::from_slice(keyed.as_bytes()).unwrap_or(ResourceId::from_bytes([0; 32]))
+        self.keyed_id(&format!("ghcache-codeql/bundle/v1/{cid}"))
+    }
+
+    /// HMAC-SHA256 of `label` under the secret (what keys partitions), as a
+    /// store id: no HTTP resource id is ever an HMAC, so they cannot collide.
+    fn keyed_id(&self, label: &str) -> ResourceId {
+        let keyed = self.secret.partition_for(Some(label));
+        let mut id = [0u8; 32];
+        // A keyed partition is always 32 bytes.
+        id.copy_from_slice(&keyed.as_bytes()[..32.min(keyed.as_bytes().len())]);
+        ResourceId::from_bytes(id)
     }
 
     pub fn stats(&self) -> CodeqlStats {
@@ -249,16 +252,23 @@ impl CodeqlService {
     pub fn record_decision(&self, report: &DecisionReport) {
         let mut stats = self.stats.lock();
         // Only known reasons become labels: a client cannot grow the metrics.
-        let reason = Reason::from_label(&report.reason).map_or("other", Reason::label);
-        if report.skipped {
-            match reason {
-                "identical-tree" => stats.skips.identical_tree += 1,
-                _ => stats.skips.no_relevant_changes += 1,
+        let reason = Reason::from_label(&report.reason);
+        match reason {
+            Some(Reason::IdenticalTree) if report.skipped => stats.skips.identical_tree += 1,
+            Some(Reason::NoRelevantChanges) if report.skipped => {
+                stats.skips.no_relevant_changes += 1
             }
-            stats.seconds_saved += report.seconds_saved;
-        } else {
-            *stats.scans.entry(reason.to_owned()).or_insert(0) += 1;
+            Some(r) if !report.skipped && !r.is_skip() => {
+                *stats.scans.entry(r.label().to_owned()).or_insert(0) += 1;
+                return;
+            }
+            _ => {
+                *stats.scans.entry("other".to_owned()).or_insert(0) += 1;
+                return;
+            }
         }
+        // At most a day per skip: a client cannot inflate the figure much.
+        stats.seconds_saved += report.seconds_saved.min(86_400);
     }
 
     fn put_checked(&self, rid: ResourceId, body: Bytes) -> Result<(), ServiceError> {
