@@ -167,3 +167,72 @@ async fn routes_refuse_bad_requests_and_count_only_known_reasons() {
     assert_eq!(stats.scans.get("other"), Some(&1));
     assert_eq!(stats.scans.len(), 2);
 }
+
+/// A fleet whose members answer with fixed bytes.
+struct FixedFleet {
+    record: Option<bytes::Bytes>,
+    blob: Option<bytes::Bytes>,
+}
+
+impl ghcache_codeql::Fleet for FixedFleet {
+    fn fetch_entry(
+        &self,
+        _: ghcache_core::ResourceId,
+        _: std::time::Duration,
+    ) -> ghcache_codeql::FleetFuture<'_, Option<bytes::Bytes>> {
+        Box::pin(std::future::ready(self.record.clone()))
+    }
+    fn fetch_blob(
+        &self,
+        _: ContentId,
+        _: std::time::Duration,
+    ) -> ghcache_codeql::FleetFuture<'_, Option<bytes::Bytes>> {
+        Box::pin(std::future::ready(self.blob.clone()))
+    }
+}
+
+#[tokio::test]
+async fn what_members_send_is_checked_before_it_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = request("go.sarif");
+    let cid: ContentId = good.record.bundle_cid.parse().unwrap();
+    let lookup = LookupRequest {
+        candidates: vec![good.record.key],
+        max_age_secs: u64::MAX,
+    };
+    // A record for another key is refused; a bundle that is not its CID too.
+    let fleet = FixedFleet {
+        record: Some(
+            serde_json::to_vec(&AnalysisRecord {
+                key: "ab".repeat(32).parse().unwrap(),
+                ..good.record.clone()
+            })
+            .unwrap()
+            .into(),
+        ),
+        blob: Some(bytes::Bytes::from_static(b"forged")),
+    };
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let service = CodeqlService::new(store, PartitionSecret::generate())
+        .with_fleet(Arc::new(fleet), std::time::Duration::from_secs(1));
+    assert!(service.lookup(&lookup).await.unwrap().found.is_none());
+    assert!(service.bundle(&cid).await.is_none());
+    assert_eq!(service.stats().refused, 2);
+    // An honest member's record and bundle are kept for the next lookup.
+    let packed = base64::engine::general_purpose::STANDARD
+        .decode(&good.bundle)
+        .unwrap();
+    let fleet = FixedFleet {
+        record: Some(serde_json::to_vec(&good.record).unwrap().into()),
+        blob: Some(packed.into()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let service = CodeqlService::new(store.clone(), PartitionSecret::generate())
+        .with_fleet(Arc::new(fleet), std::time::Duration::from_secs(1));
+    let found = service.lookup(&lookup).await.unwrap().found.unwrap();
+    assert_eq!(found.source, ghcache_codeql::api::Source::Fleet);
+    assert!(service.bundle(&cid).await.is_some());
+    assert!(store.contains_blob(&cid));
+    assert_eq!(service.stats().hits_fleet, 1);
+}
