@@ -88,26 +88,18 @@ impl Console {
         let _ = out.flush();
     }
 
-    /// Registers a secret with the runner's log masker. Every non-empty line
-    /// of a multi-line secret is masked on its own (logs print line by line),
-    /// and the whole value too. Outside Actions nothing is printed: echoing a
-    /// secret to a terminal would be the leak we are preventing.
+    /// Registers a secret with the runner's log masker. Every non-blank line
+    /// of a multi-line secret is masked on its own (logs print line by line;
+    /// lines end at LF, CRLF or a lone CR), and the whole value too, also
+    /// with its line breaks as LF only and as CRLF. Outside Actions nothing
+    /// is printed: echoing a secret to a terminal would be the leak we are
+    /// preventing.
     pub fn add_mask(&self, secret: &str) {
-        if !self.ctx.in_actions || secret.is_empty() {
+        if !self.ctx.in_actions {
             return;
         }
-        let mut parts: Vec<&str> = Vec::new();
-        if secret.contains(['\n', '\r']) {
-            parts.extend(
-                secret
-                    .split('\n')
-                    .map(|line| line.trim_end_matches('\r'))
-                    .filter(|line| !line.trim().is_empty()),
-            );
-        }
-        parts.push(secret);
-        for part in parts {
-            self.emit(&format!("::add-mask::{}", escape_data(part)));
+        for part in mask_parts(secret) {
+            self.emit(&format!("::add-mask::{}", escape_data(&part)));
         }
     }
 
@@ -229,8 +221,19 @@ impl Console {
     /// is anywhere a later step could print it.
     pub fn export_secret(&self, name: &str, value: &str) -> Result<(), FileCommandError> {
         self.add_mask(value);
+        self.write_secret(FileCommand::Env, name, value)
+    }
+
+    /// Writes a value the caller has already masked with [`Console::add_mask`]
+    /// (e.g. all of a batch first); outside Actions it is shown redacted.
+    pub fn write_secret(
+        &self,
+        command: FileCommand,
+        name: &str,
+        value: &str,
+    ) -> Result<(), FileCommandError> {
         let shown = format!("*** (secret, {} characters)", value.chars().count());
-        self.write(FileCommand::Env, name, value, &shown)
+        self.write(command, name, value, &shown)
     }
 
     pub fn set_output(&self, name: &str, value: &str) -> Result<(), FileCommandError> {
@@ -240,6 +243,27 @@ impl Console {
     pub fn save_state(&self, name: &str, value: &str) -> Result<(), FileCommandError> {
         self.write(FileCommand::State, name, value, value)
     }
+}
+
+/// What `add_mask` registers for one secret: each non-blank line, then the
+/// whole value as given, with LF line breaks and with CRLF line breaks.
+pub fn mask_parts(secret: &str) -> Vec<String> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut push = |part: &str| {
+        if !part.trim().is_empty() && !parts.iter().any(|p| p == part) {
+            parts.push(part.to_owned());
+        }
+    };
+    if secret.contains(['\n', '\r']) {
+        for line in secret.split("\r\n").flat_map(|l| l.split(['\n', '\r'])) {
+            push(line);
+        }
+    }
+    push(secret);
+    let lf = secret.replace("\r\n", "\n");
+    push(&lf);
+    push(&lf.replace('\n', "\r\n"));
+    parts
 }
 
 #[cfg(test)]
@@ -280,7 +304,7 @@ mod tests {
         c.add_mask("100%\r\nsure");
         assert_eq!(
             out.text(),
-            "::add-mask::100%25\n::add-mask::sure\n::add-mask::100%25%0D%0Asure\n"
+            "::add-mask::100%25\n::add-mask::sure\n::add-mask::100%25%0D%0Asure\n::add-mask::100%25%0Asure\n"
         );
     }
 
@@ -298,7 +322,19 @@ mod tests {
                 "::add-mask::-----END KEY-----"
             ]
         );
-        assert_eq!(lines.len(), 5, "the whole value is masked too: {lines:?}");
+        assert_eq!(
+            &lines[4..],
+            [
+                "::add-mask::-----BEGIN KEY-----%0Aabc%0A%0A  %0Adef%0A-----END KEY-----%0A",
+                "::add-mask::-----BEGIN KEY-----%0D%0Aabc%0D%0A%0D%0A  %0D%0Adef%0D%0A-----END KEY-----%0D%0A",
+            ],
+            "the whole value is masked too, with LF and with CRLF line breaks"
+        );
+    }
+
+    #[test]
+    fn a_lone_cr_ends_a_line_too() {
+        assert_eq!(mask_parts("ab\rcd"), ["ab", "cd", "ab\rcd"]);
     }
 
     #[test]

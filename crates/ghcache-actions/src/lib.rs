@@ -16,7 +16,9 @@ mod context;
 mod file_command;
 mod summary;
 
-pub use commands::{Annotation, AnnotationLevel, Console, escape_data, escape_property};
+pub use commands::{
+    Annotation, AnnotationLevel, Console, escape_data, escape_property, mask_parts,
+};
 pub use context::JobContext;
 pub use file_command::{
     FileCommand, FileCommandError, ParsedEntry, format_entry, parse_file_commands,

@@ -29,6 +29,15 @@ settings! {
         default: "$XDG_STATE_HOME/ghcache or ~/.local/state/ghcache"
             => special::default_state_dir(cx.env),
     }
+    /// the credential vault's master key (mode 0600): used when it exists or
+    /// is set, else `GHCACHE_MASTER_KEY`, else `GHCACHE_VAULT_PASSPHRASE`,
+    /// else created here
+    vault_key_file: PathBuf {
+        label: "vault key file",
+        key: "vault.key_file",
+        env: ["GHCACHE_VAULT_KEY_FILE"],
+        default: "<state>/vault.key" => state_dir.value.join("vault.key"),
+    }
     /// `text` or `json` (stderr)
     log_format: LogFormat {
         label: "log format",
@@ -74,7 +83,7 @@ settings! {
         env: ["GHCACHE_MAX_ENTRIES"],
         default: "100000",
     }
-    /// freshness for responses without `max-age`
+    /// freshness for responses GitHub gave none (no `max-age`/`Expires`) that carry a validator
     default_ttl: Seconds {
         label: "default TTL",
         key: "cache.default_ttl",

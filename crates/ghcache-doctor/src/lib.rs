@@ -5,6 +5,8 @@
 //! control endpoints; every finding names its fix. Exit 1 when anything
 //! failed, so a workflow step can gate on it.
 
+mod vault;
+
 use std::path::Path;
 
 use ghcache_config::{Config, Origin};
@@ -30,6 +32,8 @@ pub struct Finding {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub fix: String,
 }
+
+pub use vault::vault;
 
 fn finding(level: Level, area: &'static str, message: String, fix: &str) -> Finding {
     Finding {

@@ -127,7 +127,7 @@ fn rid(i: usize) -> ResourceId {
 
 fn meta(body: &[u8]) -> EntryMeta {
     EntryMeta {
-        headers: vec![("content-type".into(), "application/json".into())],
+        headers: vec![("content-type".into(), "application/json".into())].into(),
         etag: Some(format!("W/\"{}\"", ContentId::of(body))),
         ttl_ms: 60_000,
         ..EntryMeta::for_body(body)

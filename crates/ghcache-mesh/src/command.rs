@@ -7,7 +7,7 @@ use ghcache_core::{ContentId, ResourceId};
 use ghcache_peer::{MeshStats, PeerCopy};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId, kad};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::MeshError;
 use crate::wire::Frame;
@@ -99,7 +99,9 @@ pub(crate) enum Answer {
 /// Where a fetch's answer goes.
 #[derive(Debug)]
 pub(crate) enum Reply {
-    Entry(oneshot::Sender<Option<PeerCopy>>),
+    /// Every valid entry as it arrives; closed when the fetch ends. The
+    /// caller picks the best (its own partition's, a newer version).
+    Entries(mpsc::UnboundedSender<PeerCopy>),
     Blob(oneshot::Sender<Option<Bytes>>),
 }
 
@@ -107,19 +109,32 @@ impl Reply {
     /// The caller stopped waiting (its deadline passed).
     pub(crate) fn is_closed(&self) -> bool {
         match self {
-            Reply::Entry(tx) => tx.is_closed(),
+            Reply::Entries(tx) => tx.is_closed(),
             Reply::Blob(tx) => tx.is_closed(),
         }
     }
 
     pub(crate) fn miss(self) {
         match self {
-            Reply::Entry(tx) => {
-                let _ = tx.send(None);
-            }
+            // Dropped: the channel closes.
+            Reply::Entries(_) => {}
             Reply::Blob(tx) => {
                 let _ = tx.send(None);
             }
+        }
+    }
+
+    /// Whether this reply takes every answer, not just the first.
+    pub(crate) fn streams(&self) -> bool {
+        matches!(self, Reply::Entries(_))
+    }
+
+    /// Hands on one of several answers (a streaming reply): false when the
+    /// caller is gone or the reply is not one that streams.
+    pub(crate) fn pass(&self, answer: Answer) -> bool {
+        match (self, answer) {
+            (Reply::Entries(tx), Answer::Entry(copy)) => tx.send(copy).is_ok(),
+            _ => false,
         }
     }
 
@@ -127,7 +142,7 @@ impl Reply {
     /// of the other kind.
     pub(crate) fn answer(self, answer: Answer) -> bool {
         match (self, answer) {
-            (Reply::Entry(tx), Answer::Entry(copy)) => tx.send(Some(copy)).is_ok(),
+            (Reply::Entries(tx), Answer::Entry(copy)) => tx.send(copy).is_ok(),
             (Reply::Blob(tx), Answer::Blob(body)) => tx.send(Some(body)).is_ok(),
             _ => false,
         }

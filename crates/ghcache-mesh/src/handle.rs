@@ -174,15 +174,46 @@ impl Mesh {
         rx.await.map_err(|_| MeshError::Closed)?
     }
 
-    /// Asks every connected peer for `resource` (preferring `partition`) in
-    /// parallel; the first valid answer wins. `None` past `deadline`.
+    /// The best copy connected members (then providers) hold of
+    /// `resource`: one of `partition` that is not marked stale is taken at
+    /// once; otherwise the best of what every asked peer sent (own
+    /// partition first, then not stale) once all answered, or when
+    /// `deadline` passes.
     pub async fn fetch(
         &self,
         resource: &ResourceId,
         partition: &Partition,
         deadline: Duration,
     ) -> Option<PeerCopy> {
-        let (tx, rx) = oneshot::channel();
+        self.fetch_best(resource, partition, None, deadline).await
+    }
+
+    /// As [`Mesh::fetch`], for a body other than `held`: a newer version
+    /// than the stale one the caller holds (its announcer is asked first).
+    pub async fn fetch_newer(
+        &self,
+        resource: &ResourceId,
+        partition: &Partition,
+        held: &ContentId,
+        deadline: Duration,
+    ) -> Option<PeerCopy> {
+        self.fetch_best(resource, partition, Some(held), deadline)
+            .await
+    }
+
+    async fn fetch_best(
+        &self,
+        resource: &ResourceId,
+        partition: &Partition,
+        not: Option<&ContentId>,
+        deadline: Duration,
+    ) -> Option<PeerCopy> {
+        const IDEAL: u8 = 3;
+        let rank = |copy: &PeerCopy| -> Option<u8> {
+            (not != Some(&copy.meta.body_cid))
+                .then(|| u8::from(copy.partition == *partition) * 2 + u8::from(!copy.meta.stale))
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
         let request = seal_message(
             self.inner.keys.envelope_key(),
             FETCH_REQUEST_AAD,
@@ -190,14 +221,28 @@ impl Mesh {
             None,
             &encode_request(partition),
         );
-        self.run_fetch(
-            Wanted::Entry(*resource),
-            request,
-            Reply::Entry(tx),
-            rx,
-            deadline,
-        )
-        .await
+        let mut best: Option<(u8, PeerCopy)> = None;
+        let collect = async {
+            let command = Command::Fetch {
+                wanted: Wanted::Entry(*resource),
+                request,
+                reply: Reply::Entries(tx),
+            };
+            if self.inner.cmd.send(command).await.is_err() {
+                return;
+            }
+            while let Some(copy) = rx.recv().await {
+                let Some(r) = rank(&copy) else { continue };
+                if best.as_ref().is_none_or(|(b, _)| r > *b) {
+                    best = Some((r, copy));
+                }
+                if r == IDEAL {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(deadline, collect).await;
+        best.map(|(_, copy)| copy)
     }
 
     /// Asks connected members for the body with content id `cid` (any
@@ -397,6 +442,16 @@ impl PeerSource for Mesh {
 
     fn announce_invalidation(&self, paths: &[String]) {
         Mesh::announce_invalidation(self, paths);
+    }
+
+    fn newer_version<'a>(
+        &'a self,
+        resource: &'a ResourceId,
+        partition: &'a Partition,
+        held: &'a ContentId,
+        deadline: Duration,
+    ) -> PeerFuture<'a> {
+        Box::pin(self.fetch_newer(resource, partition, held, deadline))
     }
 
     fn hold(&self, resource: &ResourceId) {

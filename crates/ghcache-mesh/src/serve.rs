@@ -130,12 +130,20 @@ fn answer(
 ) -> (Frame, bool) {
     match (wanted, partition) {
         (Wanted::Entry(rid), Some(partition)) => {
-            let hit = store
-                .get(&rid, &partition)
-                .map(|h| (partition, h))
-                .or_else(|| store.get_any(&rid))
-                // Never send what the requester would refuse as oversized.
-                .filter(|(_, h)| h.body.len() + 4096 + h.meta.headers.len() * 256 < max);
+            // The requester's partition's copy, unless it is marked stale
+            // and another partition holds a newer one: that is the body a
+            // stale copy is after (a synthesised ETag confirms it).
+            let own = store.get(&rid, &partition).map(|h| (partition, h));
+            let hit = match own {
+                Some(own) if !own.1.meta.stale => Some(own),
+                own => store
+                    .get_any(&rid)
+                    .filter(|(_, h)| !h.meta.stale)
+                    .or(own)
+                    .or_else(|| store.get_any(&rid)),
+            };
+            // Never send what the requester would refuse as oversized.
+            let hit = hit.filter(|(_, h)| h.body.len() + 4096 + h.meta.headers.len() * 256 < max);
             let (plain, cid) = match &hit {
                 Some((p, h)) => (
                     encode_response(Some((p, &h.meta, &h.body))),

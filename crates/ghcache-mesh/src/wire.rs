@@ -305,7 +305,7 @@ mod tests {
 
     fn meta(body: &[u8]) -> EntryMeta {
         EntryMeta {
-            headers: vec![("a".into(), "b".into())],
+            headers: vec![("a".into(), "b".into())].into(),
             etag: Some("\"x\"".into()),
             stored_at_ms: 1,
             ttl_ms: 2,

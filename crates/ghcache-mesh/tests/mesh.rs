@@ -102,7 +102,7 @@ fn rid(path: &str) -> ResourceId {
 
 fn meta(body: &[u8]) -> EntryMeta {
     EntryMeta {
-        headers: vec![("content-type".into(), "application/json".into())],
+        headers: vec![("content-type".into(), "application/json".into())].into(),
         etag: Some(format!("W/\"{}\"", ContentId::of(body))),
         last_modified: Some("Tue, 01 Jul 2025 00:00:00 GMT".into()),
         stored_at_ms: 1_700_000_000_000,

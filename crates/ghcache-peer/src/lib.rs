@@ -53,6 +53,21 @@ pub trait PeerSource: Send + Sync + 'static {
         size: u64,
     );
 
+    /// A copy of `resource` whose body is not the `held` one (preferring
+    /// `partition`'s, not marked stale; the peer that announced the last
+    /// version is asked first): what a copy the fleet marked stale is
+    /// revalidated with, by a synthesised ETag, for a free `304`. Must
+    /// resolve within `deadline`.
+    fn newer_version<'a>(
+        &'a self,
+        _resource: &'a ResourceId,
+        _partition: &'a Partition,
+        _held: &'a ContentId,
+        _deadline: Duration,
+    ) -> PeerFuture<'a> {
+        Box::pin(std::future::ready(None))
+    }
+
     /// A write went through us: these paths (and all their query variants)
     /// changed.
     fn announce_invalidation(&self, paths: &[String]);

@@ -23,7 +23,17 @@ pub(crate) struct FlightKey {
     partition: Partition,
     /// The validator sent, if any: requests with different conditionals
     /// cannot share an answer.
-    validator: Option<String>,
+    validator: Option<Validator>,
+}
+
+/// The conditional an upstream request carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Validator {
+    /// `If-None-Match`.
+    Tag(String),
+    /// `If-Modified-Since` (a held entry's `Last-Modified`, when it has no
+    /// ETag, or the client's own).
+    Since(String),
 }
 
 #[derive(Clone)]
@@ -38,12 +48,7 @@ pub(crate) type Flight = Shared<BoxFuture<'static, FlightResult>>;
 
 impl Proxy {
     /// Joins or starts the upstream exchange for this request.
-    pub(crate) fn flight(
-        &self,
-        ctx: &Ctx,
-        validator: Option<String>,
-        ours: bool,
-    ) -> (Flight, bool) {
+    pub(crate) fn flight(&self, ctx: &Ctx, validator: Option<Validator>) -> (Flight, bool) {
         let key = FlightKey {
             resource: ctx.resource,
             partition: ctx.partition,
@@ -53,7 +58,7 @@ impl Proxy {
         if let Some(flight) = flights.get(&key) {
             return (flight.clone(), false);
         }
-        let request = self.upstream_request(ctx, validator.as_deref().map(|v| (v, ours)));
+        let request = self.upstream_request(ctx, validator.as_ref());
         let this = self.clone();
         let partition = ctx.partition;
         let path = ctx.path.clone();
@@ -95,6 +100,7 @@ impl Proxy {
         proxy_base: &str,
     ) -> FlightResult {
         let upstream = &self.inner.upstream;
+        let sent_at = crate::proxy::now_ms();
         let response = match upstream.send(request).await {
             Ok(r) => r,
             Err(failure) => {
@@ -115,11 +121,14 @@ impl Proxy {
             .read_body(body, self.inner.config.max_cacheable_body, budget)
             .await
         {
-            Ok(Ok(body)) => FlightResult::Done(Arc::new(self.read_answer(partition, parts, body))),
+            Ok(Ok(body)) => {
+                FlightResult::Done(Arc::new(self.read_answer(partition, parts, body, sent_at)))
+            }
             Ok(Err((prefix, rest))) => {
                 let mut response = Response::from_parts(parts, resumed_body(prefix, rest));
                 headers::strip_hop_by_hop(response.headers_mut());
-                self.rewrite_links(response.headers_mut(), proxy_base);
+                let status = response.status();
+                self.rewrite_for_client(status, response.headers_mut(), proxy_base);
                 FlightResult::TooLarge(Arc::new(Mutex::new(Some(response))))
             }
             Err(failure) => {
@@ -161,12 +170,12 @@ impl Proxy {
         }
     }
 
-    /// The upstream GET for a cacheable request. `validator` is our
-    /// `If-None-Match` (`ours`) or the client's own, passed along.
+    /// The upstream GET for a cacheable request, with `validator` (ours or
+    /// the client's own) as its only conditional.
     pub(crate) fn upstream_request(
         &self,
         ctx: &Ctx,
-        validator: Option<(&str, bool)>,
+        validator: Option<&Validator>,
     ) -> Result<Request<Body>, UpstreamFailure> {
         let mut headers = ctx.headers.clone();
         headers::strip_hop_by_hop(&mut headers);
@@ -183,14 +192,13 @@ impl Proxy {
             headers.remove(name);
         }
         match validator {
-            Some((tag, _)) => {
+            Some(Validator::Tag(tag)) => {
                 headers.insert(header::IF_NONE_MATCH, headers::value(tag));
             }
-            None => {
-                if let Some(since) = ctx.headers.get(header::IF_MODIFIED_SINCE) {
-                    headers.insert(header::IF_MODIFIED_SINCE, since.clone());
-                }
+            Some(Validator::Since(date)) => {
+                headers.insert(header::IF_MODIFIED_SINCE, headers::value(date));
             }
+            None => {}
         }
         if !headers.contains_key(header::USER_AGENT) {
             headers.insert(header::USER_AGENT, HeaderValue::from_static("ghcache"));

@@ -43,47 +43,69 @@ pub fn mark_sensitive(headers: &mut HeaderMap) {
     }
 }
 
-/// Response headers replayed from the store. Per-request ones (date,
-/// request id, rate limit) come fresh from the upstream or the quota
-/// tracker instead; `set-cookie` is never stored.
-const KEPT: [&str; 11] = [
-    "content-type",
-    "etag",
-    "last-modified",
-    "link",
-    "cache-control",
-    "vary",
-    "x-github-media-type",
-    "x-github-api-version-selected",
-    "x-oauth-scopes",
-    "x-accepted-oauth-scopes",
-    "x-accepted-github-permissions",
-];
-
-pub fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    KEPT.iter()
-        .filter_map(|name| {
-            let value = headers.get(*name)?.to_str().ok()?;
-            Some(((*name).to_owned(), value.to_owned()))
-        })
-        .collect()
+/// Response headers the proxy recomputes for every answer it sends, so
+/// never stored: `Age` (from the entry's age), `Content-Length` (from the
+/// body), the caller's rate limit (from the quota tracker), and its own
+/// `X-Ghcache`. `Set-Cookie` is never stored either.
+fn recomputed(name: &HeaderName) -> bool {
+    name == header::AGE
+        || name == header::CONTENT_LENGTH
+        || name == header::SET_COOKIE
+        || is_per_request(name.as_str())
+        || name == "x-ghcache"
 }
 
-/// Headers from a `304` that replace the stored ones (RFC 9111 §4.3.4).
-pub fn merge_not_modified(stored: &mut Vec<(String, String)>, fresh: &HeaderMap) {
-    for name in KEPT {
-        if let Some(value) = fresh.get(name).and_then(|v| v.to_str().ok()) {
-            match stored.iter_mut().find(|(n, _)| n == name) {
-                Some(slot) => slot.1 = value.to_owned(),
-                None => stored.push((name.to_owned(), value.to_owned())),
-            }
+/// The header block an entry replays: every end-to-end header of the
+/// response (RFC 9111 §3.1), values byte for byte, minus what is
+/// recomputed; `Content-Length` of the body; `Date` added when the
+/// upstream sent none (the time it was received).
+pub fn stored_head(
+    response: &HeaderMap,
+    body_len: usize,
+    received: std::time::SystemTime,
+) -> HeaderMap {
+    let mut head = response.clone();
+    strip_hop_by_hop(&mut head);
+    let drop: Vec<HeaderName> = head.keys().filter(|n| recomputed(n)).cloned().collect();
+    for name in drop {
+        head.remove(name);
+    }
+    head.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    if !head.contains_key(header::DATE) {
+        head.insert(header::DATE, value(&httpdate::fmt_http_date(received)));
+    }
+    head
+}
+
+/// The stored block updated by a `304` (RFC 9111 §4.3.4): each header the
+/// `304` carries replaces the stored lines of that name, except what is
+/// recomputed, what describes the bytes of the body we hold
+/// (`Content-Encoding`, `Content-Range`, `Content-MD5`), and the `ETag`,
+/// which the caller settles (it identifies the stored response updated).
+pub fn merge_not_modified(stored: &HeaderMap, fresh: &HeaderMap) -> HeaderMap {
+    let mut merged = stored.clone();
+    let mut fresh = fresh.clone();
+    strip_hop_by_hop(&mut fresh);
+    for name in fresh.keys() {
+        if recomputed(name)
+            || name == header::ETAG
+            || name == header::CONTENT_ENCODING
+            || name == header::CONTENT_RANGE
+            || name == "content-md5"
+        {
+            continue;
+        }
+        merged.remove(name);
+        for value in fresh.get_all(name) {
+            merged.append(name.clone(), value.clone());
         }
     }
+    merged
 }
 
-/// Headers that describe the caller's quota and the upstream request.
+/// Headers that describe the caller's quota at the time of the answer.
 pub fn is_per_request(name: &str) -> bool {
-    name.starts_with("x-ratelimit-") || name == "x-github-request-id" || name == "date"
+    name.starts_with("x-ratelimit-")
 }
 
 /// The ETag GitHub would give this requester for `body` (a scheme observed
@@ -129,11 +151,21 @@ pub fn if_none_match_matches(if_none_match: &str, etag: &str) -> bool {
         .any(|candidate| candidate == "*" || etag_opaque(candidate) == ours)
 }
 
+/// `url` moved under `proxy_base` when it lies under the upstream base
+/// (`https://api.github.com/...`, not `https://api.github.com.evil/...`).
+pub fn rewrite_url(url: &str, upstream_base: &str, proxy_base: &str) -> Option<String> {
+    let base = upstream_base.trim_end_matches('/');
+    match url.strip_prefix(base) {
+        Some(tail) if tail.is_empty() || tail.starts_with(['/', '?', '#']) => {
+            Some(format!("{proxy_base}{tail}"))
+        }
+        _ => None,
+    }
+}
+
 /// Rewrites the URLs of a `Link` value that lie under the upstream base
-/// (`<https://api.github.com/...>`, not `<https://api.github.com.evil/...>`)
 /// to the proxy's base; every other URL is left as it is.
 pub fn rewrite_link(value: &str, upstream_base: &str, proxy_base: &str) -> String {
-    let base = upstream_base.trim_end_matches('/');
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(open) = rest.find('<') {
@@ -141,12 +173,9 @@ pub fn rewrite_link(value: &str, upstream_base: &str, proxy_base: &str) -> Strin
         rest = &rest[open + 1..];
         let Some(close) = rest.find('>') else { break };
         let url = &rest[..close];
-        match url.strip_prefix(base) {
-            Some(tail) if tail.is_empty() || tail.starts_with(['/', '?', '#']) => {
-                out.push_str(proxy_base);
-                out.push_str(tail);
-            }
-            _ => out.push_str(url),
+        match rewrite_url(url, upstream_base, proxy_base) {
+            Some(rewritten) => out.push_str(&rewritten),
+            None => out.push_str(url),
         }
         rest = &rest[close..];
     }
@@ -155,11 +184,30 @@ pub fn rewrite_link(value: &str, upstream_base: &str, proxy_base: &str) -> Strin
 }
 
 /// Parsed request or response `Cache-Control` directives we act on.
+/// Names are case-insensitive; a repeated directive keeps its first
+/// value; a delta-seconds that does not parse counts as 0 (stale), one
+/// too large as 2^31 (RFC 9111 §1.2.2).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheControl {
     pub no_store: bool,
+    /// Also set by a field-qualified `no-cache="…"` (treated as unqualified).
     pub no_cache: bool,
+    pub private: bool,
+    /// `must-revalidate` or `proxy-revalidate`: never served stale.
+    pub must_revalidate: bool,
     pub max_age: Option<u64>,
+    pub s_maxage: Option<u64>,
+    /// Request only.
+    pub min_fresh: Option<u64>,
+    pub only_if_cached: bool,
+}
+
+fn delta_seconds(text: &str) -> u64 {
+    let text = text.trim().trim_matches('"');
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    text.parse::<u64>().unwrap_or(1 << 31).min(1 << 31)
 }
 
 pub fn cache_control(headers: &HeaderMap) -> CacheControl {
@@ -167,11 +215,24 @@ pub fn cache_control(headers: &HeaderMap) -> CacheControl {
     for value in headers.get_all(header::CACHE_CONTROL) {
         let Ok(value) = value.to_str() else { continue };
         for directive in value.split(',') {
-            let directive = directive.trim().to_ascii_lowercase();
-            match directive.split_once('=') {
-                Some(("max-age", secs)) => cc.max_age = secs.trim_matches('"').parse().ok(),
-                None if directive == "no-store" => cc.no_store = true,
-                None if directive == "no-cache" => cc.no_cache = true,
+            let (name, arg) = match directive.split_once('=') {
+                Some((name, arg)) => (name.trim(), Some(arg)),
+                None => (directive.trim(), None),
+            };
+            let set = |slot: &mut Option<u64>| {
+                if slot.is_none() {
+                    *slot = Some(arg.map_or(0, delta_seconds));
+                }
+            };
+            match name.to_ascii_lowercase().as_str() {
+                "max-age" => set(&mut cc.max_age),
+                "s-maxage" => set(&mut cc.s_maxage),
+                "min-fresh" => set(&mut cc.min_fresh),
+                "no-store" => cc.no_store = true,
+                "no-cache" => cc.no_cache = true,
+                "private" => cc.private = true,
+                "must-revalidate" | "proxy-revalidate" => cc.must_revalidate = true,
+                "only-if-cached" => cc.only_if_cached = true,
                 _ => {}
             }
         }
@@ -181,6 +242,7 @@ pub fn cache_control(headers: &HeaderMap) -> CacheControl {
         .get(header::PRAGMA)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("no-cache"))
+        && !headers.contains_key(header::CACHE_CONTROL)
     {
         cc.no_cache = true;
     }

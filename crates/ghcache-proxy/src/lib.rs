@@ -13,6 +13,8 @@
 
 mod control;
 mod flight;
+mod foreign;
+mod freshness;
 mod headers;
 mod invalidation;
 mod metrics;
@@ -34,7 +36,7 @@ pub use peer::{NoPeers, PeerCopy, PeerFuture, PeerSource, PeerStatus, PeerTrust,
 pub use proxy::{Proxy, ProxyConfig};
 pub use report::{
     ConnectionCounts, HitCounts, InvalidationReport, PartitionQuota, RateLimitReport, StatsReport,
-    StoreReport, UpstreamCounts,
+    StoreReport, UpstreamCounts, VaultReport,
 };
 pub use server::{RunningProxy, control_get, control_get_as, control_request};
 pub use stats::Outcome;

@@ -173,6 +173,24 @@ impl Collector for Snapshot {
             "Write-invalidation records held (bounded).",
             r.invalidations.records,
         )?;
+        counter(
+            e,
+            "ghcache_vault_requests",
+            "Requests answered on the credential vault's socket.",
+            r.vault.requests,
+        )?;
+        counter(
+            e,
+            "ghcache_vault_refused_callers",
+            "Vault socket callers refused for running as another user.",
+            r.vault.refused_callers,
+        )?;
+        counter(
+            e,
+            "ghcache_credentials_injected",
+            "Credentials handed to jobs by inject-credentials through the daemon.",
+            r.vault.credentials_injected,
+        )?;
         for family in &self.1 {
             if let [(None, value)] = family.samples.as_slice() {
                 counter(e, family.name, family.help, *value)?;

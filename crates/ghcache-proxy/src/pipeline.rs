@@ -8,23 +8,27 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ghcache_core::{ContentId, Partition, ResourceId, ResourceKey};
-use ghcache_store::{EntryMeta, Hit};
+use ghcache_store::{EntryMeta, Hit, StoredHead};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::flight::{FlightResult, take_stream};
+use crate::flight::{FlightResult, Validator, take_stream};
+use crate::foreign::Foreign;
+use crate::freshness::{
+    explicit_lifetime, initial_age_ms, refuse_to_store, secondary_key, secondary_key_matches,
+};
 use crate::headers::{
-    self, CacheControl, cache_control, etag_like, header_str, kept_headers, merge_not_modified,
+    self, CacheControl, cache_control, etag_like, header_str, merge_not_modified, stored_head,
     synthesize_etag,
 };
 use crate::invalidation::{affected_paths, cacheable_path};
-use crate::peer::PeerTrust;
 use crate::proxy::{MAX_TTL, now_ms};
 use crate::quota::resource_for;
 use crate::respond::{
-    Served, full, github_error, is_rate_limit_refusal, resumed_body, upstream_failed,
+    Served, current_age_ms, full, github_error, is_rate_limit_refusal, resumed_body,
+    upstream_failed,
 };
 use crate::stats::Outcome;
 use crate::upstream::Fetched;
@@ -54,18 +58,11 @@ pub(crate) struct Ctx {
     pub client_cc: CacheControl,
 }
 
-/// A copy held for another partition, here or by a peer.
-struct Foreign {
-    partition: Partition,
-    hit: Hit,
-    from_peer: bool,
-}
-
 /// What steps 2–4 learnt about a cacheable request.
-struct Lookup {
-    ctx: Ctx,
-    own: Option<Hit>,
-    foreign: Option<Foreign>,
+pub(crate) struct Lookup {
+    pub ctx: Ctx,
+    pub own: Option<Hit>,
+    pub foreign: Option<Foreign>,
 }
 
 impl Proxy {
@@ -149,7 +146,13 @@ impl Proxy {
 
     /// Step 2: a fresh copy of our own answers at once.
     fn fresh_hit(&self, ctx: Ctx) -> ControlFlow<Served, Lookup> {
-        let own = self.inner.store.get(&ctx.resource, &ctx.partition);
+        // A copy stored for other values of the headers its `Vary` names
+        // is not an answer to this request (RFC 9111 §4.1).
+        let own = self
+            .inner
+            .store
+            .get(&ctx.resource, &ctx.partition)
+            .filter(|hit| secondary_key_matches(&hit.meta.vary, &ctx.headers));
         if let Some(hit) = &own
             && !ctx.client_cc.no_cache
             && self.is_fresh(&ctx, &hit.meta)
@@ -193,54 +196,6 @@ impl Proxy {
         ControlFlow::Continue(lookup)
     }
 
-    /// Step 4: someone else's copy (another token here, or a peer). Served
-    /// as is only when trusted; otherwise it is the body step 5 asks GitHub
-    /// to confirm with the requester's synthesised ETag.
-    async fn foreign_copy(&self, mut lookup: Lookup) -> ControlFlow<Served, Lookup> {
-        if lookup.own.is_some() {
-            return ControlFlow::Continue(lookup);
-        }
-        let i = &self.inner;
-        let ctx = &lookup.ctx;
-        let foreign = match i.store.get_any(&ctx.resource) {
-            Some((partition, hit)) => Some(Foreign {
-                partition,
-                hit,
-                from_peer: false,
-            }),
-            None => tokio::time::timeout(
-                i.config.peer_deadline,
-                i.peers
-                    .lookup(&ctx.resource, &ctx.partition, i.config.peer_deadline),
-            )
-            .await
-            .ok()
-            .flatten()
-            .map(|copy| Foreign {
-                partition: copy.partition,
-                hit: Hit {
-                    meta: copy.meta,
-                    body: copy.body,
-                },
-                from_peer: true,
-            }),
-        };
-        if let Some(copy) = &foreign {
-            // A peer's label is not proof: by default its copy is served
-            // only after GitHub answers our synthesised ETag with a 304.
-            let vouched = !copy.from_peer || i.config.peer_trust == PeerTrust::Members;
-            let trusted = vouched
-                && (copy.partition == ctx.partition || self.fleet_may_serve(ctx, &copy.partition));
-            if trusted && !ctx.client_cc.no_cache && self.is_fresh(ctx, &copy.hit.meta) {
-                self.count_saved(ctx);
-                self.keep(ctx, copy.hit.meta.clone(), copy.hit.body.clone());
-                return ControlFlow::Break(self.serve_hit(ctx, &copy.hit, Outcome::Hit, None));
-            }
-        }
-        lookup.foreign = foreign;
-        ControlFlow::Continue(lookup)
-    }
-
     /// Steps 5 and 6: ask GitHub with the best validator we can send, then
     /// act on its answer.
     async fn ask_upstream(&self, lookup: Lookup) -> Served {
@@ -248,8 +203,8 @@ impl Proxy {
             ctx, own, foreign, ..
         } = lookup;
         let (held, validator, synthesized) = match (&own, &foreign) {
-            (Some(hit), _) => (Some(hit.clone()), hit.meta.etag.clone(), false),
-            (None, Some(copy)) => {
+            (Some(hit), None) => (Some(hit.clone()), own_validator(&hit.meta), false),
+            (_, Some(copy)) => {
                 let opaque = synthesize_etag(
                     ctx.accept.as_deref(),
                     ctx.authorization.as_deref(),
@@ -257,22 +212,27 @@ impl Proxy {
                     &copy.hit.body,
                 );
                 let tag = etag_like(copy.hit.meta.etag.as_deref(), &opaque);
-                (Some(copy.hit.clone()), Some(tag), true)
+                (Some(copy.hit.clone()), Some(Validator::Tag(tag)), true)
             }
-            (None, None) => (
-                None,
-                header_str(&ctx.headers, header::IF_NONE_MATCH).map(str::to_owned),
-                false,
-            ),
+            (None, None) => (None, client_validator(&ctx), false),
         };
-        let (flight, leader) = self.flight(&ctx, validator, held.is_some());
+        if ctx.client_cc.only_if_cached {
+            return Served::new(
+                github_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "ghcache: only-if-cached, and no fresh copy is held",
+                ),
+                Outcome::Miss,
+            );
+        }
+        let (flight, leader) = self.flight(&ctx, validator.clone());
         let result = flight.await;
         let shared = (!leader).then_some(Outcome::Coalesced);
 
         // Step 6: act on the answer.
         let fetched = match result {
             FlightResult::Failed(failure) => {
-                return match own.as_ref() {
+                return match own.as_ref().filter(|hit| may_serve_stale(&hit.meta)) {
                     Some(hit) => self.serve_hit(&ctx, hit, Outcome::Stale, Some(&failure.message)),
                     None => Served::new(upstream_failed(&failure), Outcome::Miss),
                 };
@@ -288,18 +248,22 @@ impl Proxy {
         let status = fetched.status;
         if status == StatusCode::NOT_MODIFIED {
             if let Some(hit) = held {
-                return self.revalidated(&ctx, hit, &fetched, synthesized, shared);
+                let sent = match (&validator, synthesized) {
+                    (Some(Validator::Tag(tag)), true) => Some(tag.as_str()),
+                    _ => None,
+                };
+                return self.revalidated(&ctx, hit, &fetched, sent, shared);
             }
             // The client's own conditional, answered by GitHub.
             return self.serve_fetched(&ctx, &fetched, shared.unwrap_or(Outcome::Miss));
         }
         if (status.is_server_error() || is_rate_limit_refusal(&fetched))
-            && let Some(hit) = own.as_ref()
+            && let Some(hit) = own.as_ref().filter(|hit| may_serve_stale(&hit.meta))
         {
             let reason = format!("upstream answered {status}");
             return self.serve_hit(&ctx, hit, Outcome::Stale, Some(&reason));
         }
-        if status.is_success() {
+        if status != StatusCode::NOT_MODIFIED {
             self.store_fetched(
                 &ctx,
                 &fetched,
@@ -312,15 +276,22 @@ impl Proxy {
         self.serve_fetched(&ctx, &fetched, shared.unwrap_or(Outcome::Miss))
     }
 
-    fn is_fresh(&self, ctx: &Ctx, meta: &EntryMeta) -> bool {
+    /// Fresh (RFC 9111 §4.2: its current age below its lifetime, and
+    /// within what the client's `max-age`/`min-fresh` accept), not marked
+    /// stale by the fleet, not invalidated by a write since stored.
+    pub(crate) fn is_fresh(&self, ctx: &Ctx, meta: &EntryMeta) -> bool {
+        let age = current_age_ms(meta, now_ms());
+        let cc = &ctx.client_cc;
+        let wanted = cc.min_fresh.unwrap_or(0).saturating_mul(1000);
         !meta.stale
-            && now_ms() < meta.stored_at_ms.saturating_add(meta.ttl_ms)
+            && age.saturating_add(wanted) < meta.ttl_ms
+            && cc.max_age.is_none_or(|max| age <= max.saturating_mul(1000))
             && !self.invalidated_since(&ctx.path, meta.stored_at_ms)
     }
 
     /// A request that could not share an oversized flight: fetch alone.
     async fn cacheable_alone(&self, ctx: Ctx) -> Served {
-        let request = match self.upstream_request(&ctx, None) {
+        let request = match self.upstream_request(&ctx, client_validator(&ctx).as_ref()) {
             Ok(r) => r,
             Err(f) => {
                 return Served::new(
@@ -352,7 +323,7 @@ impl Proxy {
 
     /// Fleet trust serves another partition's fresh copy only to a token
     /// GitHub has accepted, and a token's body never to an anonymous request.
-    fn fleet_may_serve(&self, ctx: &Ctx, copy_partition: &Partition) -> bool {
+    pub(crate) fn fleet_may_serve(&self, ctx: &Ctx, copy_partition: &Partition) -> bool {
         if !self.inner.config.fleet_trust {
             return false;
         }
@@ -370,26 +341,47 @@ impl Proxy {
         }
     }
 
-    /// Stores a successful response under the requester's partition and
-    /// tells the fleet when it is a new version.
+    /// Stores a response RFC 9111 lets us reuse under the requester's
+    /// partition (its header block built here, once), and tells the fleet
+    /// when it is a new version.
     fn store_fetched(&self, ctx: &Ctx, fetched: &Fetched, previous: Option<&Hit>) {
         let cc = cache_control(&fetched.headers);
-        if cc.no_store {
+        if let Some(why) = refuse_to_store(
+            fetched.status,
+            &fetched.headers,
+            &cc,
+            ctx.partition.is_anonymous(),
+        ) {
+            tracing::trace!(status = %fetched.status, why, "not stored");
             return;
         }
         let etag = header_str(&fetched.headers, header::ETAG).map(str::to_owned);
-        let now = now_ms();
+        let last_modified = header_str(&fetched.headers, header::LAST_MODIFIED).map(str::to_owned);
+        let received = std::time::UNIX_EPOCH + Duration::from_millis(fetched.received_at_ms);
+        let head = stored_head(&fetched.headers, fetched.body.len(), received);
         let meta = EntryMeta {
             status: fetched.status.as_u16(),
-            headers: kept_headers(&fetched.headers),
+            headers: StoredHead::new(head),
+            head_format: ghcache_store::HEAD_FORMAT,
+            ttl_ms: self.lifetime(
+                ctx,
+                &fetched.headers,
+                &cc,
+                etag.is_some() || last_modified.is_some(),
+            ),
             etag: etag.clone(),
-            last_modified: header_str(&fetched.headers, header::LAST_MODIFIED).map(str::to_owned),
-            stored_at_ms: now,
-            ttl_ms: self.ttl_for(&ctx.path, cc.max_age).as_millis() as u64,
+            last_modified,
+            stored_at_ms: fetched.received_at_ms,
+            initial_age_ms: initial_age_ms(
+                &fetched.headers,
+                fetched.sent_at_ms,
+                fetched.received_at_ms,
+            ),
+            vary: secondary_key(&fetched.headers, &ctx.headers),
             stale: false,
             body_cid: ContentId::of(&fetched.body),
             body_len: fetched.body.len() as u64,
-            last_access_ms: now,
+            last_access_ms: fetched.received_at_ms,
         };
         if meta.footprint() > ghcache_store::MAX_META_BYTES {
             tracing::debug!(
@@ -400,6 +392,11 @@ impl Proxy {
         }
         let new_version = previous.is_none_or(|p| p.meta.body_cid != meta.body_cid);
         let cid = meta.body_cid;
+        if new_version && previous.is_some() {
+            // Every partition's copy of the old version is now stale, as
+            // the announcement makes it on the other daemons.
+            self.inner.store.mark_stale(&ctx.resource);
+        }
         self.keep(ctx, meta, fetched.body.clone());
         if new_version {
             self.inner.peers.announce_version(
@@ -411,7 +408,7 @@ impl Proxy {
         }
     }
 
-    fn keep(&self, ctx: &Ctx, meta: EntryMeta, body: Bytes) {
+    pub(crate) fn keep(&self, ctx: &Ctx, meta: EntryMeta, body: Bytes) {
         match self
             .inner
             .store
@@ -428,14 +425,24 @@ impl Proxy {
         }
     }
 
-    fn ttl_for(&self, path: &str, max_age: Option<u64>) -> Duration {
-        self.inner
-            .config
-            .operation_ttls
-            .lookup(path)
-            .or(max_age.map(Duration::from_secs))
-            .unwrap_or(self.inner.config.default_ttl)
-            .min(MAX_TTL)
+    /// How long a response stays fresh, in ms: `no-cache` never; an
+    /// operation TTL from the configuration; GitHub's own freshness; the
+    /// default TTL only when GitHub gave none and the response has a
+    /// validator (so that it can be revalidated for free); else never.
+    fn lifetime(&self, ctx: &Ctx, headers: &HeaderMap, cc: &CacheControl, validator: bool) -> u64 {
+        if cc.no_cache {
+            return 0;
+        }
+        let config = &self.inner.config;
+        let ttl = match (
+            config.operation_ttls.lookup(&ctx.path),
+            explicit_lifetime(headers, cc),
+        ) {
+            (Some(ttl), _) | (None, Some(ttl)) => ttl,
+            (None, None) if validator => config.default_ttl,
+            (None, None) => Duration::ZERO,
+        };
+        ttl.min(MAX_TTL).as_millis() as u64
     }
 
     /// A `304` for a body we hold: refresh the entry for this partition and
@@ -445,29 +452,41 @@ impl Proxy {
         ctx: &Ctx,
         hit: Hit,
         fetched: &Fetched,
-        synthesized: bool,
+        synthesized: Option<&str>,
         shared: Option<Outcome>,
     ) -> Served {
         let mut meta = hit.meta.clone();
-        merge_not_modified(&mut meta.headers, &fetched.headers);
-        if let Some(tag) = header_str(&fetched.headers, header::ETAG) {
+        let mut head = merge_not_modified(meta.headers.map(), &fetched.headers);
+        if let Some(sent) = synthesized {
+            // Our synthesised tag matched: it (or the one GitHub named) is
+            // this partition's ETag for the body. Our own entry keeps its
+            // ETag: the 304 answered that one (RFC 9111 §4.3.4).
+            let tag = header_str(&fetched.headers, header::ETAG).unwrap_or(sent);
+            head.insert(header::ETAG, headers::value(tag));
             meta.etag = Some(tag.to_owned());
-        } else if synthesized {
-            // Our synthesised tag matched; it is this partition's ETag.
-            meta.etag = None;
         }
-        let now = now_ms();
-        meta.stored_at_ms = now;
-        meta.last_access_ms = now;
+        meta.headers = StoredHead::new(head);
+        if let Some(modified) = header_str(&fetched.headers, header::LAST_MODIFIED) {
+            meta.last_modified = Some(modified.to_owned());
+        }
+        let merged = meta.headers.map();
+        let cc = cache_control(merged);
+        meta.ttl_ms = self.lifetime(
+            ctx,
+            merged,
+            &cc,
+            meta.etag.is_some() || meta.last_modified.is_some(),
+        );
+        meta.stored_at_ms = fetched.received_at_ms;
+        meta.initial_age_ms =
+            initial_age_ms(&fetched.headers, fetched.sent_at_ms, fetched.received_at_ms);
+        meta.last_access_ms = fetched.received_at_ms;
         meta.stale = false;
-        meta.ttl_ms = self
-            .ttl_for(&ctx.path, cache_control(&fetched.headers).max_age)
-            .as_millis() as u64;
         self.keep(ctx, meta.clone(), hit.body.clone());
         if ctx.authorization.is_some() {
             self.count_saved(ctx);
         }
-        let outcome = shared.unwrap_or(if synthesized {
+        let outcome = shared.unwrap_or(if synthesized.is_some() {
             Outcome::Synthesized
         } else {
             Outcome::Revalidated
@@ -546,7 +565,9 @@ impl Proxy {
                 let i = &self.inner;
                 self.account_upstream(&partition, &path, status, response.headers(), authenticated);
                 if is_write && status.is_success() && path != "/graphql" {
-                    let paths = affected_paths(&path);
+                    let mut paths = affected_paths(&path);
+                    // RFC 9111 §4.4: also what the answer says it changed.
+                    paths.extend(self.named_paths(response.headers()));
                     self.invalidate_paths(&paths);
                     i.peers.announce_invalidation(&paths);
                     tracing::debug!(%method, "write invalidated {} paths", paths.len());
@@ -568,6 +589,23 @@ impl Proxy {
         }
     }
 
+    /// The upstream paths a write's `Location` and `Content-Location` name
+    /// (absolute under the upstream base, or absolute paths).
+    fn named_paths(&self, headers: &HeaderMap) -> Vec<String> {
+        let base = &self.inner.upstream.base;
+        [header::LOCATION, header::CONTENT_LOCATION]
+            .into_iter()
+            .filter_map(|name| header_str(headers, name))
+            .filter_map(|url| match url.strip_prefix(base.as_str()) {
+                Some(tail) if tail.starts_with('/') => Some(tail),
+                Some(_) => None,
+                None => url.starts_with('/').then_some(url),
+            })
+            .map(|tail| tail.split(['?', '#']).next().unwrap_or(tail).to_owned())
+            .filter(|path| cacheable_path(path))
+            .collect()
+    }
+
     /// A passed-through `403`/`429`: read (refusals are small) so that a
     /// rate-limit refusal can be replayed locally until GitHub's time.
     async fn observe_pass_refusal(
@@ -583,7 +621,7 @@ impl Proxy {
         );
         match self.inner.upstream.read_body(body, 64 << 10, budget).await {
             Ok(Ok(body)) => {
-                let fetched = self.read_answer(partition, parts, body);
+                let fetched = self.read_answer(partition, parts, body, now_ms());
                 let mut response = Response::new(full(fetched.body));
                 *response.status_mut() = fetched.status;
                 *response.headers_mut() = fetched.headers;
@@ -596,4 +634,30 @@ impl Proxy {
             ),
         }
     }
+}
+
+/// How we revalidate our own entry: its ETag, else its `Last-Modified`.
+fn own_validator(meta: &EntryMeta) -> Option<Validator> {
+    match (&meta.etag, &meta.last_modified) {
+        (Some(tag), _) => Some(Validator::Tag(tag.clone())),
+        (None, Some(date)) => Some(Validator::Since(date.clone())),
+        (None, None) => None,
+    }
+}
+
+/// The client's own conditional, passed along when we hold nothing.
+fn client_validator(ctx: &Ctx) -> Option<Validator> {
+    header_str(&ctx.headers, header::IF_NONE_MATCH)
+        .map(|tag| Validator::Tag(tag.to_owned()))
+        .or_else(|| {
+            header_str(&ctx.headers, header::IF_MODIFIED_SINCE)
+                .map(|date| Validator::Since(date.to_owned()))
+        })
+}
+
+/// `must-revalidate` (and `proxy-revalidate`) forbid serving a stale copy,
+/// even when the upstream fails (RFC 9111 §5.2.2.2); `no-cache` does too.
+fn may_serve_stale(meta: &EntryMeta) -> bool {
+    let cc = cache_control(meta.headers.map());
+    !cc.must_revalidate && !cc.no_cache
 }

@@ -119,7 +119,11 @@ pub(crate) struct Inner {
     pub(crate) accepted: Mutex<lru::LruCache<Partition, ()>>,
     /// Control routes answered by other crates (`/_ghcache/codeql/*`).
     pub(crate) extensions: Vec<Arc<dyn crate::ControlExtension>>,
+    /// The vault server's counters, when the daemon serves one.
+    pub(crate) vault: std::sync::OnceLock<VaultSource>,
 }
+
+type VaultSource = Arc<dyn Fn() -> crate::VaultReport + Send + Sync>;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -155,6 +159,7 @@ impl Proxy {
                 buffered: std::sync::atomic::AtomicUsize::new(0),
                 accepted: Mutex::new(accepted),
                 extensions: Vec::new(),
+                vault: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -198,11 +203,19 @@ impl Proxy {
             .stats
             .report(&i.store.stats(), &i.quotas, i.config.state_dir.as_deref());
         report.invalidations.records = i.invalidated.len() as u64;
+        if let Some(vault) = i.vault.get() {
+            report.vault = vault();
+        }
         for extension in &i.extensions {
             let (name, value) = extension.stats();
             report.extensions.insert(name.to_owned(), value);
         }
         report
+    }
+
+    /// Reports the vault server's counters in stats and metrics (once).
+    pub fn report_vault(&self, source: impl Fn() -> crate::VaultReport + Send + Sync + 'static) {
+        let _ = self.inner.vault.set(Arc::new(source));
     }
 
     /// Marks every cached variant of these paths stale (a write here or in

@@ -18,6 +18,7 @@ pub struct StatsReport {
     pub connections: ConnectionCounts,
     pub invalidations: InvalidationReport,
     pub state_dir: Option<String>,
+    pub vault: VaultReport,
     /// Sections of control extensions (`codeql`), by name.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub extensions: std::collections::BTreeMap<String, serde_json::Value>,
@@ -89,6 +90,17 @@ pub struct ConnectionCounts {
     pub total: u64,
     pub shed: u64,
     pub refused: u64,
+}
+
+/// The credential vault's local channel, as its server counts it (never
+/// names or values).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VaultReport {
+    pub served: bool,
+    pub requests: u64,
+    pub refused_callers: u64,
+    pub credentials_injected: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,13 +3,14 @@
 //! is `Proxy::exit`'s job, so no answer can leave uncounted.
 
 use bytes::Bytes;
-use ghcache_store::Hit;
+use ghcache_store::{EntryMeta, Hit};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::freshness::parse_date;
 use crate::headers::{self, header_str, if_none_match_matches};
 use crate::pipeline::Ctx;
 use crate::proxy::now_ms;
@@ -84,11 +85,14 @@ impl Proxy {
         partition: &ghcache_core::Partition,
         parts: http::response::Parts,
         body: Bytes,
+        sent_at_ms: u64,
     ) -> Fetched {
         let fetched = Fetched {
             status: parts.status,
             headers: parts.headers,
             body,
+            sent_at_ms,
+            received_at_ms: now_ms(),
         };
         if is_rate_limit_refusal(&fetched) {
             self.inner.quotas.observe_refusal(
@@ -101,7 +105,9 @@ impl Proxy {
         fetched
     }
 
-    /// Serves a held entry (fresh, revalidated or stale).
+    /// Serves a held entry (fresh, revalidated or stale): the stored header
+    /// block as GitHub sent it (cloned, not rebuilt), with links pointing
+    /// here, its current `Age`, and the caller's quota.
     pub(crate) fn serve_hit(
         &self,
         ctx: &Ctx,
@@ -109,18 +115,11 @@ impl Proxy {
         outcome: Outcome,
         stale_reason: Option<&str>,
     ) -> Served {
-        let mut headers = HeaderMap::new();
-        for (name, value) in &hit.meta.headers {
-            if let (Ok(name), Ok(value)) = (
-                header::HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                headers.append(name, value);
-            }
-        }
-        self.rewrite_links(&mut headers, &ctx.proxy_base);
-        let age = now_ms().saturating_sub(hit.meta.stored_at_ms) / 1000;
-        headers.insert(header::AGE, headers::value(&age.to_string()));
+        let mut headers = hit.meta.headers.map().clone();
+        let status = StatusCode::from_u16(hit.meta.status).unwrap_or(StatusCode::OK);
+        self.rewrite_for_client(status, &mut headers, &ctx.proxy_base);
+        let age = current_age_ms(&hit.meta, now_ms()) / 1000;
+        headers.insert(header::AGE, HeaderValue::from(age));
         let bucket = resource_for(&Method::GET, &ctx.path);
         if let Some(q) = self.inner.quotas.get(&ctx.partition, bucket) {
             quota_headers(&mut headers, &q, bucket);
@@ -132,24 +131,14 @@ impl Proxy {
                 headers::value(&format!("110 ghcache \"Response is Stale: {reason}\"")),
             );
         }
-        let not_modified = hit.meta.etag.as_deref().is_some_and(|etag| {
-            header_str(&ctx.headers, header::IF_NONE_MATCH)
-                .is_some_and(|inm| if_none_match_matches(inm, etag))
-        });
-        let (status, body) = if not_modified {
+        let (status, body) = if not_modified_for(ctx, &hit.meta) {
             headers.remove(header::CONTENT_TYPE);
+            headers.remove(header::CONTENT_LENGTH);
             (StatusCode::NOT_MODIFIED, empty())
+        } else if ctx.head_only {
+            (status, empty())
         } else {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(hit.body.len()));
-            let body = if ctx.head_only {
-                empty()
-            } else {
-                full(hit.body.clone())
-            };
-            (
-                StatusCode::from_u16(hit.meta.status).unwrap_or(StatusCode::OK),
-                body,
-            )
+            (status, full(hit.body.clone()))
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -162,7 +151,7 @@ impl Proxy {
         let mut headers = fetched.headers.clone();
         headers::strip_hop_by_hop(&mut headers);
         headers.remove(header::SET_COOKIE);
-        self.rewrite_links(&mut headers, &ctx.proxy_base);
+        self.rewrite_for_client(fetched.status, &mut headers, &ctx.proxy_base);
         headers.insert(
             header::CONTENT_LENGTH,
             HeaderValue::from(fetched.body.len()),
@@ -209,22 +198,32 @@ impl Proxy {
         response
     }
 
-    pub(crate) fn rewrite_links(&self, headers: &mut HeaderMap, proxy_base: &str) {
+    /// Upstream URLs in `Link` (and, on a redirect, `Location`) pointed at
+    /// the proxy, so that clients follow them through it.
+    pub(crate) fn rewrite_for_client(
+        &self,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+        proxy_base: &str,
+    ) {
+        let upstream = &self.inner.upstream.base;
+        if status.is_redirection()
+            && let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok())
+            && let Some(rewritten) = headers::rewrite_url(location, upstream, proxy_base)
+        {
+            headers.insert(header::LOCATION, headers::value(&rewritten));
+        }
+        if !headers.contains_key(header::LINK) {
+            return;
+        }
         let rewritten: Vec<HeaderValue> = headers
             .get_all(header::LINK)
             .iter()
             .map(|value| match value.to_str() {
-                Ok(link) => headers::value(&headers::rewrite_link(
-                    link,
-                    &self.inner.upstream.base,
-                    proxy_base,
-                )),
+                Ok(link) => headers::value(&headers::rewrite_link(link, upstream, proxy_base)),
                 Err(_) => value.clone(),
             })
             .collect();
-        if rewritten.is_empty() {
-            return;
-        }
         headers.remove(header::LINK);
         for value in rewritten {
             headers.append(header::LINK, value);
@@ -238,9 +237,39 @@ impl Proxy {
     ) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
-        self.rewrite_links(&mut parts.headers, proxy_base);
+        self.rewrite_for_client(parts.status, &mut parts.headers, proxy_base);
         Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
     }
+}
+
+/// How old a held entry is now (RFC 9111 §4.2.3), in ms.
+pub(crate) fn current_age_ms(meta: &EntryMeta, now_ms: u64) -> u64 {
+    meta.initial_age_ms
+        .saturating_add(now_ms.saturating_sub(meta.stored_at_ms))
+}
+
+/// Whether the client's own conditional matches a held `200`/`203`
+/// (RFC 9110 §13.1: `If-None-Match` wins; `If-Modified-Since` against the
+/// stored `Last-Modified`, else its `Date`).
+fn not_modified_for(ctx: &Ctx, meta: &EntryMeta) -> bool {
+    if !matches!(meta.status, 200 | 203) {
+        return false;
+    }
+    if let Some(inm) = header_str(&ctx.headers, header::IF_NONE_MATCH) {
+        return meta
+            .etag
+            .as_deref()
+            .is_some_and(|etag| if_none_match_matches(inm, etag));
+    }
+    let Some(since) = header_str(&ctx.headers, header::IF_MODIFIED_SINCE).and_then(parse_date)
+    else {
+        return false;
+    };
+    meta.last_modified
+        .as_deref()
+        .or_else(|| meta.headers.get_str("date"))
+        .and_then(parse_date)
+        .is_some_and(|modified| modified <= since)
 }
 
 /// A refusal caused by quota, not by permissions.

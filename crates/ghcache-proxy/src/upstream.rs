@@ -38,6 +38,10 @@ pub struct Fetched {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the request went out and when its answer was read (unix ms),
+    /// for the response's age (RFC 9111 §4.2.3).
+    pub sent_at_ms: u64,
+    pub received_at_ms: u64,
 }
 
 impl Upstream {

@@ -25,7 +25,7 @@ fn rid(n: u64) -> ResourceId {
 fn entry(n: u64) -> (EntryMeta, Bytes) {
     let body = Bytes::from(format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(1000)));
     let meta = EntryMeta {
-        headers: vec![("content-type".into(), "application/json".into())],
+        headers: vec![("content-type".into(), "application/json".into())].into(),
         etag: Some(format!("\"{n:x}\"")),
         ttl_ms: 60_000,
         ..EntryMeta::for_body(&body)

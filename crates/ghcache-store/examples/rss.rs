@@ -57,7 +57,7 @@ fn main() {
             });
             let body = Bytes::from(format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(1000)));
             let meta = EntryMeta {
-                headers: vec![("content-type".into(), "application/json".into())],
+                headers: vec![("content-type".into(), "application/json".into())].into(),
                 etag: Some(format!("\"{n:x}\"")),
                 ttl_ms: 60_000,
                 ..EntryMeta::for_body(&body)

@@ -23,6 +23,7 @@
 //! memory-only and it recovers by itself once writes succeed again.
 
 mod error;
+mod head;
 mod mem;
 mod persist;
 mod store;
@@ -30,5 +31,6 @@ mod types;
 
 pub use error::StoreError;
 pub use ghcache_core::{ContentId, Partition, ResourceId};
+pub use head::StoredHead;
 pub use store::Store;
-pub use types::{EntryMeta, Hit, MAX_META_BYTES, StoreConfig, StoreStats};
+pub use types::{EntryMeta, HEAD_FORMAT, Hit, MAX_META_BYTES, StoreConfig, StoreStats};

@@ -13,7 +13,7 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefi
 
 use crate::StoreError;
 use crate::mem::{Change, Entry, Mem};
-use crate::types::EntryMeta;
+use crate::types::{EntryMeta, HEAD_FORMAT};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("ghcache_meta");
 /// key: resource id (32) ++ partition bytes (0 or 32); value: JSON EntryMeta.
@@ -190,6 +190,7 @@ pub(crate) fn load(path: &Path, db: &Database, mem: &Mem) -> Result<Vec<Change>,
     let mut loaded: Vec<(ResourceId, Partition, EntryMeta)> =
         Vec::with_capacity(entries.len().unwrap_or(0) as usize);
     let mut referenced: HashSet<ContentId> = HashSet::new();
+    let mut outdated = 0u64;
     for row in entries.iter().map_err(|e| read_err(path, e))? {
         let (k, v) = row.map_err(|e| read_err(path, e))?;
         let key = k.value();
@@ -202,6 +203,13 @@ pub(crate) fn load(path: &Path, db: &Database, mem: &Mem) -> Result<Vec<Change>,
             })
             .flatten();
         match parsed {
+            // Stored by an older version with only a few of its headers:
+            // replaying it would not be the answer GitHub gave, so it is
+            // dropped (a miss) rather than served.
+            Some((_, _, meta)) if meta.head_format < HEAD_FORMAT => {
+                outdated += 1;
+                cleanup.push(Change::DelEntry(key.to_vec()));
+            }
             Some((rid, p, meta)) if blob_lens.contains_key(&meta.body_cid) => {
                 referenced.insert(meta.body_cid);
                 loaded.push((rid, p, meta));
@@ -212,6 +220,12 @@ pub(crate) fn load(path: &Path, db: &Database, mem: &Mem) -> Result<Vec<Change>,
                 cleanup.push(Change::DelEntry(key.to_vec()));
             }
         }
+    }
+    if outdated > 0 {
+        tracing::info!(
+            entries = outdated,
+            "dropped entries stored by an older version without their full header set; each is a miss once"
+        );
     }
     for (cid, len) in blob_lens {
         if referenced.contains(&cid) {

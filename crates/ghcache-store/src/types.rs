@@ -4,6 +4,8 @@ use bytes::Bytes;
 use ghcache_core::ContentId;
 use serde::{Deserialize, Serialize};
 
+use crate::head::StoredHead;
+
 /// Limits and mode of a [`crate::Store`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -29,13 +31,28 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryMeta {
     pub status: u16,
-    /// Response headers worth replaying (the proxy decides which).
-    pub headers: Vec<(String, String)>,
+    /// The response header block replayed on a hit (the proxy decides
+    /// which headers; built once, shared by every read).
+    pub headers: StoredHead,
+    /// [`HEAD_FORMAT`] for entries stored with every end-to-end header;
+    /// 0 (absent) for entries of older versions, which kept only a few.
+    #[serde(default)]
+    pub head_format: u8,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     /// When the response was stored (unix ms).
     pub stored_at_ms: u64,
+    /// Freshness lifetime (RFC 9111 §4.2.1).
     pub ttl_ms: u64,
+    /// The response's corrected initial age when stored (RFC 9111 §4.2.3):
+    /// its current age is this plus the time since `stored_at_ms`.
+    #[serde(default)]
+    pub initial_age_ms: u64,
+    /// The request's values of the headers its `Vary` names that the key
+    /// does not already cover (secondary key, RFC 9111 §4.1), each value's
+    /// bytes as Latin-1; `None` when the request had none.
+    #[serde(default)]
+    pub vary: Vec<(String, Option<String>)>,
     /// Set when the fleet announced a newer version or a write went through.
     pub stale: bool,
     pub body_cid: ContentId,
@@ -44,6 +61,9 @@ pub struct EntryMeta {
     /// entry's other writes, so after a restart it may be slightly old.
     pub last_access_ms: u64,
 }
+
+/// The current [`EntryMeta::head_format`].
+pub const HEAD_FORMAT: u8 = 1;
 
 /// Most metadata one entry may carry (headers, validators); a response with
 /// more is served but not stored.
@@ -54,11 +74,12 @@ const ENTRY_OVERHEAD: u64 = 160;
 impl EntryMeta {
     /// Bytes this metadata holds (what the store's byte limit counts).
     pub fn footprint(&self) -> u64 {
-        let strings: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len())
-            .sum::<usize>()
+        let strings: usize = self.headers.footprint()
+            + self
+                .vary
+                .iter()
+                .map(|(n, v)| n.len() + v.as_ref().map_or(0, String::len))
+                .sum::<usize>()
             + self.etag.as_ref().map_or(0, String::len)
             + self.last_modified.as_ref().map_or(0, String::len);
         strings as u64 + ENTRY_OVERHEAD
@@ -69,11 +90,14 @@ impl EntryMeta {
     pub fn for_body(body: &[u8]) -> EntryMeta {
         EntryMeta {
             status: 200,
-            headers: Vec::new(),
+            headers: StoredHead::default(),
+            head_format: HEAD_FORMAT,
             etag: None,
             last_modified: None,
             stored_at_ms: 0,
             ttl_ms: 0,
+            initial_age_ms: 0,
+            vary: Vec::new(),
             stale: false,
             body_cid: ContentId::of(body),
             body_len: body.len() as u64,

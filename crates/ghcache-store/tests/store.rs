@@ -217,7 +217,10 @@ fn persistence_across_reopen() {
         assert_eq!(hit.body, body(n, 300 + n as usize));
         assert!(hit.meta.body_cid.verify(&hit.body));
         assert_eq!(hit.meta.stale, n == 3);
-        assert_eq!(hit.meta.headers[0].0, "content-type");
+        assert_eq!(
+            hit.meta.headers.get_str("content-type"),
+            Some("application/json")
+        );
     }
 }
 
@@ -457,4 +460,31 @@ fn store_directory_and_file_are_private() {
     let store = Store::open(&dir, StoreConfig::default()).unwrap();
     assert_eq!(mode(&file), 0o600);
     assert_eq!(store.get(&rid(1), &Partition::Anonymous).unwrap().body, b);
+}
+
+#[test]
+fn entries_of_the_old_header_format_are_dropped_at_open_as_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Partition::Anonymous;
+    {
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let old = body(1, 100);
+        // As an older version wrote it: a few headers, no `head_format`.
+        let json = serde_json::to_value(meta_for(&old)).unwrap();
+        let mut json = json.as_object().unwrap().clone();
+        json.remove("head_format");
+        let meta = serde_json::from_value(serde_json::Value::Object(json)).unwrap();
+        store.put(rid(1), p, meta, old).unwrap();
+        let new = body(2, 100);
+        store.put(rid(2), p, meta_for(&new), new).unwrap();
+    }
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    assert!(
+        store.get(&rid(1), &p).is_none(),
+        "an old-format entry is a miss"
+    );
+    assert!(store.get(&rid(2), &p).is_some());
+    let stats = store.stats();
+    assert_eq!(stats.entries, 1);
+    assert_eq!(stats.corrupt_dropped, 0, "outdated is not corrupt");
 }

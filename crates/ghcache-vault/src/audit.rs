@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -106,12 +107,7 @@ impl AuditLog {
     pub fn append(&self, entry: AuditEntry) -> Result<(), VaultError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let lock_path = dir.join(".audit.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(VaultError::io(&lock_path))?;
+        let lock = crate::vault::lock_file(&lock_path)?;
         lock.lock().map_err(VaultError::io(&lock_path))?;
         let head = self.read_head()?;
         let line = Line {
@@ -125,6 +121,7 @@ impl AuditLog {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.path)
             .map_err(VaultError::io(&self.path))?;
         file.write_all(format!("{text}\n").as_bytes())
@@ -141,6 +138,23 @@ impl AuditLog {
         tmp.persist(&self.head)
             .map_err(|e| VaultError::io(&self.head)(e.error))?;
         Ok(())
+    }
+
+    /// The last `n` lines as written (JSON, never a value).
+    pub fn last_lines(&self, n: usize) -> Result<Vec<String>, VaultError> {
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(VaultError::io(&self.path)(e)),
+        };
+        let mut tail = std::collections::VecDeque::with_capacity(n.min(4096));
+        for line in BufReader::new(file).lines() {
+            tail.push_back(line.map_err(VaultError::io(&self.path))?);
+            if tail.len() > n {
+                tail.pop_front();
+            }
+        }
+        Ok(tail.into())
     }
 
     /// Checks the chain from the first line to `audit.head`.

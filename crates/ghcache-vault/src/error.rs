@@ -47,6 +47,15 @@ pub enum VaultError {
     },
     #[error("no credential {name} with scope {scope}")]
     NotFound { name: String, scope: String },
+    #[error("invalid value: {0}")]
+    BadValue(String),
+    #[error("{name} was changed but the audit log could not record it: {detail}")]
+    Unaudited { name: String, detail: String },
+    #[error(
+        "the vault {} is held by another process (a running daemon, or another ghcache command) and was not released within {waited_secs} s; if a daemon runs, its socket should answer",
+        path.display()
+    )]
+    Busy { path: PathBuf, waited_secs: u64 },
     #[error("audit log {}: {detail}", path.display())]
     Audit { path: PathBuf, detail: String },
 }

@@ -9,10 +9,15 @@
 //! hash-chained audit log that `verify` checks for edits, removals,
 //! reordering and truncation.
 //!
-//! What it is not for: transport or authentication of callers (the daemon
-//! owns the vault and serves it over a local channel), or verifying who the
-//! caller is: [`Claims`] from the job's environment are policy, not a
-//! security boundary, and say so (`verified: false`).
+//! The daemon owns the vault ([`Service`], holding the owner lock) and
+//! serves it on a 0600 Unix socket checked with SO_PEERCRED
+//! ([`server::VaultServer`]); clients ask it there or, without a daemon,
+//! open the vault themselves under the same lock ([`client::call`]).
+//! [`inject`] turns a selection into masked file commands.
+//!
+//! What it is not for: verifying who the caller is: [`Claims`] from the
+//! job's environment are policy, not a security boundary, and say so
+//! (`verified: false`).
 //!
 //! Failure behaviour: a wrong master key is refused before any record is
 //! touched; a tampered or corrupt record is reported by file name and the
@@ -21,17 +26,27 @@
 
 mod audit;
 mod claims;
+pub mod client;
+mod duration;
 mod error;
+pub mod inject;
 mod key;
+mod owner;
 mod record;
 mod scope;
 mod seal;
+pub mod server;
+mod service;
 mod vault;
+pub mod wire;
 
 pub use audit::{AuditEntry, AuditLog, AuditOutcome, Verified};
 pub use claims::Claims;
+pub use duration::parse_duration;
 pub use error::VaultError;
-pub use key::{KeySource, MasterKey, PBKDF2_ITERATIONS};
-pub use record::RecordInfo;
+pub use key::{KeySource, MASTER_KEY_ENV, MasterKey, PASSPHRASE_ENV, PBKDF2_ITERATIONS};
+pub use owner::OwnerLock;
+pub use record::{RecordInfo, time_text};
 pub use scope::Scope;
+pub use service::Service;
 pub use vault::{Selection, Vault};

@@ -34,6 +34,16 @@ impl RecordInfo {
     pub fn expired(&self, now: u64) -> bool {
         self.expires.is_some_and(|at| at <= now)
     }
+
+    /// `never`, or the expiry in UTC as HTTP dates read.
+    pub fn expiry_text(&self) -> String {
+        self.expires.map_or_else(|| "never".into(), time_text)
+    }
+}
+
+/// Unix seconds as an HTTP date (UTC).
+pub fn time_text(secs: u64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
 impl StoredRecord {

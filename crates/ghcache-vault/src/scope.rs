@@ -164,6 +164,13 @@ impl FromStr for Scope {
                 if !path.starts_with(".github/workflows/") || path.contains("..") {
                     return Err(bad("the workflow path starts with .github/workflows/"));
                 }
+                // Scopes are shown in lists, summaries and errors: printable only.
+                let printable = |s: &str| !s.chars().any(|c| c.is_control() || c.is_whitespace());
+                if !printable(path) || !git_ref.as_deref().is_none_or(printable) {
+                    return Err(bad(
+                        "no spaces or control characters in a workflow path or ref",
+                    ));
+                }
                 Ok(Scope::Workflow {
                     repo: format!("{owner}/{name}"),
                     path: path.to_owned(),

@@ -30,7 +30,8 @@ struct Header {
 /// An open vault: the data key is in memory, records are read on demand.
 pub struct Vault {
     dir: PathBuf,
-    data_key: [u8; 32],
+    /// Zeroed when the vault is dropped.
+    data_key: zeroize::Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -115,12 +116,18 @@ impl Vault {
             hex::decode(&header.wrapped_data_key).map_err(|_| corrupt("data key is not hex"))?;
         let master = MasterKey::derive(source, &salt)?;
         let data_key = open(master.bytes(), &nonce, DATA_KEY_AAD, &wrapped)
+            .map(zeroize::Zeroizing::new)
             .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+            .map(zeroize::Zeroizing::new)
             .ok_or(VaultError::WrongKey { path: header_path })?;
         Ok(Vault {
             dir: dir.to_path_buf(),
             data_key,
         })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn records_dir(&self) -> PathBuf {
@@ -168,6 +175,14 @@ impl Vault {
         description: Option<&str>,
     ) -> Result<RecordInfo, VaultError> {
         check_name(name)?;
+        check_value(value)?;
+        if let Some(text) = description
+            && (text.chars().count() > 200 || text.chars().any(char::is_control))
+        {
+            return Err(VaultError::BadValue(
+                "a description is one line of at most 200 characters".into(),
+            ));
+        }
         let _lock = lock(&self.dir)?;
         let (records, _) = self.read_all()?;
         let same_name = records.iter().filter(|r| r.name == name);
@@ -200,6 +215,7 @@ impl Vault {
         grace: Duration,
     ) -> Result<RecordInfo, VaultError> {
         check_name(name)?;
+        check_value(value)?;
         let _lock = lock(&self.dir)?;
         let (records, _) = self.read_all()?;
         let Some(previous) = records
@@ -280,6 +296,21 @@ impl Vault {
                 .map(|r| r.scope.specificity())
                 .max()
                 .unwrap_or(0);
+            let mut top_scopes = candidates
+                .iter()
+                .filter(|r| r.scope.specificity() == top)
+                .map(|r| &r.scope);
+            let first = top_scopes.next();
+            if let Some(other) = top_scopes.find(|s| Some(*s) != first) {
+                // Refused at write; here only if records were edited by hand.
+                selection.problems.push(format!(
+                    "{}: scopes {} and {} tie for this job; neither is injected",
+                    candidates[0].name,
+                    first.map(ToString::to_string).unwrap_or_default(),
+                    other
+                ));
+                continue;
+            }
             let Some(newest) = candidates
                 .iter()
                 .filter(|r| r.scope.specificity() == top)
@@ -363,17 +394,39 @@ impl Vault {
     }
 }
 
+/// Values go into environment variables: text, not empty, bounded.
+fn check_value(value: &SecretString) -> Result<(), VaultError> {
+    let len = value.expose_secret().len();
+    if len == 0 {
+        return Err(VaultError::BadValue(
+            "the value is empty (nothing on stdin, or an empty --value-file?)".into(),
+        ));
+    }
+    if len > crate::wire::MAX_VALUE_BYTES {
+        return Err(VaultError::BadValue(format!(
+            "the value is {len} bytes; at most {} are accepted",
+            crate::wire::MAX_VALUE_BYTES
+        )));
+    }
+    Ok(())
+}
+
 /// Serialises writers across processes; released when dropped.
 fn lock(dir: &Path) -> Result<File, VaultError> {
     let path = dir.join(".lock");
-    let file = std::fs::OpenOptions::new()
+    let file = lock_file(&path)?;
+    file.lock().map_err(VaultError::io(&path))?;
+    Ok(file)
+}
+
+/// The file a `flock` is taken on (created empty, never truncated).
+pub(crate) fn lock_file(path: &Path) -> Result<File, VaultError> {
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(VaultError::io(&path))?;
-    file.lock().map_err(VaultError::io(&path))?;
-    Ok(file)
+        .open(path)
+        .map_err(VaultError::io(path))
 }
 
 /// A random-named 0600 temp file in `dir`, fsynced, renamed over `path`.

@@ -31,6 +31,7 @@ fn job(repo: &str, workflow: &str, runner: &str) -> Claims {
         workflow_ref: Some(format!(
             "{repo}/.github/workflows/{workflow}@refs/heads/main"
         )),
+        git_ref: Some("refs/heads/main".into()),
         runner_name: Some(runner.into()),
         runner_labels: vec!["linux".into()],
         run_id: Some("42".into()),

@@ -133,11 +133,11 @@ pub enum Command {
     /// stored SARIF.
     SetupCodeqlCache(crate::codeql::CheckArgs),
     /// Action entry point: inject scoped, expiring credentials as masked environment variables.
-    InjectCredentials,
+    InjectCredentials(crate::inject::InjectArgs),
     /// The CodeQL result cache: decide whether a scan can be skipped, save an analysis, counters.
     Codeql(crate::codeql::CodeqlArgs),
     /// Manage vault credentials: add, list, rotate, revoke, audit.
-    Creds,
+    Creds(crate::creds::CredsArgs),
     /// Print the daemon's cache statistics: hits, misses, rate-limit units saved.
     Stats(StatsArgs),
     /// Print the daemon's peers: connected, discovered (by source), rejected.
@@ -219,9 +219,9 @@ impl Command {
             Command::Daemon(_) => "daemon",
             Command::SetupGithubCache => "setup-github-cache",
             Command::SetupCodeqlCache(_) => "setup-codeql-cache",
-            Command::InjectCredentials => "inject-credentials",
+            Command::InjectCredentials(_) => "inject-credentials",
             Command::Codeql(_) => "codeql",
-            Command::Creds => "creds",
+            Command::Creds(_) => "creds",
             Command::Stats(_) => "stats",
             Command::Peers(_) => "peers",
             Command::Doctor(_) => "doctor",

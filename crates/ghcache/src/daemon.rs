@@ -110,6 +110,7 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
             }
         });
     }
+    let vault = crate::vault::serve(config, &proxy);
     let running = proxy.serve().await?;
     let url = client_url(running.addr());
     tracing::info!(
@@ -122,6 +123,9 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;
+    if let Some(vault) = vault {
+        vault.shutdown().await;
+    }
     if let Some(mesh) = mesh {
         mesh.shutdown().await;
     }

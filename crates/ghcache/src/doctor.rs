@@ -6,7 +6,11 @@ use ghcache_doctor::Level;
 
 /// Runs every check; returns whether none failed.
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<bool> {
-    let findings = ghcache_doctor::diagnose(config).await;
+    let mut findings = ghcache_doctor::diagnose(config).await;
+    findings.extend(ghcache_doctor::vault(
+        &crate::vault::key_source(config),
+        &crate::vault::socket_path(config),
+    ));
     let healthy = findings.iter().all(|f| f.level != Level::Fail);
     if json {
         println!(

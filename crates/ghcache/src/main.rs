@@ -3,9 +3,12 @@
 mod cli;
 mod codeql;
 mod codeql_daemon;
+mod creds;
 mod daemon;
 mod doctor;
+mod inject;
 mod logging;
+mod vault;
 
 use std::process::ExitCode;
 
@@ -87,6 +90,8 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Creds(args) => creds::run(config, args),
+        Command::InjectCredentials(args) => inject::run(config, args),
         #[cfg(feature = "fakehub")]
         Command::Fakehub(args) => {
             runtime()?.block_on(daemon::run_fakehub(args))?;

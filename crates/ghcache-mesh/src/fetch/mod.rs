@@ -5,8 +5,9 @@
 //! A fetch first asks connected members: the peer that last announced the
 //! resource plus up to `fanout` others, in parallel. When none has it, and
 //! some members were left out, it asks Kademlia for providers and asks them
-//! too. The first valid answer goes to the caller; a fetch with nobody left
-//! to ask is a miss.
+//! too. The first valid answer goes to the caller (a streaming reply gets
+//! every valid answer until all asked peers answered); a fetch with nobody
+//! left to ask is a miss.
 
 mod verify;
 
@@ -58,8 +59,10 @@ struct Fetch<Q> {
     wanted: Wanted,
     /// The sealed request, resent to providers found later.
     request: Vec<u8>,
-    /// `None` once answered.
+    /// `None` once answered (a streaming reply stays until the end).
     reply: Option<Reply>,
+    /// An answer was handed on.
+    delivered: bool,
     outstanding: usize,
     asked: HashSet<PeerId>,
     providers: ProviderStep<Q>,
@@ -143,6 +146,7 @@ impl<Q: Copy + Eq + Hash> Fetcher<Q> {
                 wanted,
                 request,
                 reply: Some(reply),
+                delivered: false,
                 outstanding: 0,
                 asked: HashSet::new(),
                 providers: if everyone_asked {
@@ -186,9 +190,20 @@ impl<Q: Copy + Eq + Hash> Fetcher<Q> {
         answer: Option<Answer>,
         via_provider: bool,
     ) -> Vec<Action<Q>> {
-        if let Some(answer) = answer {
-            let reply = self.fetches.get_mut(&fetch).and_then(|f| f.reply.take());
-            if reply.is_some_and(|r| r.answer(answer)) {
+        if let Some(answer) = answer
+            && let Some(f) = self.fetches.get_mut(&fetch)
+        {
+            let handed = match f.reply.take() {
+                Some(reply) if reply.streams() => {
+                    let handed = reply.pass(answer);
+                    f.reply = Some(reply);
+                    handed
+                }
+                Some(reply) => reply.answer(answer),
+                None => false,
+            };
+            if handed && !f.delivered {
+                f.delivered = true;
                 self.counters.peer_hits += 1;
                 if via_provider {
                     self.counters.provider_hits += 1;
@@ -208,7 +223,7 @@ impl<Q: Copy + Eq + Hash> Fetcher<Q> {
         if f.outstanding > 0 {
             return actions;
         }
-        if f.reply.is_none() {
+        if f.reply.is_none() || f.delivered {
             // Answered already: only the bookkeeping is left.
             self.end(fetch, &mut actions);
         } else {
@@ -325,7 +340,9 @@ impl<Q: Copy + Eq + Hash> Fetcher<Q> {
             self.queries.remove(&query);
             out.push(Action::FinishQuery(query));
         }
-        if let Some(reply) = f.reply {
+        if let Some(reply) = f.reply
+            && !f.delivered
+        {
             self.counters.peer_misses += 1;
             reply.miss();
         }
@@ -355,11 +372,11 @@ mod tests {
         holder: Option<PeerId>,
     ) -> (
         Vec<Action<u32>>,
-        oneshot::Receiver<Option<ghcache_peer::PeerCopy>>,
+        tokio::sync::mpsc::UnboundedReceiver<ghcache_peer::PeerCopy>,
     ) {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let wanted = Wanted::Entry(ResourceId::from_bytes([1; 32]));
-        let actions = fetcher.start(wanted, vec![7], Reply::Entry(tx), peers.to_vec(), holder);
+        let actions = fetcher.start(wanted, vec![7], Reply::Entries(tx), peers.to_vec(), holder);
         (actions, rx)
     }
 
@@ -412,6 +429,44 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_fetch_hands_on_every_answer_and_closes_when_all_answered() {
+        let mut f = Fetcher::<u32>::new(8, true);
+        let ps = peers(3);
+        let (actions, mut rx) = entry(&mut f, &ps, None);
+        let id = asked(&actions)[0].0;
+        let copy = |body: &'static [u8]| ghcache_peer::PeerCopy {
+            partition: ghcache_core::Partition::Anonymous,
+            meta: ghcache_store::EntryMeta::for_body(body),
+            body: Bytes::from_static(body),
+        };
+        assert!(
+            f.answered(id, Some(Answer::Entry(copy(b"a"))), false)
+                .is_empty()
+        );
+        assert!(f.answered(id, None, false).is_empty());
+        assert_eq!(
+            rx.try_recv().map(|c| c.body).ok(),
+            Some(Bytes::from_static(b"a"))
+        );
+        assert!(rx.try_recv().is_err(), "still open: one peer outstanding");
+        f.answered(id, Some(Answer::Entry(copy(b"b"))), false);
+        assert_eq!(
+            rx.try_recv().map(|c| c.body).ok(),
+            Some(Bytes::from_static(b"b"))
+        );
+        assert!(
+            matches!(
+                rx.try_recv(),
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+            ),
+            "every peer answered: the stream ends"
+        );
+        let c = f.counters();
+        assert_eq!((c.peer_hits, c.peer_misses), (1, 0));
+        assert_eq!(f.len(), 0);
+    }
+
+    #[test]
     fn the_announcing_holder_is_asked_first_and_fanout_limits_the_rest() {
         let mut f = Fetcher::<u32>::new(2, true);
         let ps = peers(5);
@@ -448,7 +503,7 @@ mod tests {
             f.answered(id, Some(Answer::Entry(copy)), true),
             vec![Action::FinishQuery(9)]
         );
-        assert!(matches!(rx.try_recv(), Ok(Some(_))));
+        assert!(rx.try_recv().is_ok());
         assert!(f.providers_found(9, vec![], true).is_empty());
         assert_eq!(f.len(), 0);
         let c = f.counters();
@@ -463,7 +518,10 @@ mod tests {
         f.failed(id);
         f.providers_started(id, 4);
         assert!(f.providers_found(4, vec![], true).is_empty());
-        assert!(matches!(rx.try_recv(), Ok(None)));
+        assert!(matches!(
+            rx.try_recv(),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+        ));
         assert_eq!(f.counters().peer_misses, 1);
         assert_eq!(f.len(), 0);
     }
@@ -474,7 +532,10 @@ mod tests {
         let (actions, mut rx) = entry(&mut f, &peers(2), None);
         let id = asked(&actions)[0].0;
         assert!(f.failed(id).is_empty());
-        assert!(matches!(rx.try_recv(), Ok(None)));
+        assert!(matches!(
+            rx.try_recv(),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+        ));
 
         let mut f = Fetcher::<u32>::new(1, true);
         let (actions, mut rx) = blob(&mut f, &peers(2));
@@ -503,6 +564,9 @@ mod tests {
         let id = asked(&actions)[0].0;
         assert!(matches!(f.failed(id)[..], [Action::FindProviders { .. }]));
         assert!(f.providers_unavailable(id).is_empty());
-        assert!(matches!(rx.try_recv(), Ok(None)));
+        assert!(matches!(
+            rx.try_recv(),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+        ));
     }
 }

@@ -1,6 +1,7 @@
 //! A fake GitHub and a proxy in front of it, both on loopback sockets.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod npm;
 pub mod origin;
 
 use std::sync::Arc;

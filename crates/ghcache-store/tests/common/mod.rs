@@ -18,7 +18,7 @@ pub fn rid(n: u64) -> ResourceId {
 
 pub fn meta_for(body: &[u8]) -> EntryMeta {
     EntryMeta {
-        headers: vec![("content-type".into(), "application/json".into())],
+        headers: vec![("content-type".into(), "application/json".into())].into(),
         etag: Some(format!("\"{}\"", ContentId::of(body))),
         stored_at_ms: 1_700_000_000_000,
         ttl_ms: 60_000,
