@@ -11,6 +11,7 @@
 //! daemons (that is the mesh, plugged in as a [`PeerSource`]). It never
 //! stores, logs or forwards a token anywhere but to the upstream it came for.
 
+mod control;
 mod flight;
 mod foreign;
 mod freshness;
@@ -28,6 +29,7 @@ mod stats;
 mod ttl;
 mod upstream;
 
+pub use control::{ControlExtension, ControlFuture, ControlReply, ControlRequest, MetricCounter};
 pub use headers::synthesize_etag;
 pub use invalidation::affected_paths;
 pub use peer::{NoPeers, PeerCopy, PeerFuture, PeerSource, PeerStatus, PeerTrust, StatusFuture};
@@ -36,7 +38,7 @@ pub use report::{
     ConnectionCounts, HitCounts, InvalidationReport, PartitionQuota, RateLimitReport, StatsReport,
     StoreReport, UpstreamCounts, VaultReport,
 };
-pub use server::{RunningProxy, control_get, control_get_as};
+pub use server::{RunningProxy, control_get, control_get_as, control_request};
 pub use stats::Outcome;
 pub use ttl::OperationTtls;
 

@@ -15,7 +15,7 @@ use crate::report::StatsReport;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Debug)]
-struct Snapshot(StatsReport);
+struct Snapshot(StatsReport, Vec<crate::MetricCounter>);
 
 fn counter(
     encoder: &mut DescriptorEncoder<'_>,
@@ -190,14 +190,30 @@ impl Collector for Snapshot {
             "ghcache_credentials_injected",
             "Credentials handed to jobs by inject-credentials through the daemon.",
             r.vault.credentials_injected,
-        )
+        )?;
+        for family in &self.1 {
+            if let [(None, value)] = family.samples.as_slice() {
+                counter(e, family.name, family.help, *value)?;
+                continue;
+            }
+            let mut metric =
+                e.encode_descriptor(family.name, family.help, None, MetricType::Counter)?;
+            for (label, value) in &family.samples {
+                let (name, text) = label
+                    .as_ref()
+                    .map_or(("kind", ""), |(n, t)| (*n, t.as_str()));
+                let labels = [(name, text)];
+                ConstCounter::new(*value).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
 /// The OpenMetrics text of a stats report.
-pub fn render(report: StatsReport) -> String {
+pub fn render(report: StatsReport, extensions: Vec<crate::MetricCounter>) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot(report)));
+    registry.register_collector(Box::new(Snapshot(report, extensions)));
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
         // Writing to a String cannot fail; say so if it ever does.

@@ -117,6 +117,8 @@ pub(crate) struct Inner {
     /// Partitions GitHub answered with something other than `401`: the only
     /// ones fleet trust serves other partitions' copies to.
     pub(crate) accepted: Mutex<lru::LruCache<Partition, ()>>,
+    /// Control routes answered by other crates (`/_ghcache/codeql/*`).
+    pub(crate) extensions: Vec<Arc<dyn crate::ControlExtension>>,
     /// The vault server's counters, when the daemon serves one.
     pub(crate) vault: std::sync::OnceLock<VaultSource>,
 }
@@ -156,6 +158,7 @@ impl Proxy {
                 invalidated,
                 buffered: std::sync::atomic::AtomicUsize::new(0),
                 accepted: Mutex::new(accepted),
+                extensions: Vec::new(),
                 vault: std::sync::OnceLock::new(),
             }),
         })
@@ -168,6 +171,20 @@ impl Proxy {
         })?;
         Ok(Proxy {
             inner: Arc::new(Inner { peers, ..inner }),
+        })
+    }
+
+    /// Registers control routes answered by `extension` (before sharing).
+    pub fn with_control(
+        self,
+        extension: Arc<dyn crate::ControlExtension>,
+    ) -> Result<Proxy, ProxyError> {
+        let mut inner = Arc::try_unwrap(self.inner).map_err(|_| {
+            ProxyError::Config("with_control must be called before the proxy is shared".into())
+        })?;
+        inner.extensions.push(extension);
+        Ok(Proxy {
+            inner: Arc::new(inner),
         })
     }
 
@@ -188,6 +205,10 @@ impl Proxy {
         report.invalidations.records = i.invalidated.len() as u64;
         if let Some(vault) = i.vault.get() {
             report.vault = vault();
+        }
+        for extension in &i.extensions {
+            let (name, value) = extension.stats();
+            report.extensions.insert(name.to_owned(), value);
         }
         report
     }

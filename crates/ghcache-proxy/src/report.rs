@@ -19,6 +19,9 @@ pub struct StatsReport {
     pub invalidations: InvalidationReport,
     pub state_dir: Option<String>,
     pub vault: VaultReport,
+    /// Sections of control extensions (`codeql`), by name.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extensions: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

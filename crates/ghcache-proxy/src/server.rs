@@ -165,6 +165,42 @@ fn json_response(value: &serde_json::Value) -> Response<Body> {
     r
 }
 
+/// Reads the body up to the extension's bound and lets it answer.
+async fn extension_reply(
+    extension: &dyn crate::ControlExtension,
+    request: http::Request<hyper::body::Incoming>,
+    path: &str,
+) -> Response<Body> {
+    let route = path[extension.prefix().len()..].to_owned();
+    let method = request.method().clone();
+    let limited = http_body_util::Limited::new(request.into_body(), extension.max_body());
+    let reply = match limited.collect().await {
+        Ok(body) => {
+            extension
+                .handle(crate::ControlRequest {
+                    method,
+                    route,
+                    body: body.to_bytes(),
+                })
+                .await
+        }
+        Err(e) => crate::ControlReply::error(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "request body refused: {e} (at most {} bytes)",
+                extension.max_body()
+            ),
+        ),
+    };
+    let mut r = Response::new(full(reply.body));
+    *r.status_mut() = reply.status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
+    r
+}
+
 impl Proxy {
     /// Answers a control route, or `None` for an unknown one.
     async fn control(&self, path: &str) -> Option<Response<Body>> {
@@ -182,7 +218,9 @@ impl Proxy {
                 &serde_json::to_value(i.peers.describe().await).unwrap_or_default(),
             )),
             "/metrics" => {
-                let mut r = Response::new(full(crate::metrics::render(self.stats_report())));
+                let counters = i.extensions.iter().flat_map(|e| e.counters()).collect();
+                let mut r =
+                    Response::new(full(crate::metrics::render(self.stats_report(), counters)));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
@@ -201,6 +239,14 @@ impl Proxy {
     ) -> Response<Body> {
         if is_control(request.uri().path()) {
             let path = request.uri().path().to_owned();
+            if let Some(extension) = self
+                .inner
+                .extensions
+                .iter()
+                .find(|e| path.starts_with(e.prefix()))
+            {
+                return extension_reply(extension.as_ref(), request, &path).await;
+            }
             if let Some(response) = self.control(&path).await {
                 return response;
             }
@@ -351,6 +397,43 @@ pub async fn control_get_as<T: serde::de::DeserializeOwned>(
 /// GETs a control API path (`/_ghcache/stats`) from a running daemon.
 pub async fn control_get(addr: SocketAddr, path: &str) -> Result<serde_json::Value, ProxyError> {
     let failed = |message: String| ProxyError::Control { addr, message };
+    let (status, body) = control_request(
+        addr,
+        http::Method::GET,
+        path,
+        bytes::Bytes::new(),
+        Duration::from_secs(5),
+    )
+    .await?;
+    if !status.is_success() {
+        return Err(failed(format!("answered {status}")));
+    }
+    serde_json::from_slice(&body).map_err(|e| failed(format!("not JSON: {e}")))
+}
+
+/// Sends one request to a control API path and returns the status and body
+/// (any status: the caller decides), connecting within 5 s and answering
+/// within `timeout`.
+pub async fn control_request(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    body: bytes::Bytes,
+    timeout: Duration,
+) -> Result<(http::StatusCode, bytes::Bytes), ProxyError> {
+    let failed = |message: String| ProxyError::Control { addr, message };
+    tokio::time::timeout(timeout, control_exchange(addr, method, path, body))
+        .await
+        .map_err(|_| failed(format!("no answer within {} s", timeout.as_secs())))?
+}
+
+async fn control_exchange(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    body: bytes::Bytes,
+) -> Result<(http::StatusCode, bytes::Bytes), ProxyError> {
+    let failed = |message: String| ProxyError::Control { addr, message };
     let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| failed("no answer within 5 s".into()))?
@@ -359,9 +442,12 @@ pub async fn control_get(addr: SocketAddr, path: &str) -> Result<serde_json::Val
         .await
         .map_err(|e| failed(e.to_string()))?;
     tokio::spawn(connection);
-    let request = http::Request::get(path)
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header(http::header::HOST, addr.to_string())
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(body))
         .map_err(|e| failed(e.to_string()))?;
     let response = sender
         .send_request(request)
@@ -374,8 +460,5 @@ pub async fn control_get(addr: SocketAddr, path: &str) -> Result<serde_json::Val
         .await
         .map_err(|e| failed(e.to_string()))?
         .to_bytes();
-    if !status.is_success() {
-        return Err(failed(format!("answered {status}")));
-    }
-    serde_json::from_slice(&body).map_err(|e| failed(format!("not JSON: {e}")))
+    Ok((status, body))
 }

@@ -155,6 +155,7 @@ impl Stats {
             invalidations: Default::default(),
             state_dir: state_dir.map(str::to_owned),
             vault: Default::default(),
+            extensions: Default::default(),
         }
     }
 }

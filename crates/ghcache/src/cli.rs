@@ -131,13 +131,14 @@ pub enum Command {
     SetupGithubCache,
     /// Action entry point: decide whether this CodeQL scan can be skipped.
     ///
-    /// Computes the analysis key of the checkout and, on a hit, sets
-    /// `should-skip-scan=true` and restores the stored SARIF.
-    SetupCodeqlCache,
+    /// The same as `ghcache codeql check`: computes the analysis key of the
+    /// checkout and, on a hit, sets `should-skip-scan=true` and restores the
+    /// stored SARIF.
+    SetupCodeqlCache(crate::codeql::CheckArgs),
     /// Action entry point: inject scoped, expiring credentials as masked environment variables.
     InjectCredentials(crate::inject::InjectArgs),
-    /// Inspect and manage the CodeQL result cache (keys, lookups, stored SARIF).
-    Codeql,
+    /// The CodeQL result cache: decide whether a scan can be skipped, save an analysis, counters.
+    Codeql(crate::codeql::CodeqlArgs),
     /// Manage vault credentials: add, list, rotate, revoke, audit.
     Creds(crate::creds::CredsArgs),
     /// Print the daemon's cache statistics: hits, misses, rate-limit units saved.
@@ -225,9 +226,9 @@ impl Command {
         match self {
             Command::Daemon(_) => "daemon",
             Command::SetupGithubCache => "setup-github-cache",
-            Command::SetupCodeqlCache => "setup-codeql-cache",
+            Command::SetupCodeqlCache(_) => "setup-codeql-cache",
             Command::InjectCredentials(_) => "inject-credentials",
-            Command::Codeql => "codeql",
+            Command::Codeql(_) => "codeql",
             Command::Creds(_) => "creds",
             Command::Stats(_) => "stats",
             Command::Peers(_) => "peers",

@@ -83,10 +83,14 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
         None => PartitionSecret::load_or_create(&state_dir.join("partition.key"))
             .context("cannot load the partition key")?,
     };
+    let codeql = codeql_service(&store, &secret, mesh.as_ref());
     let mut proxy_settings = proxy_config(config);
     proxy_settings.max_connections = connection_limit(raise_fd_limit());
     let mut proxy =
         Proxy::new(proxy_settings, store.clone(), secret).map_err(|e| UsageError(e.to_string()))?;
+    proxy = proxy
+        .with_control(codeql)
+        .map_err(|e| UsageError(e.to_string()))?;
     if let Some(mesh) = &mesh {
         proxy = proxy
             .with_peers(Arc::new(mesh.clone()))
@@ -127,6 +131,22 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
     }
     store.flush();
     Ok(())
+}
+
+/// The CodeQL result cache, in the store, found through the mesh when
+/// there is one (record ids keyed with the partition secret, which the
+/// mesh derives from the cluster secret).
+fn codeql_service(
+    store: &Arc<Store>,
+    secret: &PartitionSecret,
+    mesh: Option<&Mesh>,
+) -> Arc<crate::codeql_daemon::CodeqlRoutes> {
+    use crate::codeql_daemon::{CodeqlRoutes, FLEET_LOOKUP_DEADLINE, MeshFleet};
+    let mut service = ghcache_codeql::CodeqlService::new(store.clone(), secret.clone());
+    if let Some(mesh) = mesh {
+        service = service.with_fleet(Arc::new(MeshFleet(mesh.clone())), FLEET_LOOKUP_DEADLINE);
+    }
+    Arc::new(CodeqlRoutes(Arc::new(service)))
 }
 
 /// The URL a client on this host uses: a wildcard bind is reached on
@@ -334,6 +354,11 @@ pub async fn run_stats(config: &Config, args: &StatsArgs) -> anyhow::Result<()> 
             ""
         }
     );
+    if let Some(codeql) = stats.extensions.get("codeql")
+        && let Ok(codeql) = serde_json::from_value(codeql.clone())
+    {
+        crate::codeql::print_stats(&codeql);
+    }
     for p in &stats.rate_limit.partitions {
         println!(
             "quota {} {:<8} {}/{} remaining, resets at {}",

@@ -1,6 +1,8 @@
 //! The `ghcache` binary: argument parsing and wiring, nothing else.
 
 mod cli;
+mod codeql;
+mod codeql_daemon;
 mod creds;
 mod daemon;
 mod doctor;
@@ -78,6 +80,13 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(health::run(config, args))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Codeql(args) => runtime()?.block_on(codeql::run(config, args)),
+        Command::SetupCodeqlCache(args) => runtime()?.block_on(codeql::run(
+            config,
+            &codeql::CodeqlArgs {
+                command: codeql::CodeqlCommand::Check(args.clone()),
+            },
+        )),
         Command::Doctor(args) => {
             let healthy = runtime()?.block_on(doctor::run(config, args.json))?;
             Ok(if healthy {

@@ -183,3 +183,38 @@ pub fn require(what: &str, check: Result<(), String>) -> bool {
         }
     }
 }
+
+/// A daemon joining the mesh of `registry` with `secret`, on loopback.
+pub fn mesh_daemon(
+    state: &std::path::Path,
+    registry: &std::path::Path,
+    upstream: &str,
+    secret: &str,
+) -> Daemon {
+    mesh_daemon_with(state, registry, upstream, secret, &[])
+}
+
+/// [`mesh_daemon`] with more environment.
+pub fn mesh_daemon_with(
+    state: &std::path::Path,
+    registry: &std::path::Path,
+    upstream: &str,
+    secret: &str,
+    extra_env: &[(&str, &str)],
+) -> Daemon {
+    let port = free_port().to_string();
+    let mut env = vec![
+        ("GHCACHE_CLUSTER_SECRET", secret),
+        ("GHCACHE_P2P_LISTEN_IP", "127.0.0.1"),
+        ("CACHE_LISTEN_PORT", &port),
+        ("GHCACHE_REGISTRY_DIR", registry.to_str().unwrap()),
+        ("GHCACHE_MDNS", "false"),
+        // These tests are about sharing, not latency: a loaded CI machine
+        // running debug builds can miss the 50 ms production deadline,
+        // which correctly falls back to upstream. The deadline itself is
+        // tested in ghcache-mesh.
+        ("GHCACHE_PEER_DEADLINE_MS", "3000"),
+    ];
+    env.extend_from_slice(extra_env);
+    start(daemon_command(state, upstream, &env, &[]))
+}
