@@ -225,6 +225,8 @@ impl Proxy {
                 from_peer: true,
             }),
         };
+        let foreign =
+            foreign.filter(|copy| i.config.cross_partition || copy.partition == ctx.partition);
         if let Some(copy) = &foreign {
             // A peer's label is not proof: by default its copy is served
             // only after GitHub answers our synthesised ETag with a 304.

@@ -147,9 +147,12 @@ pub enum Command {
     /// example a peer holding another cluster secret).
     Doctor(StatsArgs),
     /// Run an offline demonstration: a fake GitHub, a fleet of daemons and simulated runners.
-    Demo,
-    /// Run the benchmark suite and print rate-limit units and seconds saved.
-    Bench,
+    ///
+    /// Runs the same workload without a cache and through a meshed fleet of
+    /// daemons, and prints what GitHub received and charged in each case.
+    Demo(crate::fleet_args::DemoArgs),
+    /// Benchmarks: `ghcache bench fleet` compares cache designs on a simulated fleet.
+    Bench(crate::fleet_args::BenchArgs),
     /// Inspect the effective configuration.
     Config(ConfigArgs),
     /// Serve the fake GitHub API used by tests, the demo and benchmarks.
@@ -224,8 +227,8 @@ impl Command {
             Command::Stats(_) => "stats",
             Command::Peers(_) => "peers",
             Command::Doctor(_) => "doctor",
-            Command::Demo => "demo",
-            Command::Bench => "bench",
+            Command::Demo(_) => "demo",
+            Command::Bench(_) => "bench",
             Command::Config(_) => "config",
             Command::Fakehub(_) => "fakehub",
         }

@@ -3,6 +3,9 @@
 mod cli;
 mod daemon;
 mod doctor;
+#[cfg(feature = "fakehub")]
+mod fleet;
+mod fleet_args;
 mod logging;
 
 use std::process::ExitCode;
@@ -25,11 +28,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    logging::init(
-        config.log_format.value,
-        cli.global.verbose,
-        cli.global.quiet,
-    );
+    // The demo and benchmark run daemons in this process: their info lines
+    // would bury the table.
+    let quiet = match cli.command {
+        Command::Demo(_) | Command::Bench(_) if cli.global.verbose == 0 => cli.global.quiet.max(1),
+        _ => cli.global.quiet,
+    };
+    logging::init(config.log_format.value, cli.global.verbose, quiet);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -83,8 +88,18 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(daemon::run_fakehub(args))?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "fakehub")]
+        Command::Demo(args) => {
+            runtime()?.block_on(fleet::demo(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "fakehub")]
+        Command::Bench(args) => {
+            runtime()?.block_on(fleet::bench(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         #[cfg(not(feature = "fakehub"))]
-        Command::Fakehub(_) => {
+        Command::Fakehub(_) | Command::Demo(_) | Command::Bench(_) => {
             eprintln!("error: this build has no fake GitHub (built without the `fakehub` feature)");
             Ok(ExitCode::from(EXIT_USAGE))
         }
