@@ -38,11 +38,24 @@ impl Fleet {
         peer_deadline: Duration,
     ) -> Result<Fleet, FleetError> {
         let state = tempfile::tempdir().map_err(|e| FleetError::io("a state directory", e))?;
-        let mut nodes = Vec::with_capacity(runners);
+        // Started together: each mesh spends a while deriving its keys.
+        let mut starting = tokio::task::JoinSet::new();
         for index in 0..runners {
             let dir = state.path().join(format!("runner-{index}"));
-            nodes.push(Node::start(mode, &dir, upstream, peer_deadline).await?);
+            let upstream = upstream.to_owned();
+            starting.spawn(async move {
+                let node = Node::start(mode, &dir, &upstream, peer_deadline).await;
+                (index, node)
+            });
         }
+        let mut started = Vec::with_capacity(runners);
+        while let Some(joined) = starting.join_next().await {
+            let (index, node) =
+                joined.map_err(|e| FleetError::Daemon(format!("starting a daemon: {e}")))?;
+            started.push((index, node?));
+        }
+        started.sort_by_key(|(index, _)| *index);
+        let nodes = started.into_iter().map(|(_, node)| node).collect();
         let fleet = Fleet {
             nodes,
             _state: state,

@@ -28,10 +28,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    // The demo and benchmark run daemons in this process: their info lines
-    // would bury the table.
+    // The demo and benchmark run daemons in this process: their log lines
+    // (a lone mesh's Kademlia warning, say) would bury the table.
     let quiet = match cli.command {
-        Command::Demo(_) | Command::Bench(_) if cli.global.verbose == 0 => cli.global.quiet.max(1),
+        Command::Demo(_) | Command::Bench(_) if cli.global.verbose == 0 => cli.global.quiet.max(2),
         _ => cli.global.quiet,
     };
     logging::init(config.log_format.value, cli.global.verbose, quiet);
