@@ -88,7 +88,9 @@ impl std::str::FromStr for TokenMix {
         match s {
             "per-job" => Ok(TokenMix::PerJob),
             "shared" => Ok(TokenMix::Shared),
-            _ => Err(format!("unknown token mix `{s}`; expected per-job or shared")),
+            _ => Err(format!(
+                "unknown token mix `{s}`; expected per-job or shared"
+            )),
         }
     }
 }
@@ -131,7 +133,11 @@ impl std::str::FromStr for Mix {
                 "jobs" => mix.jobs = value,
                 "polls" => mix.polls = value,
                 "bot" => mix.bot = value,
-                other => return Err(format!("unknown actor `{other}`; expected jobs, polls or bot")),
+                other => {
+                    return Err(format!(
+                        "unknown actor `{other}`; expected jobs, polls or bot"
+                    ));
+                }
             }
         }
         Ok(mix)

@@ -19,7 +19,7 @@ use ghcache_fakehub::{FakeHub, FakeHubConfig, LatencyProfile};
 
 pub use config::{FleetConfig, Latency, Mix, Mode, TokenMix};
 pub use render::{markdown, text_table};
-pub use tally::{FleetReport, GithubCounters, ModeResult, Outcomes, Percentiles};
+pub use tally::{ExtraUnits, FleetReport, GithubCounters, ModeResult, Outcomes, Percentiles};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -52,10 +52,18 @@ impl FleetError {
 #[derive(Debug, Clone)]
 pub enum Progress {
     /// A mode starts: its fake GitHub and daemons come up.
-    Starting { mode: Mode, rounds: usize },
+    Starting {
+        mode: Mode,
+        rounds: usize,
+    },
     /// A round of every runner finished.
-    Round { mode: Mode, round: usize },
-    Finished { mode: Mode },
+    Round {
+        mode: Mode,
+        round: usize,
+    },
+    Finished {
+        mode: Mode,
+    },
 }
 
 /// Runs `modes` one after the other with the same plan.
@@ -116,13 +124,13 @@ async fn run_mode(
     let mut samples = Vec::new();
     for (round, runners) in plan.rounds.iter().enumerate() {
         let mut tasks = tokio::task::JoinSet::new();
-        for (base, turns) in bases.iter().zip(runners) {
+        for (runner, (base, turns)) in bases.iter().zip(runners).enumerate() {
             let base = base.clone();
             let turns = turns.clone();
             tasks.spawn(async move {
                 let mut samples = Vec::new();
                 for turn in &turns {
-                    samples.extend(workload::play(&base, turn).await?);
+                    samples.extend(workload::play(&base, runner, turn, started).await?);
                 }
                 Ok::<_, FleetError>(samples)
             });

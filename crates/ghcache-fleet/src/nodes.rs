@@ -76,9 +76,14 @@ impl Fleet {
         let meshes: Vec<&Mesh> = self.nodes.iter().filter_map(|n| n.mesh.as_ref()).collect();
         let mut addrs = Vec::new();
         for mesh in &meshes {
-            let addr = mesh.listen_addrs().await.into_iter().next().ok_or_else(|| {
-                FleetError::Mesh("a daemon of the fleet has no listen address".into())
-            })?;
+            let addr = mesh
+                .listen_addrs()
+                .await
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    FleetError::Mesh("a daemon of the fleet has no listen address".into())
+                })?;
             addrs.push(addr);
         }
         for (i, mesh) in meshes.iter().enumerate() {

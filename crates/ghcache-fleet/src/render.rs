@@ -23,12 +23,18 @@ fn ratio(units: u64, limit: u64) -> String {
 
 type Metric = (&'static str, fn(&ModeResult) -> String);
 
-const METRICS: [Metric; 16] = [
+const METRICS: [Metric; 17] = [
     ("client requests", |m| m.requests.to_string()),
     ("upstream requests", |m| m.upstream_requests.to_string()),
     ("rate-limit units", |m| m.units.to_string()),
     ("physical limit (units)", |m| m.physical_limit.to_string()),
-    ("units / physical limit", |m| ratio(m.units, m.physical_limit)),
+    ("units / physical limit", |m| {
+        ratio(m.units, m.physical_limit)
+    }),
+    ("extra: concurrent/held elsewhere/here", |m| {
+        let e = &m.extra_units;
+        format!("{}/{}/{}", e.concurrent, e.held_elsewhere, e.held_here)
+    }),
     ("fresh local (HIT)", |m| m.outcomes.hit.to_string()),
     ("from a peer", |m| m.peer_copies.to_string()),
     ("revalidated (304)", |m| m.outcomes.revalidated.to_string()),

@@ -50,6 +50,26 @@ pub struct Percentiles {
     pub max_ms: f64,
 }
 
+/// Reads that reached GitHub for a version some client had already been
+/// sent or was being sent (only the first delivery of each version is
+/// unavoidable). Counted from the clients' side: a `MISS` (or, without a
+/// cache, any read) of a body already delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraUnits {
+    /// Started before the version's first delivery had ended: a concurrent
+    /// fetch of the same version under another token (coalescing is per
+    /// token) or on another host.
+    pub concurrent: u64,
+    /// Started after the version had been delivered on another runner: the
+    /// fleet held it, but this runner's daemon did not get it from a peer.
+    pub held_elsewhere: u64,
+    /// Started after the version had been delivered on this runner: its own
+    /// daemon held it (under another token) and still fetched.
+    pub held_here: u64,
+    /// The paths costing the most extra units, with their count.
+    pub top_paths: Vec<(String, u64)>,
+}
+
 /// What the fake GitHub itself counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GithubCounters {
@@ -82,10 +102,52 @@ pub struct ModeResult {
     pub failed: u64,
     /// A few of them: `STATUS path`.
     pub failures: Vec<String>,
+    /// Where the units above the physical limit went.
+    pub extra_units: ExtraUnits,
     /// Bodies octocrab's models refused (distinct messages).
     pub shape_errors: Vec<String>,
     /// The fake GitHub's own counters for the run.
     pub github: GithubCounters,
+}
+
+fn extra_units(samples: &[Sample]) -> ExtraUnits {
+    use std::collections::HashMap;
+    // The first delivery of each version: (ended, runner).
+    let mut first: HashMap<&(String, [u8; 32]), &Sample> = HashMap::new();
+    for s in samples {
+        if let Some(v) = &s.version {
+            let entry = first.entry(v).or_insert(s);
+            if s.ended < entry.ended {
+                *entry = s;
+            }
+        }
+    }
+    let mut extra = ExtraUnits::default();
+    let mut paths: HashMap<&str, u64> = HashMap::new();
+    for s in samples {
+        let paid = matches!(s.outcome.as_deref(), None | Some("MISS"));
+        let (Some(v), true) = (&s.version, paid) else {
+            continue;
+        };
+        let Some(f) = first.get(v) else { continue };
+        if std::ptr::eq(*f, s) {
+            continue;
+        }
+        let slot = if s.started < f.ended {
+            &mut extra.concurrent
+        } else if s.runner == f.runner {
+            &mut extra.held_here
+        } else {
+            &mut extra.held_elsewhere
+        };
+        *slot += 1;
+        *paths.entry(s.path.as_str()).or_default() += 1;
+    }
+    let mut top: Vec<(String, u64)> = paths.into_iter().map(|(p, n)| (p.to_owned(), n)).collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(5);
+    extra.top_paths = top;
+    extra
 }
 
 pub(crate) fn tally(
@@ -149,6 +211,7 @@ pub(crate) fn tally(
             .into_iter()
             .take(5)
             .collect(),
+        extra_units: extra_units(samples),
         shape_errors: shape_errors.into_iter().take(5).collect(),
         github,
     }

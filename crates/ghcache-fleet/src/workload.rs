@@ -95,7 +95,10 @@ impl Setup {
         let mut pulls = Vec::new();
         for repo in REPOS {
             let list: Vec<serde_json::Value> = admin
-                .get(format!("/repos/{repo}/pulls?state=all&per_page={HOT_PULLS}"), None::<&()>)
+                .get(
+                    format!("/repos/{repo}/pulls?state=all&per_page={HOT_PULLS}"),
+                    None::<&()>,
+                )
                 .await
                 .map_err(|e| FleetError::Setup(format!("listing {repo}'s pull requests: {e}")))?;
             let refs = list
@@ -211,12 +214,15 @@ impl Setup {
                 Shape::Comments,
             ),
         ];
-        if config.bot_write_every > 0 && round % config.bot_write_every == config.bot_write_every - 1
+        if config.bot_write_every > 0
+            && round % config.bot_write_every == config.bot_write_every - 1
         {
             calls.push(Call {
                 path: format!("/repos/{repo}/issues/{}/comments", pull.number),
                 shape: Shape::Comment,
-                post: Some(serde_json::json!({ "body": format!("Build report for round {round}") })),
+                post: Some(
+                    serde_json::json!({ "body": format!("Build report for round {round}") }),
+                ),
             });
         }
         Turn { token, calls }
@@ -277,6 +283,11 @@ async fn mint(app: &Octocrab, installation: u64, repo: Option<&str>) -> Result<S
 /// One request as the client saw it.
 #[derive(Debug, Clone)]
 pub(crate) struct Sample {
+    /// When the request started and ended, since the run began.
+    pub(crate) started: Duration,
+    pub(crate) ended: Duration,
+    /// Which runner (daemon) asked.
+    pub(crate) runner: usize,
     pub(crate) latency: Duration,
     pub(crate) status: u16,
     pub(crate) path: String,
@@ -290,7 +301,12 @@ pub(crate) struct Sample {
 }
 
 /// Plays one turn through the daemon at `base` (or GitHub itself).
-pub(crate) async fn play(base: &str, turn: &Turn) -> Result<Vec<Sample>, FleetError> {
+pub(crate) async fn play(
+    base: &str,
+    runner: usize,
+    turn: &Turn,
+    run_start: Instant,
+) -> Result<Vec<Sample>, FleetError> {
     let github = client(base, &turn.token)?;
     let mut samples = Vec::with_capacity(turn.calls.len());
     for call in &turn.calls {
@@ -315,9 +331,16 @@ pub(crate) async fn play(base: &str, turn: &Turn) -> Result<Vec<Sample>, FleetEr
             .to_bytes();
         let latency = started.elapsed();
         let ok = (200..300).contains(&status);
-        let shape_error = if ok { check_shape(call.shape, &body) } else { None };
+        let shape_error = if ok {
+            check_shape(call.shape, &body)
+        } else {
+            None
+        };
         let write = call.post.is_some();
         samples.push(Sample {
+            started: started.duration_since(run_start),
+            ended: run_start.elapsed(),
+            runner,
             latency,
             status,
             path: call.path.clone(),

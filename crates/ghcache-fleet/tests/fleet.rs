@@ -28,12 +28,31 @@ fn check_against_github(m: &ModeResult) {
         "{}: units the daemons counted vs what GitHub charged",
         m.title
     );
-    assert!(m.shape_errors.is_empty(), "{}: {:?}", m.title, m.shape_errors);
-    assert_eq!(m.failed, 0, "{}: every request succeeds: {:?}", m.title, m.failures);
+    assert!(
+        m.shape_errors.is_empty(),
+        "{}: {:?}",
+        m.title,
+        m.shape_errors
+    );
+    assert_eq!(
+        m.failed, 0,
+        "{}: every request succeeds: {:?}",
+        m.title, m.failures
+    );
     let o = &m.outcomes;
-    let answered =
-        o.hit + o.revalidated + o.synthesized + o.coalesced + o.miss + o.bypass + o.stale + o.direct;
-    assert_eq!(answered, m.requests, "{}: every answer is counted once", m.title);
+    let answered = o.hit
+        + o.revalidated
+        + o.synthesized
+        + o.coalesced
+        + o.miss
+        + o.bypass
+        + o.stale
+        + o.direct;
+    assert_eq!(
+        answered, m.requests,
+        "{}: every answer is counted once",
+        m.title
+    );
     assert!(
         m.units >= m.physical_limit,
         "{}: {} units is below the physical limit {}",
@@ -53,7 +72,10 @@ async fn demo_figures_match_the_fakes_counters() {
     let after = report.mode(Mode::MeshSynthesis).unwrap();
     check_against_github(before);
     check_against_github(after);
-    assert_eq!(before.requests, after.requests, "both modes replay one plan");
+    assert_eq!(
+        before.requests, after.requests,
+        "both modes replay one plan"
+    );
     assert_eq!(before.outcomes.direct, before.requests);
     assert!(
         after.units < before.units,
@@ -77,7 +99,12 @@ async fn modes_rank_as_designed() {
         check_against_github(m);
     }
     let units = |mode| report.mode(mode).unwrap().units;
-    let ranked = [Mode::NoCache, Mode::PerHost, Mode::Mesh, Mode::MeshSynthesis];
+    let ranked = [
+        Mode::NoCache,
+        Mode::PerHost,
+        Mode::Mesh,
+        Mode::MeshSynthesis,
+    ];
     for pair in ranked.windows(2) {
         assert!(
             units(pair[0]) >= units(pair[1]),

@@ -10,10 +10,16 @@ use crate::daemon::UsageError;
 use crate::fleet_args::{BenchArgs, BenchCommand, DemoArgs, RunArgs};
 
 fn parse<T: std::str::FromStr<Err = String>>(flag: &str, text: &str) -> Result<T, UsageError> {
-    text.parse().map_err(|e| UsageError(format!("--{flag}: {e}")))
+    text.parse()
+        .map_err(|e| UsageError(format!("--{flag}: {e}")))
 }
 
 fn base_config(run: &RunArgs, runners: usize, rounds: usize) -> Result<FleetConfig, UsageError> {
+    if run.runners == Some(0) || run.rounds == Some(0) {
+        return Err(UsageError(
+            "--runners and --rounds must be at least 1".into(),
+        ));
+    }
     Ok(FleetConfig {
         runners: run.runners.unwrap_or(runners),
         rounds: run.rounds.unwrap_or(rounds),
@@ -38,7 +44,10 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         println!(
             "autoscaler polls, CI jobs with their own GITHUB_TOKEN and a bot with a rotating App token, through octocrab."
         );
-        println!("The same {} rounds run without a cache, then through the fleet.\n", config.rounds);
+        println!(
+            "The same {} rounds run without a cache, then through the fleet.\n",
+            config.rounds
+        );
     }
     let report = run_with_progress(&config, &modes).await?;
     if args.run.json {
@@ -46,10 +55,9 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     print!("{}", ghcache_fleet::text_table(&report));
-    if let (Some(before), Some(after)) = (
-        report.mode(Mode::NoCache),
-        report.mode(Mode::MeshSynthesis),
-    ) {
+    if let (Some(before), Some(after)) =
+        (report.mode(Mode::NoCache), report.mode(Mode::MeshSynthesis))
+    {
         let saved = before.units.saturating_sub(after.units);
         println!(
             "\nThe fleet spent {} of GitHub's rate-limit units instead of {} ({saved} saved, {:.0}%); \
@@ -94,17 +102,15 @@ async fn run_with_progress(
     modes: &[Mode],
 ) -> anyhow::Result<ghcache_fleet::FleetReport> {
     let total = (modes.len() * config.rounds) as u64;
-    let bar = std::io::stdout()
-        .is_terminal()
-        .then(|| {
-            let bar = indicatif::ProgressBar::new(total);
-            if let Ok(style) =
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rounds  {msg}")
-            {
-                bar.set_style(style);
-            }
-            bar
-        });
+    let bar = std::io::stdout().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rounds  {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    });
     let on_progress = |event: Progress| match (&bar, event) {
         (Some(bar), Progress::Starting { mode, .. }) => bar.set_message(mode.title()),
         (Some(bar), Progress::Round { .. }) => bar.inc(1),
