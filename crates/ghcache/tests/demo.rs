@@ -15,9 +15,9 @@ fn ghcache(args: &[&str]) -> Output {
         .unwrap()
 }
 
-#[test]
-fn demo_json_agrees_with_the_fake_github() {
-    let out = ghcache(&[
+/// Two runners, one round, no added latency.
+fn small_demo(extra: &[&str]) -> Output {
+    let mut args = vec![
         "demo",
         "--runners",
         "2",
@@ -25,8 +25,14 @@ fn demo_json_agrees_with_the_fake_github() {
         "1",
         "--latency",
         "none",
-        "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    ghcache(&args)
+}
+
+#[test]
+fn demo_json_agrees_with_the_fake_github() {
+    let out = small_demo(&["--json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // stdout is not a terminal: plain progress lines, no bar.
@@ -48,15 +54,7 @@ fn demo_json_agrees_with_the_fake_github() {
 
 #[test]
 fn demo_prints_the_before_after_table() {
-    let out = ghcache(&[
-        "demo",
-        "--runners",
-        "2",
-        "--rounds",
-        "1",
-        "--latency",
-        "none",
-    ]);
+    let out = small_demo(&[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
