@@ -117,5 +117,7 @@ async fn modes_rank_as_designed() {
         );
     }
     assert!(units(Mode::NoCache) > units(Mode::MeshSynthesis));
-    assert!(units(Mode::FleetTrust) <= units(Mode::MeshSynthesis));
+    // Fleet trust is not ranked: it saves requests (HITs for other tokens'
+    // copies) but its units depend on how first fetches overlap in time.
+    assert!(units(Mode::FleetTrust) < units(Mode::NoCache));
 }
