@@ -443,4 +443,18 @@ async fn compare_and_pulls() {
     assert_eq!(j["status"], "ahead");
     assert!(j["ahead_by"].as_u64().unwrap() >= 1);
     assert_eq!(j["merge_base_commit"]["sha"], basesha);
+    // Branch names hold slashes (`feature/x`); GitHub compares them by name.
+    let (base_ref, head_ref) = (
+        pr["base"]["ref"].as_str().unwrap(),
+        pr["head"]["ref"].as_str().unwrap(),
+    );
+    assert!(head_ref.contains('/'), "{head_ref}");
+    let by_name = get(
+        &c,
+        &format!("{base}/repos/{repo}/compare/{base_ref}...{head_ref}"),
+        Some(t),
+    )
+    .await;
+    assert_eq!(by_name.status, 200);
+    assert_eq!(by_name.json()["ahead_by"], j["ahead_by"]);
 }

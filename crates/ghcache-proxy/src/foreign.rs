@@ -45,7 +45,10 @@ impl Proxy {
             // saw a new one): the new body, held here or by a peer, is what
             // to ask GitHub to confirm.
             if own.meta.stale {
-                lookup.foreign = self.newer_than(&lookup.ctx, own).await;
+                lookup.foreign = self
+                    .newer_than(&lookup.ctx, own)
+                    .await
+                    .filter(|copy| self.may_use(&lookup.ctx, copy));
             }
             return ControlFlow::Continue(lookup);
         }
@@ -75,6 +78,7 @@ impl Proxy {
                 _ => local,
             }
         };
+        let foreign = foreign.filter(|copy| self.may_use(ctx, copy));
         if let Some(copy) = &foreign {
             // A peer's label is not proof: by default its copy is served
             // only after GitHub answers our synthesised ETag with a 304.
@@ -93,6 +97,12 @@ impl Proxy {
         }
         lookup.foreign = foreign;
         ControlFlow::Continue(lookup)
+    }
+
+    /// Another partition's copy is used only with `cross_partition` on
+    /// (the benchmark's per-host and mesh-only modes turn it off).
+    fn may_use(&self, ctx: &Ctx, copy: &Foreign) -> bool {
+        self.inner.config.cross_partition || copy.partition == ctx.partition
     }
 
     /// A newer version than `own`: a member's copy for our partition, else

@@ -44,6 +44,10 @@ pub struct ProxyConfig {
     pub cache_enabled: bool,
     /// Serve fresh entries across partitions without asking GitHub.
     pub fleet_trust: bool,
+    /// Use other partitions' copies (here or a peer's), confirmed by a
+    /// synthesised ETag. `false` keeps each partition to its own entries
+    /// (Prow ghproxy's design); the fleet benchmark compares the two.
+    pub cross_partition: bool,
     /// Larger bodies are streamed to the client and not cached.
     pub max_cacheable_body: usize,
     /// Limit for an upstream response head and for its body.
@@ -70,6 +74,7 @@ impl ProxyConfig {
             operation_ttls: OperationTtls::default(),
             cache_enabled: true,
             fleet_trust: false,
+            cross_partition: true,
             max_cacheable_body: 8 << 20,
             upstream_timeout: Duration::from_secs(30),
             peer_deadline: Duration::from_millis(50),

@@ -9,7 +9,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  runtime failure (upstream unreachable, I/O error, …)
-  2  usage or configuration error (bad flag, bad value, unknown key, not implemented yet)
+  2  usage or configuration error (bad flag, bad value, unknown key)
 
 Configuration is layered: flags > environment > YAML file > defaults.
 `ghcache config show` prints every effective value and where it came from.";
@@ -124,11 +124,6 @@ pub enum Command {
     /// Long-lived, one per host, owner of all state in the state directory.
     /// Clients (gh, octokit, curl, scripts) point GITHUB_API_URL at the proxy.
     Daemon(DaemonArgs),
-    /// Action entry point: make sure the daemon runs and point the job at the proxy.
-    ///
-    /// Starts the daemon when none answers on the proxy address, waits until it is
-    /// healthy, and exports GITHUB_API_URL (and GH_HOST settings) for later steps.
-    SetupGithubCache,
     /// Action entry point: decide whether this CodeQL scan can be skipped.
     ///
     /// The same as `ghcache codeql check`: computes the analysis key of the
@@ -156,9 +151,12 @@ pub enum Command {
     /// `connected-peers=` lines (the image's HEALTHCHECK and the actions use it).
     Health(StatsArgs),
     /// Run an offline demonstration: a fake GitHub, a fleet of daemons and simulated runners.
-    Demo,
-    /// Run the benchmark suite and print rate-limit units and seconds saved.
-    Bench,
+    ///
+    /// Runs the same workload without a cache and through a meshed fleet of
+    /// daemons, and prints what GitHub received and charged in each case.
+    Demo(crate::fleet_args::DemoArgs),
+    /// Benchmarks: `ghcache bench fleet` compares cache designs on a simulated fleet.
+    Bench(crate::fleet_args::BenchArgs),
     /// Inspect the effective configuration.
     Config(ConfigArgs),
     /// Serve the fake GitHub API used by tests, the demo and benchmarks.
@@ -218,26 +216,4 @@ pub enum ConfigCommand {
         #[command(flatten)]
         settings: SettingArgs,
     },
-}
-
-impl Command {
-    /// The subcommand's name as typed.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Daemon(_) => "daemon",
-            Command::SetupGithubCache => "setup-github-cache",
-            Command::SetupCodeqlCache(_) => "setup-codeql-cache",
-            Command::InjectCredentials(_) => "inject-credentials",
-            Command::Codeql(_) => "codeql",
-            Command::Creds(_) => "creds",
-            Command::Stats(_) => "stats",
-            Command::Peers(_) => "peers",
-            Command::Doctor(_) => "doctor",
-            Command::Health(_) => "health",
-            Command::Demo => "demo",
-            Command::Bench => "bench",
-            Command::Config(_) => "config",
-            Command::Fakehub(_) => "fakehub",
-        }
-    }
 }

@@ -6,6 +6,9 @@ mod codeql_daemon;
 mod creds;
 mod daemon;
 mod doctor;
+#[cfg(feature = "fakehub")]
+mod fleet;
+mod fleet_args;
 mod health;
 mod inject;
 mod logging;
@@ -31,11 +34,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    logging::init(
-        config.log_format.value,
-        cli.global.verbose,
-        cli.global.quiet,
-    );
+    // The demo and benchmark run daemons in this process: their log lines
+    // (a lone mesh's Kademlia warning, say) would bury the table.
+    let quiet = match cli.command {
+        Command::Demo(_) | Command::Bench(_) if cli.global.verbose == 0 => cli.global.quiet.max(2),
+        _ => cli.global.quiet,
+    };
+    logging::init(config.log_format.value, cli.global.verbose, quiet);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -102,16 +107,19 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(daemon::run_fakehub(args))?;
             Ok(ExitCode::SUCCESS)
         }
-        #[cfg(not(feature = "fakehub"))]
-        Command::Fakehub(_) => {
-            eprintln!("error: this build has no fake GitHub (built without the `fakehub` feature)");
-            Ok(ExitCode::from(EXIT_USAGE))
+        #[cfg(feature = "fakehub")]
+        Command::Demo(args) => {
+            runtime()?.block_on(fleet::demo(args))?;
+            Ok(ExitCode::SUCCESS)
         }
-        other => {
-            eprintln!(
-                "error: `ghcache {}` is not implemented yet (see the open issues)",
-                other.name()
-            );
+        #[cfg(feature = "fakehub")]
+        Command::Bench(args) => {
+            runtime()?.block_on(fleet::bench(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(not(feature = "fakehub"))]
+        Command::Fakehub(_) | Command::Demo(_) | Command::Bench(_) => {
+            eprintln!("error: this build has no fake GitHub (built without the `fakehub` feature)");
             Ok(ExitCode::from(EXIT_USAGE))
         }
     }

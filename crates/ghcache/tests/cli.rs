@@ -72,16 +72,6 @@ fn every_subcommand_has_informative_help() {
 }
 
 #[test]
-fn unbuilt_subcommands_exit_2_saying_so() {
-    let ws = workspace();
-    for sub in ["demo", "bench"] {
-        let out = ghcache(ws.path(), &[sub], &[]);
-        assert_eq!(out.status.code(), Some(2), "{sub}");
-        assert!(text(&out).contains("not implemented yet"), "{sub}");
-    }
-}
-
-#[test]
 fn doctor_without_a_daemon_fails_and_says_how_to_fix_it() {
     let ws = workspace();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -248,7 +248,8 @@ fn repo_scoped(hub: &Hub, ctx: &Ctx<'_>, owner: &str, name: &str, rest: &[&str])
         ["issues", n, "comments"] => pulls_issues::list_comments(&q, n),
         ["commits"] => repos::list_commits(&q),
         ["commits", r] => repos::get_commit(&q, r),
-        ["compare", bh] => repos::compare(&q, bh),
+        // Branch names may hold slashes: `compare/main...feature/x`.
+        ["compare", bh @ ..] if !bh.is_empty() => repos::compare(&q, &bh.join("/")),
         ["contents"] => repos::contents(&q, ""),
         ["contents", path @ ..] => repos::contents(&q, &path.join("/")),
         ["actions", "runs"] => actions::list_runs(&q),
