@@ -41,6 +41,12 @@ ghcache_common_inputs() {
 # the workspace, RUNNER_TEMP and the file-command files mounted at their own
 # paths. Environment values travel by name (`-e NAME`), never on argv.
 ghcache_exec() {
+    # An action input left empty arrives as an empty INPUT_* variable; the
+    # command's own default applies only when the variable is absent.
+    local input
+    while IFS= read -r input; do
+        case "$input" in INPUT_*) [ -n "${!input}" ] || unset "$input" ;; esac
+    done < <(compgen -e)
     if [ "$GHCACHE_MODE" = binary ]; then
         ghcache "$@"
         return

@@ -66,7 +66,12 @@ fn setup_codeql_cache_keys_the_mounted_workspace_and_skips_after_a_save() {
     }
     let host = Host::start("codeql");
     let mut job = host.setup_job();
-    let with = [("languages", "rust"), ("build-mode", "none")];
+    // Without a CodeQL version the key is unknown and the check always scans.
+    let with = [
+        ("languages", "rust"),
+        ("build-mode", "none"),
+        ("codeql-version", "2.19.3"),
+    ];
     let first = job.uses("setup-codeql-cache", &with);
     assert!(first.success, "{}", first.describe());
     assert_eq!(
@@ -91,6 +96,14 @@ fn setup_codeql_cache_keys_the_mounted_workspace_and_skips_after_a_save() {
         "fn main() { println!(\"changed\"); }\n",
     )
     .unwrap();
+    // Only committed trees count as analysed.
+    let commit = Command::new("git")
+        .args(["-c", "user.name=ci", "-c", "user.email=ci@example.invalid"])
+        .args(["commit", "-qam", "change the source"])
+        .current_dir(&job.workspace)
+        .output()
+        .unwrap();
+    assert!(commit.status.success(), "{commit:?}");
     let second = job.uses("setup-codeql-cache", &with);
     assert!(second.success, "{}", second.describe());
     assert_ne!(
@@ -108,6 +121,7 @@ fn setup_codeql_cache_keys_the_mounted_workspace_and_skips_after_a_save() {
         &[
             ("languages", "rust"),
             ("build-mode", "none"),
+            ("codeql-version", "2.19.3"),
             ("save-sarif-dir", sarif.to_str().unwrap()),
             ("duration", "120"),
         ],

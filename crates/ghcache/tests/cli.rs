@@ -5,7 +5,6 @@ use std::process::{Command, Output};
 
 const SUBCOMMANDS: [&str; 12] = [
     "daemon",
-    "setup-github-cache",
     "setup-codeql-cache",
     "inject-credentials",
     "codeql",
@@ -13,6 +12,7 @@ const SUBCOMMANDS: [&str; 12] = [
     "stats",
     "peers",
     "doctor",
+    "health",
     "demo",
     "bench",
     "config",
