@@ -153,6 +153,7 @@ impl Proxy {
         use std::sync::atomic::Ordering::Relaxed;
         let stats = &self.inner.stats;
         stats.upstream_requests.fetch_add(1, Relaxed);
+        stats.upstream_status.count(status);
         if status == StatusCode::NOT_MODIFIED {
             stats.upstream_not_modified.fetch_add(1, Relaxed);
         }

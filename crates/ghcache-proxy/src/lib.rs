@@ -17,7 +17,9 @@ mod foreign;
 mod freshness;
 mod headers;
 mod invalidation;
+mod job;
 mod metrics;
+mod metrics_mesh;
 mod peer;
 mod pipeline;
 mod proxy;
@@ -32,6 +34,7 @@ mod upstream;
 pub use control::{ControlExtension, ControlFuture, ControlReply, ControlRequest, MetricCounter};
 pub use headers::synthesize_etag;
 pub use invalidation::affected_paths;
+pub use job::{JOB_PREFIX, JobReport, valid_job_id};
 pub use peer::{NoPeers, PeerCopy, PeerFuture, PeerSource, PeerStatus, PeerTrust, StatusFuture};
 pub use proxy::{Proxy, ProxyConfig};
 pub use report::{

@@ -15,9 +15,9 @@ use crate::report::StatsReport;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Debug)]
-struct Snapshot(StatsReport, Vec<crate::MetricCounter>);
+struct Snapshot(StatsReport, crate::PeerStatus, Vec<crate::MetricCounter>);
 
-fn counter(
+pub(crate) fn counter(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
@@ -27,7 +27,7 @@ fn counter(
     ConstCounter::new(value).encode(metric)
 }
 
-fn gauge(
+pub(crate) fn gauge(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
@@ -72,6 +72,36 @@ impl Collector for Snapshot {
             "ghcache_upstream_requests",
             "Requests sent to GitHub.",
             r.upstream.requests,
+        )?;
+        {
+            let mut family = e.encode_descriptor(
+                "ghcache_upstream_responses",
+                "Upstream answers by HTTP status code.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (status, value) in &r.upstream.by_status {
+                let labels = [("status", status.as_str())];
+                ConstCounter::new(*value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        counter(
+            e,
+            "ghcache_upstream_answered",
+            "Upstream exchanges that got a response head.",
+            r.upstream.answered,
+        )?;
+        seconds(
+            e,
+            "ghcache_upstream_latency_seconds",
+            "Summed time to the upstream response head (divide by ghcache_upstream_answered_total for the mean).",
+            r.upstream.latency_us_total,
+        )?;
+        seconds(
+            e,
+            "ghcache_time_saved_seconds",
+            "Upstream time HITs saved: each counts the mean upstream latency measured until then.",
+            r.time_saved_us,
         )?;
         counter(
             e,
@@ -191,7 +221,8 @@ impl Collector for Snapshot {
             "Credentials handed to jobs by inject-credentials through the daemon.",
             r.vault.credentials_injected,
         )?;
-        for family in &self.1 {
+        crate::metrics_mesh::encode(e, &self.1)?;
+        for family in &self.2 {
             if let [(None, value)] = family.samples.as_slice() {
                 counter(e, family.name, family.help, *value)?;
                 continue;
@@ -210,12 +241,33 @@ impl Collector for Snapshot {
     }
 }
 
-/// The OpenMetrics text of a stats report.
-pub fn render(report: StatsReport, extensions: Vec<crate::MetricCounter>) -> String {
+/// A counter of seconds, kept in µs.
+fn seconds(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    micros: u64,
+) -> std::fmt::Result {
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(micros as f64 / 1e6).encode(metric)
+}
+
+/// The OpenMetrics text of a stats report, the mesh's status and the
+/// swarm's own registry (libp2p-metrics), when the daemon has a mesh.
+pub fn render(
+    report: StatsReport,
+    peers: &crate::PeerStatus,
+    extensions: Vec<crate::MetricCounter>,
+    swarm: Option<&std::sync::Arc<Registry>>,
+) -> String {
+    use prometheus_client::encoding::text;
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot(report, extensions)));
+    registry.register_collector(Box::new(Snapshot(report, peers.clone(), extensions)));
     let mut out = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+    let encoded = text::encode_registry(&mut out, &registry)
+        .and_then(|()| swarm.map_or(Ok(()), |r| text::encode_registry(&mut out, r)))
+        .and_then(|()| text::encode_eof(&mut out));
+    if let Err(e) = encoded {
         // Writing to a String cannot fail; say so if it ever does.
         tracing::warn!(error = %e, "cannot encode metrics");
     }

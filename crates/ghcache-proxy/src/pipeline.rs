@@ -338,6 +338,7 @@ impl Proxy {
                 .stats
                 .units_saved
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::job::unit_saved();
         }
     }
 

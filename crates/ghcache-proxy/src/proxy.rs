@@ -126,6 +126,10 @@ pub(crate) struct Inner {
     pub(crate) extensions: Vec<Arc<dyn crate::ControlExtension>>,
     /// The vault server's counters, when the daemon serves one.
     pub(crate) vault: std::sync::OnceLock<VaultSource>,
+    /// The swarm's metrics (libp2p-metrics), rendered after ours.
+    pub(crate) registry: std::sync::OnceLock<Arc<prometheus_client::registry::Registry>>,
+    /// Per-job counters of requests under `/_job/<id>/` (bounded).
+    pub(crate) jobs: crate::job::Jobs,
 }
 
 type VaultSource = Arc<dyn Fn() -> crate::VaultReport + Send + Sync>;
@@ -165,6 +169,8 @@ impl Proxy {
                 accepted: Mutex::new(accepted),
                 extensions: Vec::new(),
                 vault: std::sync::OnceLock::new(),
+                registry: std::sync::OnceLock::new(),
+                jobs: crate::job::Jobs::default(),
             }),
         })
     }
@@ -208,6 +214,7 @@ impl Proxy {
             .stats
             .report(&i.store.stats(), &i.quotas, i.config.state_dir.as_deref());
         report.invalidations.records = i.invalidated.len() as u64;
+        (report.upstream.answered, report.upstream.latency_us_total) = i.upstream.latency();
         if let Some(vault) = i.vault.get() {
             report.vault = vault();
         }
@@ -221,6 +228,12 @@ impl Proxy {
     /// Reports the vault server's counters in stats and metrics (once).
     pub fn report_vault(&self, source: impl Fn() -> crate::VaultReport + Send + Sync + 'static) {
         let _ = self.inner.vault.set(Arc::new(source));
+    }
+
+    /// Adds another registry's metrics (the mesh's libp2p-metrics) to
+    /// `/metrics` (once).
+    pub fn report_registry(&self, registry: Arc<prometheus_client::registry::Registry>) {
+        let _ = self.inner.registry.set(registry);
     }
 
     /// Marks every cached variant of these paths stale (a write here or in
@@ -261,7 +274,17 @@ impl Proxy {
             mut response,
             outcome,
         } = served;
-        self.inner.stats.record(outcome);
+        let stats = &self.inner.stats;
+        stats.record(outcome);
+        // A hit spared the client an upstream round trip: count the mean one.
+        let saved_us = if outcome == crate::stats::Outcome::Hit {
+            let us = self.inner.upstream.mean_latency_us();
+            stats.time_saved_us.fetch_add(us, Relaxed);
+            us
+        } else {
+            0
+        };
+        crate::job::record(outcome, saved_us);
         response
             .headers_mut()
             .insert("x-ghcache", HeaderValue::from_static(outcome.as_str()));

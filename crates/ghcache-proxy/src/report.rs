@@ -12,6 +12,9 @@ pub struct StatsReport {
     pub misses: u64,
     pub bypass: u64,
     pub hit_rate: f64,
+    /// Upstream time `HIT`s saved: each hit counts the mean upstream
+    /// latency measured until then (µs).
+    pub time_saved_us: u64,
     pub upstream: UpstreamCounts,
     pub rate_limit: RateLimitReport,
     pub store: StoreReport,
@@ -41,6 +44,11 @@ pub struct UpstreamCounts {
     pub requests: u64,
     pub not_modified: u64,
     pub errors: u64,
+    /// Answers by status code (`"200"`, `"304"`, …).
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// Exchanges that got a response head, and their summed time to it (µs).
+    pub answered: u64,
+    pub latency_us_total: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -156,6 +156,12 @@ fn is_control(path: &str) -> bool {
     path.starts_with("/_ghcache/") || path == "/metrics"
 }
 
+fn error_response(status: http::StatusCode, message: &str) -> Response<Body> {
+    let mut r = json_response(&serde_json::json!({ "message": format!("ghcache: {message}") }));
+    *r.status_mut() = status;
+    r
+}
+
 fn json_response(value: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(value.to_string()));
     r.headers_mut().insert(
@@ -219,8 +225,10 @@ impl Proxy {
             )),
             "/metrics" => {
                 let counters = i.extensions.iter().flat_map(|e| e.counters()).collect();
-                let mut r =
-                    Response::new(full(crate::metrics::render(self.stats_report(), counters)));
+                let peers = i.peers.describe().await;
+                let text =
+                    crate::metrics::render(self.stats_report(), &peers, counters, i.registry.get());
+                let mut r = Response::new(full(text));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
@@ -231,8 +239,81 @@ impl Proxy {
         }
     }
 
-    /// A request from a client: a control route, or the pipeline.
+    /// A request from a client: a job's (under `/_job/<id>/`), a control
+    /// route, or the pipeline.
     pub(crate) async fn serve_request(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+        base: Arc<str>,
+    ) -> Response<Body> {
+        if request.uri().path().starts_with(crate::job::JOB_PREFIX) {
+            return self.serve_job(request, base).await;
+        }
+        self.serve_direct(request, base).await
+    }
+
+    /// A job's request: the prefix stripped, links rewritten back under it,
+    /// counted for the job as well as the daemon.
+    async fn serve_job(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+        base: Arc<str>,
+    ) -> Response<Body> {
+        let (mut parts, body) = request.into_parts();
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let Some((id, rest)) = crate::job::split(pq) else {
+            return error_response(http::StatusCode::NOT_FOUND, "not a job path");
+        };
+        if !crate::job::valid_job_id(id) {
+            return error_response(http::StatusCode::BAD_REQUEST, crate::job::INVALID_JOB_ID);
+        }
+        let rest = if rest.starts_with('/') {
+            rest.to_owned()
+        } else {
+            format!("/{rest}")
+        };
+        let job_base: Arc<str> = format!("{base}{}{id}", crate::job::JOB_PREFIX).into();
+        let job = self.inner.jobs.enter(id);
+        match rest.parse::<http::Uri>() {
+            Ok(uri) => parts.uri = uri,
+            Err(_) => return error_response(http::StatusCode::BAD_REQUEST, "invalid request path"),
+        }
+        let request = http::Request::from_parts(parts, body);
+        if is_control(request.uri().path()) {
+            // The daemon's own routes are not GitHub answers: not counted.
+            return Box::pin(self.serve_direct(request, base)).await;
+        }
+        crate::job::scope(job, self.handle(request, job_base)).await
+    }
+
+    /// `/_ghcache/jobs/<id>`: `POST` registers a job (setup-github-cache),
+    /// `GET` reports what it was served.
+    fn job_route(&self, method: &http::Method, id: &str) -> Response<Body> {
+        if !crate::job::valid_job_id(id) {
+            return error_response(http::StatusCode::BAD_REQUEST, crate::job::INVALID_JOB_ID);
+        }
+        let jobs = &self.inner.jobs;
+        if method == http::Method::POST {
+            jobs.enter(id);
+        } else if method != http::Method::GET {
+            return error_response(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                "use GET (report) or POST (register)",
+            );
+        }
+        match jobs.report(id) {
+            Some(mut report) => {
+                report.mean_upstream_latency_us = self.inner.upstream.mean_latency_us();
+                json_response(&serde_json::to_value(report).unwrap_or_default())
+            }
+            None => error_response(
+                http::StatusCode::NOT_FOUND,
+                "this daemon has no record of that job: it made no request through its GHCACHE_API_URL, the daemon restarted, or more than 1024 jobs came after it",
+            ),
+        }
+    }
+
+    async fn serve_direct(
         &self,
         request: http::Request<hyper::body::Incoming>,
         base: Arc<str>,
@@ -246,6 +327,9 @@ impl Proxy {
                 .find(|e| path.starts_with(e.prefix()))
             {
                 return extension_reply(extension.as_ref(), request, &path).await;
+            }
+            if let Some(id) = path.strip_prefix("/_ghcache/jobs/") {
+                return self.job_route(request.method(), id);
             }
             if let Some(response) = self.control(&path).await {
                 return response;

@@ -65,6 +65,39 @@ pub struct Stats {
     pub connections_shed: AtomicU64,
     /// Connections refused: at the limit with every connection busy.
     pub connections_refused: AtomicU64,
+    /// Upstream answers by status code.
+    pub upstream_status: StatusCounts,
+    /// Upstream time saved by `HIT`s: the mean upstream latency at the
+    /// moment of each hit, summed (µs).
+    pub time_saved_us: AtomicU64,
+}
+
+/// One counter per status code 100–599, so counting is one atomic add.
+#[derive(Debug)]
+pub struct StatusCounts(Box<[AtomicU64]>);
+
+impl Default for StatusCounts {
+    fn default() -> Self {
+        StatusCounts((100..600).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+impl StatusCounts {
+    pub fn count(&self, status: http::StatusCode) {
+        if let Some(c) = self.0.get(usize::from(status.as_u16()).wrapping_sub(100)) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The codes seen, with their counts.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, u64> {
+        (100u16..)
+            .zip(self.0.iter())
+            .map(|(code, c)| (code, c.load(Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(code, n)| (code.to_string(), n))
+            .collect()
+    }
 }
 
 impl Stats {
@@ -114,7 +147,10 @@ impl Stats {
                 requests: get(&self.upstream_requests),
                 not_modified: get(&self.upstream_not_modified),
                 errors: get(&self.upstream_errors),
+                by_status: self.upstream_status.snapshot(),
+                ..UpstreamCounts::default()
             },
+            time_saved_us: get(&self.time_saved_us),
             rate_limit: RateLimitReport {
                 units_spent: get(&self.units_spent),
                 units_saved: get(&self.units_saved),

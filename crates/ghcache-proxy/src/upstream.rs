@@ -1,8 +1,9 @@
 //! The pooled HTTP(S) client to GitHub (rustls, native roots with the
 //! webpki set as fallback).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
@@ -23,6 +24,16 @@ pub struct Upstream {
     /// The host part, for resource ids.
     pub host: String,
     pub timeout: Duration,
+    /// Time to the response head of every answered exchange: what a local
+    /// answer saves, on average.
+    latency: Arc<Latency>,
+}
+
+/// Summed time to the response head over answered exchanges.
+#[derive(Debug, Default)]
+struct Latency {
+    total_us: AtomicU64,
+    count: AtomicU64,
 }
 
 /// Why an upstream exchange produced no response.
@@ -76,7 +87,22 @@ impl Upstream {
             base,
             host,
             timeout,
+            latency: Arc::default(),
         })
+    }
+
+    /// (answered exchanges, their summed time to the response head in µs).
+    pub fn latency(&self) -> (u64, u64) {
+        (
+            self.latency.count.load(Ordering::Relaxed),
+            self.latency.total_us.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The mean time to a response head so far, in µs (0 before any).
+    pub fn mean_latency_us(&self) -> u64 {
+        let (count, total_us) = self.latency();
+        total_us / count.max(1)
     }
 
     pub fn uri(&self, path_and_query: &str) -> Result<Uri, UpstreamFailure> {
@@ -93,6 +119,7 @@ impl Upstream {
         &self,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamFailure> {
+        let started = Instant::now();
         match tokio::time::timeout(self.timeout, self.client.request(request)).await {
             Err(_) => Err(UpstreamFailure {
                 timed_out: true,
@@ -102,7 +129,12 @@ impl Upstream {
                 timed_out: false,
                 message: format!("{} unreachable: {}", self.base, error_chain(&e)),
             }),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.latency.total_us.fetch_add(us, Ordering::Relaxed);
+                self.latency.count.fetch_add(1, Ordering::Relaxed);
+                Ok(response)
+            }
         }
     }
 

@@ -1,0 +1,213 @@
+//! Per-job attribution without the token. `setup-github-cache` mints a
+//! random job id and points the job's clients at `/_job/<id>/…`; the server
+//! strips the prefix, rewrites links back under it (so pagination stays
+//! attributed) and runs the request with that job's counters in a task
+//! local, which `Proxy::exit` and `count_saved` add to beside the daemon's
+//! own. So a job's numbers are the daemon's counters restricted to its
+//! requests, counted at the same places. Jobs are bounded (LRU).
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::report::HitCounts;
+use crate::stats::Outcome;
+
+/// Where a job's clients reach the proxy: `/_job/<id>/repos/…`.
+pub const JOB_PREFIX: &str = "/_job/";
+/// Jobs remembered at once; the least recently used is forgotten first.
+const MAX_JOBS: usize = 1024;
+
+tokio::task_local! {
+    static CURRENT: Arc<JobCounters>;
+}
+
+/// What a job id may be: 8–64 ASCII letters, digits, `-` or `_` (it is
+/// put in rewritten links, so nothing that needs escaping).
+pub fn valid_job_id(id: &str) -> bool {
+    (8..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The same words for every refusal of an id.
+pub(crate) const INVALID_JOB_ID: &str =
+    "invalid job id: it must be 8-64 ASCII letters, digits, '-' or '_'";
+
+#[derive(Debug, Default)]
+pub(crate) struct JobCounters {
+    requests: AtomicU64,
+    hit: AtomicU64,
+    revalidated: AtomicU64,
+    synthesized: AtomicU64,
+    coalesced: AtomicU64,
+    miss: AtomicU64,
+    bypass: AtomicU64,
+    stale: AtomicU64,
+    units_saved: AtomicU64,
+    time_saved_us: AtomicU64,
+}
+
+/// Counts an answer for the job this task serves, if any.
+pub(crate) fn record(outcome: Outcome, saved_us: u64) {
+    let _ = CURRENT.try_with(|job| {
+        job.requests.fetch_add(1, Relaxed);
+        let counter = match outcome {
+            Outcome::Hit => &job.hit,
+            Outcome::Revalidated => &job.revalidated,
+            Outcome::Synthesized => &job.synthesized,
+            Outcome::Coalesced => &job.coalesced,
+            Outcome::Miss => &job.miss,
+            Outcome::Bypass => &job.bypass,
+            Outcome::Stale => &job.stale,
+        };
+        counter.fetch_add(1, Relaxed);
+        job.time_saved_us.fetch_add(saved_us, Relaxed);
+    });
+}
+
+/// Counts a rate-limit unit saved for the job this task serves, if any.
+pub(crate) fn unit_saved() {
+    let _ = CURRENT.try_with(|job| job.units_saved.fetch_add(1, Relaxed));
+}
+
+/// Runs `f` with `job`'s counters as the task's current job.
+pub(crate) async fn scope<F: std::future::Future>(job: Arc<JobCounters>, f: F) -> F::Output {
+    CURRENT.scope(job, f).await
+}
+
+/// The jobs seen recently, by id.
+pub(crate) struct Jobs(Mutex<lru::LruCache<Box<str>, Arc<JobCounters>>>);
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs(Mutex::new(lru::LruCache::new(
+            NonZeroUsize::new(MAX_JOBS).unwrap_or(NonZeroUsize::MIN),
+        )))
+    }
+}
+
+impl Jobs {
+    /// The counters of `id` (a valid id), created on first use.
+    pub(crate) fn enter(&self, id: &str) -> Arc<JobCounters> {
+        let mut jobs = self.0.lock();
+        if let Some(job) = jobs.get(id) {
+            return job.clone();
+        }
+        let job = Arc::new(JobCounters::default());
+        jobs.put(id.into(), job.clone());
+        job
+    }
+
+    /// The report of a job seen (or registered) and not yet forgotten.
+    pub(crate) fn report(&self, id: &str) -> Option<JobReport> {
+        let job = self.0.lock().get(id).cloned()?;
+        let get = |c: &AtomicU64| c.load(Relaxed);
+        let hits = HitCounts {
+            hit: get(&job.hit),
+            revalidated: get(&job.revalidated),
+            synthesized: get(&job.synthesized),
+            coalesced: get(&job.coalesced),
+            stale: get(&job.stale),
+            total: 0,
+        };
+        let total = hits.hit + hits.revalidated + hits.synthesized + hits.coalesced + hits.stale;
+        Some(JobReport {
+            job: id.to_owned(),
+            requests: get(&job.requests),
+            hits: HitCounts { total, ..hits },
+            misses: get(&job.miss),
+            bypass: get(&job.bypass),
+            units_saved: get(&job.units_saved),
+            time_saved_us: get(&job.time_saved_us),
+            mean_upstream_latency_us: 0,
+        })
+    }
+}
+
+/// What one job was served (`GET /_ghcache/jobs/<id>`), counted exactly as
+/// the daemon's totals are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobReport {
+    pub job: String,
+    /// Answers through the job's prefix (control routes excluded).
+    pub requests: u64,
+    pub hits: HitCounts,
+    pub misses: u64,
+    pub bypass: u64,
+    /// Rate-limit units a cacheless client would have spent.
+    pub units_saved: u64,
+    /// Upstream time `HIT`s saved: each counts the daemon's mean upstream
+    /// latency measured until that moment (µs).
+    pub time_saved_us: u64,
+    /// The daemon's mean upstream latency now (µs), for the report's text.
+    pub mean_upstream_latency_us: u64,
+}
+
+/// Splits `/_job/<id>/rest` into the id and `/rest` (with its query);
+/// `None` when the path is not under the job prefix.
+pub(crate) fn split(path_and_query: &str) -> Option<(&str, &str)> {
+    let tail = path_and_query.strip_prefix(JOB_PREFIX)?;
+    let end = tail.find(['/', '?']).unwrap_or(tail.len());
+    Some((&tail[..end], &tail[end..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_bounded_plain_words() {
+        assert!(valid_job_id("0123abcd"));
+        assert!(valid_job_id("run-42_job_A"));
+        assert!(!valid_job_id("short"));
+        assert!(!valid_job_id(&"a".repeat(65)));
+        assert!(!valid_job_id("has space1"));
+        assert!(!valid_job_id("dot.dot.dot"));
+        assert!(!valid_job_id("%2e%2e%2f%2e%2e"));
+    }
+
+    #[test]
+    fn split_keeps_the_rest_and_its_query() {
+        assert_eq!(
+            split("/_job/abcdefgh/repos/o/r?page=2"),
+            Some(("abcdefgh", "/repos/o/r?page=2"))
+        );
+        assert_eq!(split("/_job/abcdefgh?x=1"), Some(("abcdefgh", "?x=1")));
+        assert_eq!(split("/_job/abcdefgh"), Some(("abcdefgh", "")));
+        assert_eq!(split("/repos/o/r"), None);
+    }
+
+    #[test]
+    fn jobs_are_bounded() {
+        let jobs = Jobs::default();
+        for n in 0..MAX_JOBS + 10 {
+            jobs.enter(&format!("job-{n:08}"));
+        }
+        assert!(jobs.report("job-00000000").is_none());
+        assert!(jobs.report(&format!("job-{:08}", MAX_JOBS + 9)).is_some());
+        assert_eq!(jobs.0.lock().len(), MAX_JOBS);
+    }
+
+    #[tokio::test]
+    async fn only_the_scoped_job_counts() {
+        let jobs = Jobs::default();
+        let a = jobs.enter("job-aaaaaaaa");
+        jobs.enter("job-bbbbbbbb");
+        scope(a, async {
+            record(Outcome::Hit, 7);
+            unit_saved();
+        })
+        .await;
+        record(Outcome::Miss, 0);
+        let a = jobs.report("job-aaaaaaaa").unwrap_or_default();
+        assert_eq!((a.requests, a.hits.hit, a.hits.total), (1, 1, 1));
+        assert_eq!((a.units_saved, a.time_saved_us, a.misses), (1, 7, 0));
+        assert_eq!(jobs.report("job-bbbbbbbb").unwrap_or_default().requests, 0);
+    }
+}
