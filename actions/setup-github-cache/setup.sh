@@ -87,7 +87,7 @@ start_container() {
     local var
     while IFS= read -r var; do
         case "$var" in
-            GHCACHE_CLUSTER_SECRET | GHCACHE_API_URL | GHCACHE_IMAGE | GHCACHE_MODE | GHCACHE_HINTS_SHOWN) ;;
+            GHCACHE_CLUSTER_SECRET | GHCACHE_API_URL | GHCACHE_JOB_ID | GHCACHE_IMAGE | GHCACHE_MODE | GHCACHE_HINTS_SHOWN) ;;
             GHCACHE_* | CACHE_* | SSL_CERT_FILE | SSL_CERT_DIR | RUST_LOG) [ -n "${!var:-}" ] && args+=(-e "$var") ;;
         esac
     done < <(compgen -e)
@@ -155,15 +155,29 @@ until report=$(health 2>/dev/null); do
 done
 
 value() { sed -n "s/^$1=//p" <<<"$report"; }
+
+# Per-job attribution without the token: this job's clients reach the
+# proxy under a random prefix, which the daemon counts apart;
+# `ghcache report` (the job's last step) reads those counters.
+job_id=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+job_url="$proxy_url/_job/$job_id"
+# Registers the job (so a job that makes no request still reports zeros)
+# and writes the cache's state to the job summary.
+ghcache_exec -q report --state --job "$job_id" --proxy-addr "$proxy_addr" \
+    || echo "::warning title=ghcache::cannot write the cache's state to the job summary"
 {
     echo "proxy-url=$proxy_url"
+    echo "api-url=$job_url"
+    echo "job-id=$job_id"
     echo "peer-id=$(value peer-id)"
     echo "connected-peers=$(value connected-peers)"
     echo "daemon=$action"
     echo "version=$(value version)"
 } >>"$GITHUB_OUTPUT"
 {
-    echo "GHCACHE_API_URL=$proxy_url"
+    echo "GHCACHE_API_URL=$job_url"
+    echo "GHCACHE_JOB_ID=$job_id"
+    echo "GHCACHE_PROXY_ADDR=$proxy_addr"
     echo "GHCACHE_MODE=$GHCACHE_MODE"
     echo "GHCACHE_IMAGE=$GHCACHE_IMAGE"
     echo "GHCACHE_STATE_DIR=$state"

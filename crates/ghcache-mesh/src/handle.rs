@@ -40,6 +40,8 @@ struct Shared {
     holds: mpsc::Sender<ResourceId>,
     holds_dropped: AtomicU64,
     task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The swarm's libp2p-metrics (`libp2p_*`), for the daemon's `/metrics`.
+    registry: Arc<libp2p::metrics::Registry>,
 }
 
 /// A cheap, cloneable handle on the mesh. The Swarm lives in one task; this
@@ -82,6 +84,8 @@ impl Mesh {
             tracing::info!("private network (pre-shared key) mode: TCP only, QUIC is off");
         }
         let mut swarm = swarm::build(&config, &keys, keypair, &topic)?;
+        let mut registry = libp2p::metrics::Registry::default();
+        let metrics = libp2p::metrics::Metrics::new(&mut registry);
         swarm::listen(&mut swarm, &config)?;
 
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
@@ -100,6 +104,7 @@ impl Mesh {
                 invalidations: inv_tx.clone(),
                 serve_delay_ms: serve_delay_ms.clone(),
                 config,
+                metrics,
             },
             cmd_rx,
             holds_rx,
@@ -119,8 +124,15 @@ impl Mesh {
                 holds: holds_tx,
                 holds_dropped: AtomicU64::new(0),
                 task: parking_lot::Mutex::new(Some(task)),
+                registry: Arc::new(registry),
             }),
         })
+    }
+
+    /// The swarm's metrics registry (libp2p-metrics: connections,
+    /// identify, Kademlia, gossipsub, ping), filled by the event loop.
+    pub fn metrics_registry(&self) -> Arc<libp2p::metrics::Registry> {
+        self.inner.registry.clone()
     }
 
     pub fn peer_id(&self) -> PeerId {

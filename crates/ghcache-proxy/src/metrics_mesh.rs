@@ -162,13 +162,14 @@ pub(crate) fn encode(e: &mut DescriptorEncoder<'_>, peers: &PeerStatus) -> std::
             ("replayed", r.replayed),
         ],
     )?;
+    // Declared always, sampled once an announcement arrived.
+    let metric = e.encode_descriptor(
+        "ghcache_mesh_announcement_lag_seconds",
+        "Sender's clock to our receipt of the last valid announcement (negative: its clock is ahead).",
+        None,
+        MetricType::Gauge,
+    )?;
     if let Some(lag) = m.last_announcement_lag_ms {
-        let metric = e.encode_descriptor(
-            "ghcache_mesh_announcement_lag_seconds",
-            "Sender's clock to our receipt of the last valid announcement (negative: its clock is ahead).",
-            None,
-            MetricType::Gauge,
-        )?;
         ConstGauge::new(lag as f64 / 1000.0).encode(metric)?;
     }
     Ok(())

@@ -73,7 +73,7 @@ pub struct SettingArgs {
     pub default_ttl: Option<Seconds>,
 }
 
-fn parse<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, String> {
+pub(crate) fn parse<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, String> {
     text.parse()
 }
 
@@ -86,6 +86,15 @@ impl Cli {
             | Command::Peers(args)
             | Command::Doctor(args)
             | Command::Health(args) => {
+                return Overrides {
+                    config_file: self.global.config.clone(),
+                    state_dir: self.global.state_dir.clone(),
+                    log_format: self.global.log_format,
+                    proxy_addr: args.proxy_addr,
+                    ..Overrides::default()
+                };
+            }
+            Command::Report(args) => {
                 return Overrides {
                     config_file: self.global.config.clone(),
                     state_dir: self.global.state_dir.clone(),
@@ -140,6 +149,13 @@ pub enum Command {
     Stats(StatsArgs),
     /// Print the daemon's peers: connected, discovered (by source), rejected.
     Peers(StatsArgs),
+    /// Write the job summary: what this job was served and saved (the job's last step).
+    ///
+    /// Reads the counters the daemon kept for the job's GHCACHE_API_URL prefix
+    /// (GHCACHE_JOB_ID, exported by setup-github-cache) and writes a Markdown
+    /// table with a Mermaid chart to GITHUB_STEP_SUMMARY (stdout outside
+    /// Actions). `--state` writes the cache's state instead.
+    Report(crate::report::ReportArgs),
     /// Diagnose a host: configuration, state directory, store, mesh membership.
     ///
     /// Every finding names its fix. Exits 1 when anything failed (for

@@ -155,10 +155,13 @@ fn api_addr(api_url: &Option<String>, config: &Config) -> anyhow::Result<SocketA
     let Some(url) = given(api_url) else {
         return Ok(config.proxy_addr.value.0);
     };
+    // A job's URL (`http://IP:PORT/_job/<id>`) names the same daemon.
     let hostport = url
         .strip_prefix("http://")
         .unwrap_or(url)
-        .trim_end_matches('/');
+        .split('/')
+        .next()
+        .unwrap_or_default();
     let hostport = hostport.replace("localhost", "127.0.0.1");
     hostport.parse().map_err(|_| {
         usage(format!(

@@ -95,6 +95,7 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
         proxy = proxy
             .with_peers(Arc::new(mesh.clone()))
             .map_err(|e| UsageError(e.to_string()))?;
+        proxy.report_registry(mesh.metrics_registry());
         let mut invalidations = mesh.invalidations();
         let proxy = proxy.clone();
         tokio::spawn(async move {
@@ -341,6 +342,18 @@ pub async fn run_stats(config: &Config, args: &StatsArgs) -> anyhow::Result<()> 
     println!("passed through      {}", stats.bypass);
     println!("hit rate            {:.1}%", stats.hit_rate * 100.0);
     println!("upstream requests   {}", stats.upstream.requests);
+    let by_status: Vec<String> = stats
+        .upstream
+        .by_status
+        .iter()
+        .map(|(code, n)| format!("{code} {n}"))
+        .collect();
+    println!("upstream by status  {}", by_status.join(", "));
+    println!(
+        "time saved          {:.1} s (each hit counts the mean upstream latency, {:.0} ms)",
+        stats.time_saved_us as f64 / 1e6,
+        stats.upstream.latency_us_total as f64 / stats.upstream.answered.max(1) as f64 / 1000.0
+    );
     println!("rate-limit spent    {}", stats.rate_limit.units_spent);
     println!("rate-limit saved    {}", stats.rate_limit.units_saved);
     println!(

@@ -12,6 +12,7 @@ mod fleet_args;
 mod health;
 mod inject;
 mod logging;
+mod report;
 mod vault;
 
 use std::process::ExitCode;
@@ -83,6 +84,10 @@ fn run(cli: &Cli, config: &ghcache_config::Config) -> anyhow::Result<ExitCode> {
         }
         Command::Health(args) => {
             runtime()?.block_on(health::run(config, args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report(args) => {
+            runtime()?.block_on(report::run(config, args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Codeql(args) => runtime()?.block_on(codeql::run(config, args)),

@@ -63,6 +63,7 @@ impl EventLoop {
     }
 
     pub(super) fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        self.record_metrics(&ev);
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "mesh listening");
@@ -128,6 +129,20 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(ev) => self.on_behaviour_event(ev),
+            _ => {}
+        }
+    }
+
+    /// Feeds libp2p-metrics (connections, identify, Kademlia, gossipsub,
+    /// ping): counters and histograms updated in place, nothing formatted.
+    fn record_metrics(&self, ev: &SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        self.metrics.record(ev);
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.metrics.record(e),
             _ => {}
         }
     }

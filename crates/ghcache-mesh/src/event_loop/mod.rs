@@ -52,6 +52,8 @@ pub(crate) struct Parts {
     pub(crate) invalidations: broadcast::Sender<Vec<String>>,
     pub(crate) serve_delay_ms: Arc<AtomicU64>,
     pub(crate) config: MeshConfig,
+    /// The swarm's libp2p-metrics, registered in the mesh's registry.
+    pub(crate) metrics: libp2p::metrics::Metrics,
 }
 
 /// A request we sent and await the answer of.
@@ -95,6 +97,7 @@ pub(crate) struct EventLoop {
     provider_probes: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     kad_next: Instant,
     kad_last: Instant,
+    pub(super) metrics: libp2p::metrics::Metrics,
 }
 
 impl EventLoop {
@@ -113,6 +116,7 @@ impl EventLoop {
             invalidations,
             serve_delay_ms,
             config,
+            metrics,
         } = parts;
         let (internal_tx, internal_rx) = mpsc::channel(1024);
         let now = Instant::now();
@@ -147,6 +151,7 @@ impl EventLoop {
             peer_id,
             config,
             internal_tx,
+            metrics,
         };
         this.wait_listening().await?;
         // Entries kept from before a restart: published again once the
