@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-const SUBCOMMANDS: [&str; 12] = [
+const SUBCOMMANDS: [&str; 13] = [
     "daemon",
     "setup-codeql-cache",
     "inject-credentials",
@@ -13,6 +13,7 @@ const SUBCOMMANDS: [&str; 12] = [
     "peers",
     "doctor",
     "health",
+    "report",
     "demo",
     "bench",
     "config",

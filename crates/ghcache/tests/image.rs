@@ -83,7 +83,13 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
     );
     assert_eq!(run.output("connected-peers"), "0");
     let env = run.env();
-    assert_eq!(env.get("GHCACHE_API_URL"), Some(&proxy_url));
+    // Clients reach the proxy under this job's prefix.
+    let job_id = env.get("GHCACHE_JOB_ID").cloned().unwrap_or_default();
+    assert_eq!(job_id.len(), 24, "{env:?}");
+    assert_eq!(
+        env.get("GHCACHE_API_URL"),
+        Some(&format!("{proxy_url}/_job/{job_id}"))
+    );
     assert_eq!(
         env.get("GHCACHE_STATE_DIR").map(String::as_str),
         Some(state_path)
