@@ -144,7 +144,10 @@ not_ready() {
     ghcache_fail "$1"
 }
 initial_state="true 0"
-[ "$action" = reused ] && initial_state=$(container_state)
+# (Only a container has a state: a reused binary-mode daemon has none.)
+if [ "$GHCACHE_MODE" = docker ] && [ "$action" = reused ]; then
+    initial_state=$(container_state)
+fi
 deadline=$((SECONDS + timeout))
 until report=$(health 2>/dev/null); do
     if [ "$GHCACHE_MODE" = docker ] && [ "$(container_state)" != "$initial_state" ]; then
