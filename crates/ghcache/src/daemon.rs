@@ -280,6 +280,14 @@ pub async fn run_peers(config: &Config, args: &StatsArgs) -> anyhow::Result<()> 
     );
     println!("bytes            in {}, out {}", m.bytes_in, m.bytes_out);
     println!(
+        "announcements    sent {}, received {}, last lag {}",
+        m.announcements_sent,
+        m.announcements_received,
+        m.last_announcement_lag_ms
+            .map_or("-".to_owned(), |ms| format!("{ms} ms"))
+    );
+    println!("banned           {}", m.banned_peers.len());
+    println!(
         "rejected         {} (decrypt {}, CID mismatch {}, oversized {}, malformed {}, replayed {})",
         r.total(),
         r.decrypt,
