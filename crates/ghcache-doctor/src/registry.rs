@@ -27,7 +27,8 @@ pub(crate) fn findings(config: &Config) -> Vec<Finding> {
     }
     let dir = &config.registry_dir.value;
     let shown = dir.display();
-    match std::fs::symlink_metadata(dir) {
+    // Followed like the daemon follows it (a symlinked registry works).
+    match std::fs::metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // The daemon creates it: can it? Probe the nearest existing parent.
             let parent = dir.ancestors().skip(1).find(|a| a.is_dir());
