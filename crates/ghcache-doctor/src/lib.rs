@@ -125,40 +125,21 @@ pub async fn diagnose(config: &Config, options: &Options) -> Vec<Finding> {
     findings.extend(private_state(&config.state_dir.value));
     let addr = config.proxy_addr.value.0;
     let mut view = DaemonView::default();
-    match ghcache_proxy::control_get_as::<StatsReport>(addr, "/_ghcache/stats").await {
+    // The health endpoint first: it tells our daemon from a stranger on the port.
+    match ghcache_proxy::control_get(addr, "/_ghcache/health").await {
         Err(e) => findings.push(ports::no_daemon(addr, &e.to_string())),
-        Ok(stats) => {
+        Ok(health) => {
             findings.push(finding(
                 Level::Ok,
                 "daemon",
                 format!("daemon answering at {addr} (the proxy port is held by our daemon)"),
                 "",
             ));
-            findings.extend(store(&stats));
-            view.upstream = ghcache_proxy::control_get(addr, "/_ghcache/health")
-                .await
-                .ok()
-                .and_then(|h| h.get("upstream")?.as_str().map(str::to_owned));
-            match ghcache_proxy::control_get_as::<PeerStatus>(addr, "/_ghcache/peers").await {
-                Ok(peers) => {
-                    if mesh_wanted(config) && !peers.enabled {
-                        findings.push(finding(
-                            Level::Warn,
-                            "mesh",
-                            "this environment configures a mesh, but the daemon runs without one".into(),
-                            "restart the daemon with the same environment (CACHE_ENABLE_P2P, GHCACHE_CLUSTER_SECRET)",
-                        ));
-                    }
-                    findings.extend(mesh(&peers, now_ms()));
-                    view.peers = Some(peers);
-                }
-                Err(e) => findings.push(finding(
-                    Level::Fail,
-                    "mesh",
-                    format!("cannot read the daemon's mesh state: {e}"),
-                    "check the daemon's log; restart it if the problem persists",
-                )),
-            }
+            view.upstream = health
+                .get("upstream")
+                .and_then(|u| u.as_str())
+                .map(str::to_owned);
+            findings.extend(daemon_status(config, addr, &mut view).await);
         }
     }
     findings.extend(ports::p2p(config, &view));
@@ -169,6 +150,45 @@ pub async fn diagnose(config: &Config, options: &Options) -> Vec<Finding> {
         .clone()
         .unwrap_or_else(|| config.upstream.value.as_str().to_owned());
     findings.extend(upstream::findings(&upstream, options.token.as_ref(), options.timeout).await);
+    findings
+}
+
+/// The store and the mesh, from the daemon's typed status.
+async fn daemon_status(
+    config: &Config,
+    addr: std::net::SocketAddr,
+    view: &mut DaemonView,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    match ghcache_proxy::control_get_as::<StatsReport>(addr, "/_ghcache/stats").await {
+        Ok(stats) => findings.extend(store(&stats)),
+        Err(e) => findings.push(finding(
+            Level::Fail,
+            "daemon",
+            format!("cannot read the daemon's statistics: {e}"),
+            "check the daemon's log; restart it if the problem persists",
+        )),
+    }
+    match ghcache_proxy::control_get_as::<PeerStatus>(addr, "/_ghcache/peers").await {
+        Ok(peers) => {
+            if mesh_wanted(config) && !peers.enabled {
+                findings.push(finding(
+                    Level::Warn,
+                    "mesh",
+                    "this environment configures a mesh, but the daemon runs without one".into(),
+                    "restart the daemon with the same environment (CACHE_ENABLE_P2P, GHCACHE_CLUSTER_SECRET)",
+                ));
+            }
+            findings.extend(mesh(&peers, now_ms()));
+            view.peers = Some(peers);
+        }
+        Err(e) => findings.push(finding(
+            Level::Fail,
+            "mesh",
+            format!("cannot read the daemon's mesh state: {e}"),
+            "check the daemon's log; restart it if the problem persists",
+        )),
+    }
     findings
 }
 

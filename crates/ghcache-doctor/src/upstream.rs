@@ -151,7 +151,8 @@ fn quota(
     let core = &limits.resources.core;
     let reset_in = (i64::try_from(core.reset).unwrap_or(i64::MAX) - now).max(0);
     let message = format!(
-        "upstream reachable; {who}: core quota {}/{} remaining, resets in {} min",
+        "{} reachable; {who}: core quota {}/{} remaining, resets in {} min",
+        url.trim_end_matches("/rate_limit"),
         core.remaining,
         core.limit,
         (reset_in + 59) / 60
