@@ -52,7 +52,8 @@ pub enum MeshError {
     Dial {
         addr: Multiaddr,
         #[source]
-        source: libp2p::swarm::DialError,
+        // Boxed: a DialError is large, and every Result<_, MeshError> would carry it.
+        source: Box<libp2p::swarm::DialError>,
     },
     #[error("the mesh has shut down")]
     Closed,

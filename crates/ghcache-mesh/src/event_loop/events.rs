@@ -127,7 +127,7 @@ impl EventLoop {
                 {
                     let _ = tx.send(Err(MeshError::Dial {
                         addr,
-                        source: error,
+                        source: Box::new(error),
                     }));
                 }
             }

@@ -248,9 +248,9 @@ impl EventLoop {
             Command::Dial { addr, reply } => {
                 let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
                 let id = opts.connection_id();
-                let res = self.swarm.dial(opts).map_err(|source| MeshError::Dial {
+                let res = self.swarm.dial(opts).map_err(|e| MeshError::Dial {
                     addr: addr.clone(),
-                    source,
+                    source: Box::new(e),
                 });
                 if res.is_ok() {
                     self.discovery.dialing(id, Source::Manual, None);
@@ -267,7 +267,10 @@ impl EventLoop {
                             .insert(id, ConnectWaiter { addr, reply });
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(MeshError::Dial { addr, source: e }));
+                        let _ = reply.send(Err(MeshError::Dial {
+                            addr,
+                            source: Box::new(e),
+                        }));
                     }
                 }
             }
