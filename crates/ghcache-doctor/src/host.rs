@@ -87,6 +87,14 @@ fn host_bridge(name: &str) -> bool {
         || name.starts_with("virbr")
 }
 
+/// Gateways of container runtimes' default pools: Docker's 172.17-31.x and
+/// 192.168.x, Podman's 10.88.x. A single-NIC VM on the host network (AWS
+/// `ens5` via 172.31.0.1, Azure `eth0` via 10.0.0.1) is not a bridge.
+fn runtime_gateway(gw: Ipv4Addr) -> bool {
+    let [a, b, ..] = gw.octets();
+    (a == 172 && (16..=31).contains(&b)) || (a == 192 && b == 168) || (a == 10 && b == 88)
+}
+
 /// From `/proc/net/dev` (interfaces) and `/proc/net/route` (default route).
 pub fn network_mode(root: &Path) -> NetworkMode {
     let Ok(dev) = std::fs::read_to_string(root.join("proc/net/dev")) else {
@@ -118,7 +126,10 @@ pub fn network_mode(root: &Path) -> NetworkMode {
     });
     match default {
         Some((interface, gateway))
-            if real.len() == 1 && real[0] == interface && gateway.is_private() =>
+            if real.len() == 1
+                && real[0] == interface
+                && interface.starts_with("eth")
+                && runtime_gateway(gateway) =>
         {
             NetworkMode::Bridge { interface, gateway }
         }
@@ -262,6 +273,15 @@ ens5\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0
         );
         let host = tree(&[("proc/net/dev", DEV_HOST), ("proc/net/route", ROUTE_HOST)]);
         assert_eq!(network_mode(host.path()), NetworkMode::Host);
+        // One NIC, no bridge in sight, but a VM's own: not a container bridge.
+        let vm_dev = "Inter-|\n face |\n    lo: 0 0\n  ens5: 1 1\n";
+        let vm_route = "Iface\tDestination\tGateway\nens5\t00000000\t01001FAC\n";
+        let vm = tree(&[("proc/net/dev", vm_dev), ("proc/net/route", vm_route)]);
+        assert_eq!(network_mode(vm.path()), NetworkMode::Host);
+        let azure_dev = "Inter-|\n face |\n    lo: 0 0\n  eth0: 1 1\n";
+        let azure_route = "Iface\tDestination\tGateway\neth0\t00000000\t0100000A\n";
+        let azure = tree(&[("proc/net/dev", azure_dev), ("proc/net/route", azure_route)]);
+        assert_eq!(network_mode(azure.path()), NetworkMode::Host);
         assert_eq!(network_mode(tree(&[]).path()), NetworkMode::Unknown);
     }
 
