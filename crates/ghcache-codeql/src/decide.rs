@@ -102,6 +102,14 @@ impl AnalysisSource for CodeqlService {
     }
 }
 
+/// The `max-age` input: an analysis up to a year old may be reused (the
+/// relevance diff still decides); `0` reuses nothing.
+pub const MAX_AGE_LIMITS: ghcache_core::DurationLimits = ghcache_core::DurationLimits {
+    max: Duration::from_secs(365 * 86_400),
+    max_name: "365-day",
+    allow_zero: true,
+};
+
 /// Options of a check besides the key inputs.
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
@@ -435,4 +443,18 @@ pub fn prepare_save(
         record,
         bundle: base64::engine::general_purpose::STANDARD.encode(&packed),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_reaches_a_year_and_no_further() {
+        let p = |t: &str| ghcache_core::parse_duration(t, MAX_AGE_LIMITS);
+        assert_eq!(p("365d"), Ok(Duration::from_secs(365 * 86_400)));
+        assert_eq!(p("52w"), Ok(Duration::from_secs(52 * 7 * 86_400)));
+        assert_eq!(p("0"), Ok(Duration::ZERO));
+        assert!(p("366d").unwrap_err().to_string().contains("365-day"));
+    }
 }

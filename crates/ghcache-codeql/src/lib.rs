@@ -26,8 +26,8 @@ pub mod testing;
 
 pub use bundle::{BundleError, SarifBundle, SarifFile, count_results};
 pub use decide::{
-    AnalysisSource, CheckOptions, Decision, Reason, decide_after_lookup, load_config, prepare,
-    prepare_save,
+    AnalysisSource, CheckOptions, Decision, MAX_AGE_LIMITS, Reason, decide_after_lookup,
+    load_config, prepare, prepare_save,
 };
 pub use git::{Chain, ChainCommit, Checkout, DiffSummary, GitError};
 pub use inputs::{BuildMode, Inputs, Language, RawInputs, UnknownInput, split_list};

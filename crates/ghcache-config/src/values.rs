@@ -127,34 +127,25 @@ impl fmt::Display for ByteSize {
     }
 }
 
-/// A duration in whole seconds: `300`, `300s`, `5m`, `1h`, `1d`. At most 30 days.
+/// A duration in whole seconds: `300`, `300s`, `5m`, `1h`, `1d`, `1w`
+/// (`ghcache_core`'s syntax). Zero allowed; at most 30 days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seconds(pub Duration);
+
+impl Seconds {
+    pub const LIMITS: ghcache_core::DurationLimits = ghcache_core::DurationLimits {
+        max: Duration::from_secs(30 * 86_400),
+        max_name: "30-day",
+        allow_zero: true,
+    };
+}
 
 impl FromStr for Seconds {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let text = s.trim();
-        let allowed = "seconds as a whole number (300) or with a unit (300s, 5m, 1h, 1d)";
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: u64 = number
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration: expected {allowed}"))?;
-        let factor = match unit {
-            "" | "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err(format!("{text:?} is not a duration: expected {allowed}")),
-        };
-        let secs = number.saturating_mul(factor);
-        if secs > 30 * 86_400 {
-            return Err(format!("{text:?} is longer than the 30-day maximum"));
-        }
-        Ok(Seconds(Duration::from_secs(secs)))
+        ghcache_core::parse_duration(s, Self::LIMITS)
+            .map(Seconds)
+            .map_err(|e| e.to_string())
     }
 }
 deserialize_via_from_str!(Seconds, "a duration such as 300 or 5m", ints);

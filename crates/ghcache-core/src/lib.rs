@@ -31,6 +31,7 @@ macro_rules! serde_via_str {
 pub(crate) use serde_via_str;
 
 mod content;
+mod duration;
 mod error;
 mod network;
 mod partition;
@@ -38,6 +39,7 @@ pub mod private_file;
 mod resource;
 
 pub use content::ContentId;
+pub use duration::{DurationError, DurationLimits, parse_duration};
 pub use error::CoreError;
 pub use network::validate_network_id;
 pub use partition::{Partition, PartitionSecret};

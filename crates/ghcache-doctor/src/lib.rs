@@ -1,19 +1,35 @@
 //! The checks behind `ghcache doctor`: what is wrong on this host, and how
-//! to fix it, over typed status (the binary only prints the findings).
+//! to fix it, over typed status (the binary only prints the [`Report`]).
 //!
-//! Reads the configuration, the state directory and the running daemon's
-//! control endpoints; every finding names its fix. Exit 1 when anything
-//! failed, so a workflow step can gate on it.
+//! Reads the configuration, the host (container, network mode, ports), the
+//! state directory and peer registry, the running daemon's control
+//! endpoints, the bootstrap peers and the upstream; every finding names its
+//! fix. A report with a failure exits 1, so a workflow step can gate on it.
 
+mod bootstrap;
+mod host;
+mod mesh;
+mod ports;
+mod registry;
+mod report;
+mod upstream;
 mod vault;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ghcache_config::{Config, Origin};
-use ghcache_peer::{MeshStats, PeerStatus};
+use ghcache_peer::PeerStatus;
 use ghcache_proxy::StatsReport;
+pub use secrecy::SecretString;
 use serde::Serialize;
 
+pub use host::{Container, NetworkMode, detect_container, network_mode};
+pub use mesh::mesh;
+pub use report::Report;
+pub use vault::vault;
+
+/// How bad a finding is; the text output shows ✔, ℹ, ⚠ and ✘.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
@@ -26,14 +42,14 @@ pub enum Level {
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     pub level: Level,
+    /// Which check: `configuration`, `host`, `state`, `daemon`, `ports`,
+    /// `store`, `mesh`, `registry`, `bootstrap`, `upstream`, `clock`, `vault`…
     pub area: &'static str,
     pub message: String,
     /// What to do about it (empty when nothing is to be done).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub fix: String,
 }
-
-pub use vault::vault;
 
 fn finding(level: Level, area: &'static str, message: String, fix: &str) -> Finding {
     Finding {
@@ -44,49 +60,134 @@ fn finding(level: Level, area: &'static str, message: String, fix: &str) -> Find
     }
 }
 
-/// Runs every check against the configuration, the state directory and
-/// the running daemon's typed status.
-pub async fn diagnose(config: &Config) -> Vec<Finding> {
+/// What the checks need besides the configuration.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The token `GET /rate_limit` is asked with (`GITHUB_TOKEN`); never shown.
+    pub token: Option<SecretString>,
+    /// Root of the file system the container checks read (`/`; tests give a
+    /// fake tree).
+    pub root: PathBuf,
+    /// Bound of each network probe (bootstrap dial, upstream request).
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            token: None,
+            root: PathBuf::from("/"),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether this environment asks for a mesh (sharing on, a secret given).
+fn mesh_wanted(config: &Config) -> bool {
+    config.p2p_enabled.value && config.cluster_secret.value.is_some()
+}
+
+/// What the running daemon says about itself, when one answers.
+#[derive(Debug, Default)]
+pub(crate) struct DaemonView {
+    /// The upstream it forwards to (`/_ghcache/health`).
+    pub upstream: Option<String>,
+    pub peers: Option<PeerStatus>,
+}
+
+impl DaemonView {
+    /// Whether the daemon's mesh listens on `port` (TCP or UDP); `None`
+    /// without a running mesh.
+    pub(crate) fn mesh_listens_on(&self, port: u16) -> Option<bool> {
+        let m = self.peers.as_ref()?.mesh.as_ref().filter(|m| m.running)?;
+        let port = port.to_string();
+        Some(m.listen_addrs.iter().any(|a| {
+            let parts: Vec<&str> = a.split('/').collect();
+            parts
+                .windows(2)
+                .any(|w| matches!(w[0], "tcp" | "udp") && w[1] == port)
+        }))
+    }
+}
+
+/// Runs every check against the configuration, the host, the state
+/// directory, the running daemon, the bootstrap peers and the upstream.
+pub async fn diagnose(config: &Config, options: &Options) -> Vec<Finding> {
     let mut findings = configuration(config);
+    findings.extend(host::findings(&options.root, config));
     findings.push(state_dir(&config.state_dir.value));
     findings.extend(private_state(&config.state_dir.value));
     let addr = config.proxy_addr.value.0;
-    match ghcache_proxy::control_get_as::<StatsReport>(addr, "/_ghcache/stats").await {
-        Err(e) => findings.push(finding(
-            Level::Fail,
-            "daemon",
-            format!("no daemon answers at {addr}: {e}"),
-            "start it with `ghcache daemon`, or point --proxy-addr / GHCACHE_PROXY_ADDR at it",
-        )),
-        Ok(stats) => {
+    let mut view = DaemonView::default();
+    // The health endpoint first: it tells our daemon from a stranger on the port.
+    match ghcache_proxy::control_get(addr, "/_ghcache/health").await {
+        Err(e) => findings.push(ports::no_daemon(addr, &e.to_string())),
+        Ok(health) => {
             findings.push(finding(
                 Level::Ok,
                 "daemon",
-                format!("daemon answering at {addr}"),
+                format!("daemon answering at {addr} (the proxy port is held by our daemon)"),
                 "",
             ));
-            findings.extend(store(&stats));
-            match ghcache_proxy::control_get_as::<PeerStatus>(addr, "/_ghcache/peers").await {
-                Ok(peers) => {
-                    let wanted = config.p2p_enabled.value && config.cluster_secret.value.is_some();
-                    if wanted && !peers.enabled {
-                        findings.push(finding(
-                            Level::Warn,
-                            "mesh",
-                            "this environment configures a mesh, but the daemon runs without one".into(),
-                            "restart the daemon with the same environment (CACHE_ENABLE_P2P, GHCACHE_CLUSTER_SECRET)",
-                        ));
-                    }
-                    findings.extend(mesh(&peers, now_ms()));
-                }
-                Err(e) => findings.push(finding(
-                    Level::Fail,
-                    "mesh",
-                    format!("cannot read the daemon's mesh state: {e}"),
-                    "check the daemon's log; restart it if the problem persists",
-                )),
-            }
+            view.upstream = health
+                .get("upstream")
+                .and_then(|u| u.as_str())
+                .map(str::to_owned);
+            findings.extend(daemon_status(config, addr, &mut view).await);
         }
+    }
+    findings.extend(ports::p2p(config, &view));
+    findings.extend(registry::findings(config));
+    findings.extend(bootstrap::findings(config, &view, options.timeout).await);
+    let upstream = view
+        .upstream
+        .clone()
+        .unwrap_or_else(|| config.upstream.value.as_str().to_owned());
+    findings.extend(upstream::findings(&upstream, options.token.as_ref(), options.timeout).await);
+    findings
+}
+
+/// The store and the mesh, from the daemon's typed status.
+async fn daemon_status(
+    config: &Config,
+    addr: std::net::SocketAddr,
+    view: &mut DaemonView,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    match ghcache_proxy::control_get_as::<StatsReport>(addr, "/_ghcache/stats").await {
+        Ok(stats) => findings.extend(store(&stats)),
+        Err(e) => findings.push(finding(
+            Level::Fail,
+            "daemon",
+            format!("cannot read the daemon's statistics: {e}"),
+            "check the daemon's log; restart it if the problem persists",
+        )),
+    }
+    match ghcache_proxy::control_get_as::<PeerStatus>(addr, "/_ghcache/peers").await {
+        Ok(peers) => {
+            if mesh_wanted(config) && !peers.enabled {
+                findings.push(finding(
+                    Level::Warn,
+                    "mesh",
+                    "this environment configures a mesh, but the daemon runs without one".into(),
+                    "restart the daemon with the same environment (CACHE_ENABLE_P2P, GHCACHE_CLUSTER_SECRET)",
+                ));
+            }
+            findings.extend(mesh(&peers, now_ms()));
+            view.peers = Some(peers);
+        }
+        Err(e) => findings.push(finding(
+            Level::Fail,
+            "mesh",
+            format!("cannot read the daemon's mesh state: {e}"),
+            "check the daemon's log; restart it if the problem persists",
+        )),
     }
     findings
 }
@@ -232,145 +333,9 @@ fn store(stats: &StatsReport) -> Vec<Finding> {
     out
 }
 
-/// A rejection older than this no longer fails the check (a peer that was
-/// fixed, or banned and gone).
-const RECENT_MS: u64 = 10 * 60 * 1000;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Findings about the mesh from `/_ghcache/peers`, at time `now_ms`.
-pub fn mesh(peers: &PeerStatus, now_ms: u64) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let Some(m) = peers.mesh.as_ref().filter(|_| peers.enabled) else {
-        return out;
-    };
-    if !m.running {
-        out.push(finding(
-            Level::Fail,
-            "mesh",
-            "the mesh has stopped: this daemon shares nothing".into(),
-            "restart the daemon and look at its log for the cause",
-        ));
-        return out;
-    }
-    let MeshStats {
-        key_fingerprint: ours,
-        network_id: network,
-        connected_peers: connected,
-        ..
-    } = m;
-    let members = connected.iter().filter(|p| p.member == Some(true)).count();
-    let strangers: Vec<_> = connected
-        .iter()
-        .filter(|p| p.member == Some(false))
-        .collect();
-    let same_secret_fix = "give every daemon the same GHCACHE_CLUSTER_SECRET and GHCACHE_NETWORK_ID; compare the key fingerprints shown by `ghcache peers` on both hosts";
-    for p in &strangers {
-        out.push(finding(
-            Level::Fail,
-            "mesh",
-            format!(
-                "peer {} ({}) holds a different cluster secret or network id (our key fingerprint is {ours}, network {network:?})",
-                p.peer_id,
-                p.addrs.first().map_or("?", String::as_str),
-            ),
-            same_secret_fix,
-        ));
-    }
-    let recent = m
-        .last_rejection
-        .as_ref()
-        .filter(|last| now_ms.saturating_sub(last.at_ms) < RECENT_MS);
-    match recent {
-        Some(last) if last.reason == "decrypt" && strangers.is_empty() => out.push(finding(
-            Level::Fail,
-            "mesh",
-            format!(
-                "peer {} sent a {} we could not decrypt: {} (our key fingerprint is {ours})",
-                last.peer_id, last.message, last.hint,
-            ),
-            same_secret_fix,
-        )),
-        Some(last) if last.reason != "decrypt" => out.push(finding(
-            Level::Warn,
-            "mesh",
-            format!(
-                "peer {} sent a rejected {} ({}: {})",
-                last.peer_id, last.message, last.reason, last.hint,
-            ),
-            "usually a bug or a version mismatch; the peer is disconnected after repeated rejections",
-        )),
-        _ => {}
-    }
-    if connected.is_empty() {
-        out.push(finding(
-            Level::Warn,
-            "mesh",
-            "no peer connected: every answer costs this host its own requests".into(),
-            "share GHCACHE_REGISTRY_DIR between runners, or list the other hosts in CACHE_BOOTSTRAP_PEERS (e.g. /dns4/cache-a/tcp/9100)",
-        ));
-    } else if strangers.is_empty() && members == 0 {
-        out.push(finding(
-            Level::Warn,
-            "mesh",
-            format!(
-                "{} peer(s) connected, none confirmed as a member yet",
-                connected.len()
-            ),
-            "run doctor again in a few seconds; if it persists, the peers may run an older ghcache",
-        ));
-    } else if strangers.is_empty() {
-        out.push(finding(
-            Level::Ok,
-            "mesh",
-            format!(
-                "{} peer(s) connected, {members} confirmed members (key fingerprint {ours}, network {network:?})",
-                connected.len()
-            ),
-            "",
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A typed status from the fields a test cares about (the rest default).
-    fn status(partial: serde_json::Value) -> PeerStatus {
-        if partial["enabled"] == false {
-            return PeerStatus::disabled();
-        }
-        let mut full = serde_json::to_value(PeerStatus::mesh(MeshStats::default())).unwrap();
-        for (k, v) in partial.as_object().unwrap() {
-            full[k] = v.clone();
-        }
-        serde_json::from_value(full).unwrap()
-    }
-
-    #[test]
-    fn a_stranger_is_a_failure_with_a_fix() {
-        let peers = serde_json::json!({
-            "enabled": true,
-            "running": true,
-            "key_fingerprint": "abc123",
-            "network_id": "ghcache",
-            "connected_peers": [
-                {"peer_id": "P1", "addrs": ["/ip4/10.0.0.2/tcp/9100"], "member": true},
-                {"peer_id": "P2", "addrs": ["/ip4/10.0.0.3/tcp/9100"], "member": false}
-            ],
-        });
-        let f = mesh(&status(peers), 0);
-        let fail = f.iter().find(|f| f.level == Level::Fail).unwrap();
-        assert!(fail.message.contains("P2") && fail.message.contains("abc123"));
-        assert!(fail.fix.contains("GHCACHE_CLUSTER_SECRET"));
-        assert!(f.iter().all(|f| !f.message.contains("P1 ")));
-    }
 
     fn config_with(env: &[(&str, &str)]) -> Config {
         let sources = ghcache_config::Sources {
@@ -396,58 +361,5 @@ mod tests {
             ("GHCACHE_FLEET_TRUST_NON_LOOPBACK", "true"),
         ]);
         assert_eq!(exposure(&trusted).unwrap().level, Level::Fail);
-    }
-
-    #[test]
-    fn healthy_and_lonely_meshes() {
-        let healthy = serde_json::json!({
-            "enabled": true, "running": true, "key_fingerprint": "f", "network_id": "n",
-            "connected_peers": [{"peer_id": "P1", "addrs": [], "member": true}],
-        });
-        assert!(
-            mesh(&status(healthy), 0)
-                .iter()
-                .all(|f| f.level == Level::Ok)
-        );
-        let lonely = serde_json::json!({"enabled": true, "running": true, "connected_peers": []});
-        assert!(
-            mesh(&status(lonely), 0)
-                .iter()
-                .any(|f| f.level == Level::Warn && f.fix.contains("CACHE_BOOTSTRAP_PEERS"))
-        );
-        // A banned stranger is gone from the connected list but not forgotten.
-        let banned = serde_json::json!({
-            "enabled": true, "running": true, "connected_peers": [],
-            "last_rejection": {"reason": "decrypt", "peer_id": "P9", "message": "announcement",
-                               "hint": "cannot decrypt", "at_ms": 1_000_000},
-        });
-        assert!(
-            mesh(&status(banned.clone()), 1_000_000 + 60_000)
-                .iter()
-                .any(|f| f.level == Level::Fail && f.message.contains("P9"))
-        );
-        // Long ago: no longer a failure.
-        assert!(
-            mesh(&status(banned.clone()), 1_000_000 + RECENT_MS + 1)
-                .iter()
-                .all(|f| f.level != Level::Fail)
-        );
-        assert!(mesh(&status(serde_json::json!({"enabled": false})), 0).is_empty());
-        // A stopped mesh, or peers not confirmed yet, are not healthy.
-        let stopped = serde_json::json!({"enabled": true, "running": false});
-        assert!(
-            mesh(&status(stopped), 0)
-                .iter()
-                .any(|f| f.level == Level::Fail)
-        );
-        let unconfirmed = serde_json::json!({
-            "enabled": true, "running": true,
-            "connected_peers": [{"peer_id": "P1", "addrs": [], "member": null}],
-        });
-        assert!(
-            mesh(&status(unconfirmed), 0)
-                .iter()
-                .any(|f| f.level == Level::Warn)
-        );
     }
 }

@@ -24,6 +24,10 @@ pub struct FakeHubConfig {
     /// Number of workflow runs generated for each of the two busy repositories
     /// (`acme/widgets`, `acme/gadgets`). Other repositories get a few dozen.
     pub busy_repo_runs: usize,
+    /// Test knob: seconds added to the `Date` header the fake sends, as if
+    /// GitHub's clock and this host's disagreed (doctor's clock-skew check).
+    /// `0` (the default) leaves `Date` to the HTTP server: the wall clock.
+    pub date_skew_secs: i64,
 }
 
 impl Default for FakeHubConfig {
@@ -36,6 +40,7 @@ impl Default for FakeHubConfig {
             token_ttl: Duration::from_secs(3600),
             limits: RateLimits::default(),
             busy_repo_runs: 320,
+            date_skew_secs: 0,
         }
     }
 }

@@ -198,6 +198,10 @@ fn finish(
         put("x-ratelimit-reset", &reset.to_string());
         put("x-ratelimit-resource", cat.name());
     }
+    if hub.cfg.date_skew_secs != 0 {
+        // Otherwise hyper writes `Date` from the wall clock, as GitHub does.
+        put("date", &skewed_date(hub.cfg.date_skew_secs));
+    }
     put("x-github-request-id", request_id);
     put("x-github-api-version-selected", API_VERSION);
     put("x-github-media-type", "github.v3; format=json");
@@ -223,4 +227,12 @@ fn finish(
     }
     b.body(Full::new(reply.body))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// The wall clock shifted by `skew` seconds, as an HTTP date.
+fn skewed_date(skew: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    crate::time::http_date(now.saturating_add(skew))
 }

@@ -150,6 +150,44 @@ async fn user_endpoint_per_principal() {
     );
 }
 
+/// Every answer carries `Date` from the wall clock (what doctor's clock-skew
+/// check reads); the `date_skew_secs` knob shifts it, and only it.
+#[tokio::test]
+async fn date_is_the_wall_clock_unless_skewed_by_the_knob() {
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let date_of = |p: &str| {
+        httpdate::parse_http_date(p)
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let c = client();
+    for skew in [0i64, 600] {
+        let hub = FakeHub::start(FakeHubConfig {
+            date_skew_secs: skew,
+            ..FakeHubConfig::default()
+        })
+        .await
+        .unwrap();
+        let before = wall();
+        let rl = get(&c, &format!("{}/rate_limit", hub.base_url()), None).await;
+        let after = wall();
+        let date = date_of(&rl.h("date"));
+        assert!(
+            (before + skew - 1..=after + skew + 1).contains(&date),
+            "skew {skew}: {date} not within [{before}, {after}] + skew"
+        );
+        // The virtual clock (resets, expiry) is not moved by the knob.
+        assert!((before..=after + 1).contains(&hub.now()));
+    }
+}
+
 #[tokio::test]
 async fn rate_limit_headers_and_free_rate_limit_endpoint() {
     let hub = FakeHub::start(FakeHubConfig::default()).await.unwrap();

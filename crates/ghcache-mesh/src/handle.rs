@@ -72,12 +72,18 @@ impl Mesh {
             derive_keys(secrecy::ExposeSecret::expose_secret(&secret), &net)
         })
         .await
-        .map_err(|e| MeshError::Config(format!("key derivation task failed: {e}")))?;
+        .map_err(|source| MeshError::Task {
+            what: "key derivation",
+            source,
+        })?;
         let identity_path = config.identity_path.clone();
         let keypair =
             tokio::task::spawn_blocking(move || crate::identity::load_or_create(&identity_path))
                 .await
-                .map_err(|e| MeshError::Config(format!("identity task failed: {e}")))??;
+                .map_err(|source| MeshError::Task {
+                    what: "identity",
+                    source,
+                })??;
         let peer_id = keypair.public().to_peer_id();
         let topic = announce_topic(&config.network_id);
         if config.private_network && config.quic {

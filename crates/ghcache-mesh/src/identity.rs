@@ -10,21 +10,17 @@ use crate::error::MeshError;
 /// Loads the keypair at `path`, or creates one (mode 0600, atomically, so
 /// a crash never leaves half a key and two racing starts agree on one key).
 pub fn load_or_create(path: &Path) -> Result<Keypair, MeshError> {
-    let bad = |reason: String| MeshError::Identity {
-        path: path.to_path_buf(),
-        reason,
-    };
     // A fresh key always encodes; an empty file would be refused below.
     let fresh = || {
         Keypair::generate_ed25519()
             .to_protobuf_encoding()
             .unwrap_or_default()
     };
-    let (bytes, _) = read_or_create(path, 4096, fresh).map_err(|e| bad(e.to_string()))?;
-    Keypair::from_protobuf_encoding(&bytes).map_err(|e| {
-        bad(format!(
-            "not a libp2p keypair ({e}); move it aside and a new identity will be created"
-        ))
+    let (bytes, _) =
+        read_or_create(path, 4096, fresh).map_err(|source| MeshError::IdentityFile { source })?;
+    Keypair::from_protobuf_encoding(&bytes).map_err(|source| MeshError::IdentityKey {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -40,6 +36,14 @@ mod tests {
         let b = load_or_create(&p).expect("load");
         assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
         std::fs::write(&p, b"junk").expect("w");
-        assert!(load_or_create(&p).is_err());
+        let err = load_or_create(&p).expect_err("junk");
+        // The decoding error is kept as the source, not flattened to text.
+        let source = std::error::Error::source(&err).expect("source");
+        assert!(source.is::<libp2p::identity::DecodingError>(), "{err}");
+        assert!(err.to_string().contains("move it aside"), "{err}");
+        // An unreadable path (a directory) keeps the file error.
+        let err = load_or_create(dir.path()).expect_err("a directory");
+        assert!(matches!(err, MeshError::IdentityFile { .. }), "{err}");
+        assert!(std::error::Error::source(&err).is_some());
     }
 }

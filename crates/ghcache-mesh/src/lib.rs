@@ -40,7 +40,7 @@ mod swarm;
 mod wire;
 
 pub use config::MeshConfig;
-pub use discovery::registry::Record as RegistryRecord;
+pub use discovery::registry::{Record as RegistryRecord, read_live as read_registry};
 pub use envelope::{OpenError, Opened, aad, open, open_message, seal, seal_message};
 pub use error::MeshError;
 pub use ghcache_peer::{

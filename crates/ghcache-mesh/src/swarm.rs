@@ -46,7 +46,11 @@ pub(crate) fn build(
     keypair: libp2p::identity::Keypair,
     topic: &str,
 ) -> Result<Swarm<Behaviour>, MeshError> {
-    let transport = |e: &dyn std::fmt::Display| MeshError::Transport(e.to_string());
+    fn transport<E: std::error::Error + Send + Sync + 'static>(e: E) -> MeshError {
+        MeshError::Transport {
+            source: Box::new(e),
+        }
+    }
     let behaviour = |key: &libp2p::identity::Keypair| make_behaviour(config, key, topic);
     let tcp_config = tcp::Config::default().nodelay(true);
     let builder = SwarmBuilder::with_existing_identity(keypair).with_tokio();
@@ -68,18 +72,18 @@ pub(crate) fn build(
                         .timeout(Duration::from_secs(20)))
                 },
             )
-            .map_err(|e| transport(&e))?
+            .map_err(transport)?
             .with_behaviour(behaviour)
-            .map_err(|e| transport(&e))?
+            .map_err(transport)?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
             .build()
     } else {
         builder
             .with_tcp(tcp_config, noise::Config::new, yamux::Config::default)
-            .map_err(|e| transport(&e))?
+            .map_err(transport)?
             .with_quic()
             .with_behaviour(behaviour)
-            .map_err(|e| transport(&e))?
+            .map_err(transport)?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
             .build()
     };
@@ -182,7 +186,7 @@ pub(crate) fn listen(swarm: &mut Swarm<Behaviour>, config: &MeshConfig) -> Resul
             .listen_on(addr.clone())
             .map_err(|e| MeshError::Listen {
                 addr: addr.to_string(),
-                reason: e.to_string(),
+                source: Box::new(e),
             })?;
     }
     for addr in &config.external_addrs {

@@ -2,34 +2,17 @@
 
 use std::time::Duration;
 
-/// Ten years: longer is a typo, not a lifetime.
-const MAX_SECS: u64 = 10 * 365 * 86_400;
+/// Ten years: longer is a typo, not a lifetime; a lifetime of zero is one too.
+pub const LIFETIME: ghcache_core::DurationLimits = ghcache_core::DurationLimits {
+    max: Duration::from_secs(10 * 365 * 86_400),
+    max_name: "ten-year",
+    allow_zero: false,
+};
 
 /// Parses a whole number of seconds, or a number with `s`, `m`, `h`, `d`
-/// or `w`; at least one second.
+/// or `w` (`ghcache_core`'s syntax); at least one second, at most ten years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let allowed = "a duration such as 3600, 90s, 30m, 12h, 90d or 2w";
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not {allowed}"))?;
-    let factor = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?}; {allowed}")),
-    };
-    match number.checked_mul(factor) {
-        Some(0) => Err(format!("{text:?}: a duration of at least 1s")),
-        Some(secs) if secs <= MAX_SECS => Ok(Duration::from_secs(secs)),
-        _ => Err(format!("{text:?} is longer than ten years")),
-    }
+    ghcache_core::parse_duration(text, LIFETIME).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

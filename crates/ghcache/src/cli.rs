@@ -156,10 +156,12 @@ pub enum Command {
     /// table with a Mermaid chart to GITHUB_STEP_SUMMARY (stdout outside
     /// Actions). `--state` writes the cache's state instead.
     Report(crate::report::ReportArgs),
-    /// Diagnose a host: configuration, state directory, store, mesh membership.
+    /// Diagnose a host: container and network mode, ports, state, registry, peers, upstream, clock.
     ///
-    /// Every finding names its fix. Exits 1 when anything failed (for
-    /// example a peer holding another cluster secret).
+    /// Every check prints ✔ or ✘ (ℹ and ⚠ for information and warnings)
+    /// and, when not passed, its fix. Checks the upstream with GITHUB_TOKEN
+    /// (never printed) through the free `GET /rate_limit`. Exits 1 when
+    /// anything failed (for example a peer holding another cluster secret).
     Doctor(StatsArgs),
     /// Ask the daemon whether it is ready; exit 1 when it does not answer.
     ///

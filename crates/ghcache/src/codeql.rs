@@ -16,7 +16,7 @@ use ghcache_codeql::{
     AnalysisSource, CheckOptions, CodeqlStats, Decision, FleetFuture, RawInputs,
     decide_after_lookup, load_config, prepare_save,
 };
-use ghcache_config::{Config, Seconds};
+use ghcache_config::Config;
 use ghcache_core::ContentId;
 
 use crate::daemon::UsageError;
@@ -98,7 +98,7 @@ pub struct KeyArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub key: KeyArgs,
-    /// Oldest analysis that may be reused (300, 12h, 7d; at most 30d) [default: 7d]
+    /// Oldest analysis that may be reused (300, 12h, 7d, 4w; at most 365d) [default: 7d]
     #[arg(long, env = "INPUT_MAX_AGE", value_name = "DURATION")]
     pub max_age: Option<String>,
     /// Never skip: always scan (true/false)
@@ -274,11 +274,8 @@ pub async fn run(config: &Config, args: &CodeqlArgs) -> anyhow::Result<ExitCode>
 
 fn check_options(args: &CheckArgs, ctx: &JobContext) -> anyhow::Result<CheckOptions> {
     let max_age = match given(&args.max_age) {
-        Some(text) => {
-            text.parse::<Seconds>()
-                .map_err(|e| usage(format!("max-age: {e}")))?
-                .0
-        }
+        Some(text) => ghcache_core::parse_duration(text, ghcache_codeql::MAX_AGE_LIMITS)
+            .map_err(|e| usage(format!("max-age: {e}")))?,
         None => Duration::from_secs(7 * 86_400),
     };
     let force = match given(&args.force) {

@@ -1,38 +1,29 @@
-//! `ghcache doctor`: prints the findings of `ghcache_doctor::diagnose`;
+//! `ghcache doctor`: prints the report of `ghcache_doctor::diagnose`;
 //! exit 1 when anything failed, so a workflow step can gate on it.
 
 use ghcache_config::Config;
-use ghcache_doctor::Level;
 
 /// Runs every check; returns whether none failed.
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<bool> {
-    let mut findings = ghcache_doctor::diagnose(config).await;
+    // The token the jobs use, for the upstream quota check only.
+    let token = ["GITHUB_TOKEN", "GH_TOKEN"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .map(|t| ghcache_doctor::SecretString::from(t.trim().to_owned()));
+    let options = ghcache_doctor::Options {
+        token,
+        ..ghcache_doctor::Options::default()
+    };
+    let mut findings = ghcache_doctor::diagnose(config, &options).await;
     findings.extend(ghcache_doctor::vault(
         &crate::vault::key_source(config),
         &crate::vault::socket_path(config),
     ));
-    let healthy = findings.iter().all(|f| f.level != Level::Fail);
+    let report = ghcache_doctor::Report::new(findings);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "healthy": healthy,
-                "findings": findings,
-            }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        for f in &findings {
-            let mark = match f.level {
-                Level::Ok => "ok  ",
-                Level::Info => "info",
-                Level::Warn => "WARN",
-                Level::Fail => "FAIL",
-            };
-            println!("{mark} {:<13} {}", f.area, f.message);
-            if !f.fix.is_empty() {
-                println!("     {:<13} fix: {}", "", f.fix);
-            }
-        }
+        print!("{}", report.text());
     }
-    Ok(healthy)
+    Ok(report.healthy)
 }

@@ -84,11 +84,15 @@ fn doctor_without_a_daemon_fails_and_says_how_to_fix_it() {
     let out = ghcache(
         ws.path(),
         &["doctor", "--proxy-addr", &addr],
-        &[("GITHUB_TOKEN", "ghp_doctorTokenThatMustNotLeak0000000000")],
+        &[
+            ("GITHUB_TOKEN", "ghp_doctorTokenThatMustNotLeak0000000000"),
+            // No internet in tests: a dead upstream, reported as such.
+            ("GHCACHE_UPSTREAM", "http://127.0.0.1:9"),
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out);
-    assert!(shown.contains("FAIL") && shown.contains(&addr), "{shown}");
+    assert!(shown.contains("✘") && shown.contains(&addr), "{shown}");
     assert!(shown.contains("ghcache daemon"), "{shown}");
     // The GITHUB_TOKEN fallback is named, the token is not.
     assert!(shown.contains("GITHUB_TOKEN"), "{shown}");

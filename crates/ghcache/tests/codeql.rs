@@ -288,6 +288,8 @@ fn bad_inputs_are_usage_errors_and_help_documents_every_input() {
     let work = tempfile::tempdir().unwrap();
     for (name, value) in [
         ("INPUT_MAX_AGE", "a week"),
+        // At most a year (`ghcache_codeql::MAX_AGE_LIMITS`).
+        ("INPUT_MAX_AGE", "366d"),
         ("INPUT_FORCE", "maybe"),
         ("INPUT_MAX_ANCESTORS", "-1"),
     ] {

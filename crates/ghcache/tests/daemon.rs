@@ -229,7 +229,7 @@ fn a_world_readable_state_directory_is_warned_about_and_reported() {
     assert!(
         shown
             .lines()
-            .any(|l| l.starts_with("WARN") && l.contains(&dir) && l.contains("mode 755")),
+            .any(|l| l.starts_with("⚠") && l.contains(&dir) && l.contains("mode 755")),
         "{shown}"
     );
     assert!(
@@ -249,7 +249,7 @@ fn a_world_readable_state_directory_is_warned_about_and_reported() {
     assert!(
         shown
             .lines()
-            .any(|l| l.starts_with("FAIL") && l.contains("store.redb")),
+            .any(|l| l.starts_with("✘") && l.contains("store.redb")),
         "{shown}"
     );
     assert!(shown.contains("chmod 600"), "{shown}");

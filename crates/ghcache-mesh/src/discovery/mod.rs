@@ -20,12 +20,19 @@ use crate::wire::now_ms;
 
 pub(crate) use bootstrap::{Attempt, Bootstrap};
 
+/// A dial under way: who asked for it, and the bootstrap address it is for.
+#[derive(Debug, Clone, Copy)]
+struct Dial {
+    source: Source,
+    index: Option<usize>,
+}
+
 #[derive(Debug)]
 pub(crate) struct Discovery {
     found: BTreeMap<Source, BTreeSet<PeerId>>,
     /// Dials under way: their source, and the bootstrap address they came
     /// from.
-    dials: HashMap<ConnectionId, (Source, Option<usize>)>,
+    dials: HashMap<ConnectionId, Dial>,
     pub(crate) bootstrap: Bootstrap,
     registry: Heartbeat,
 }
@@ -50,12 +57,12 @@ impl Discovery {
 
     /// A dial for `source` (bootstrap address `index`) is under way.
     pub(crate) fn dialing(&mut self, conn: ConnectionId, source: Source, index: Option<usize>) {
-        self.dials.insert(conn, (source, index));
+        self.dials.insert(conn, Dial { source, index });
     }
 
     /// Connection `conn` to `peer` is up.
     pub(crate) fn connected(&mut self, conn: ConnectionId, peer: PeerId, now: Instant) {
-        if let Some((source, index)) = self.dials.remove(&conn) {
+        if let Some(Dial { source, index }) = self.dials.remove(&conn) {
             self.found(source, peer);
             if let Some(i) = index {
                 self.bootstrap.connected(i, peer, now);
@@ -65,7 +72,14 @@ impl Discovery {
 
     /// Dial `conn` failed; `wrong_peer` when another identity answered.
     pub(crate) fn dial_failed(&mut self, conn: ConnectionId, wrong_peer: bool) {
-        if let (Some((Source::Bootstrap, Some(i))), true) = (self.dials.remove(&conn), wrong_peer) {
+        if let (
+            Some(Dial {
+                source: Source::Bootstrap,
+                index: Some(i),
+            }),
+            true,
+        ) = (self.dials.remove(&conn), wrong_peer)
+        {
             self.bootstrap.wrong_peer(i);
         }
     }

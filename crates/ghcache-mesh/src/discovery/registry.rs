@@ -199,6 +199,35 @@ pub fn scan(
     out
 }
 
+/// Live records of `network_id` in `dir`, for reading only (`ghcache
+/// doctor`): unlike [`scan`] nothing is deleted and nothing is logged; a
+/// directory that cannot be read is an error.
+pub fn read_live(dir: &Path, network_id: &str, now_ms: u64) -> std::io::Result<Vec<Record>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(peer) = entry.file_name().to_str().and_then(peer_of_file_name) else {
+            continue;
+        };
+        let path = entry.path();
+        match std::fs::symlink_metadata(&path) {
+            Ok(md) if md.is_file() && md.len() <= MAX_RECORD_BYTES => {}
+            _ => continue,
+        }
+        let Ok(rec) = read_no_follow(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+            .ok_or(())
+        else {
+            continue;
+        };
+        if rec.peer_id == peer.to_string() && rec.network_id == network_id && !rec.expired(now_ms) {
+            out.push(rec);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +276,15 @@ mod tests {
         write_record(dir.path(), &a, &rec(&a, "n", 20_000)).expect("w");
         let found = scan(dir.path(), &me, "n", 20_500, &mut warned);
         assert_eq!(found.len(), 1);
+        // The read-only view: live records of the network only (ours has
+        // expired by now), nothing deleted.
+        write_record(dir.path(), &b, &rec(&b, "n", 1_000)).expect("w");
+        let live = read_live(dir.path(), "n", 20_500).expect("read");
+        let mut ids: Vec<_> = live.iter().map(|r| r.peer_id.clone()).collect();
+        ids.sort();
+        assert_eq!(ids, vec![a.to_string()]);
+        assert!(record_path(dir.path(), &b).exists());
+        assert!(read_live(&dir.path().join("missing"), "n", 0).is_err());
         remove_record(dir.path(), &me);
         assert!(!record_path(dir.path(), &me).exists());
     }

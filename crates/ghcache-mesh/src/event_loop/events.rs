@@ -7,7 +7,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, identify, kad, mdns, request_response};
 
-use super::EventLoop;
+use super::{Conn, ConnectWaiter, EventLoop};
 use crate::command::Source;
 use crate::discovery::{Attempt, bootstrap};
 use crate::error::MeshError;
@@ -83,7 +83,9 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
-                if let Some((_, tx)) = self.connect_waiters.remove(&connection_id) {
+                if let Some(ConnectWaiter { reply: tx, .. }) =
+                    self.connect_waiters.remove(&connection_id)
+                {
                     let _ = tx.send(Ok(peer_id));
                 }
                 if self.penalties.is_banned(&peer_id) {
@@ -91,10 +93,10 @@ impl EventLoop {
                     return;
                 }
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
-                self.conns
-                    .entry(peer_id)
-                    .or_default()
-                    .push((connection_id, endpoint.get_remote_address().clone()));
+                self.conns.entry(peer_id).or_default().push(Conn {
+                    id: connection_id,
+                    remote: endpoint.get_remote_address().clone(),
+                });
                 self.probe(peer_id);
                 self.discovery
                     .connected(connection_id, peer_id, Instant::now());
@@ -105,7 +107,7 @@ impl EventLoop {
                 ..
             } => {
                 if let Some(v) = self.conns.get_mut(&peer_id) {
-                    v.retain(|(c, _)| *c != connection_id);
+                    v.retain(|c| c.id != connection_id);
                     if v.is_empty() {
                         self.conns.remove(&peer_id);
                         self.members.forget(&peer_id);
@@ -121,10 +123,12 @@ impl EventLoop {
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
                 let wrong_peer = matches!(error, libp2p::swarm::DialError::WrongPeerId { .. });
                 self.discovery.dial_failed(connection_id, wrong_peer);
-                if let Some((addr, tx)) = self.connect_waiters.remove(&connection_id) {
+                if let Some(ConnectWaiter { addr, reply: tx }) =
+                    self.connect_waiters.remove(&connection_id)
+                {
                     let _ = tx.send(Err(MeshError::Dial {
-                        addr: addr.to_string(),
-                        reason: error.to_string(),
+                        addr,
+                        source: Box::new(error),
                     }));
                 }
             }

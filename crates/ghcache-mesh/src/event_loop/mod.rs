@@ -72,7 +72,24 @@ enum Pending {
     Raw(oneshot::Sender<Option<Vec<u8>>>),
 }
 
-type ConnectWaiter = (Multiaddr, oneshot::Sender<Result<PeerId, MeshError>>);
+/// A `Connect` command waiting for its connection's outcome.
+struct ConnectWaiter {
+    addr: Multiaddr,
+    reply: oneshot::Sender<Result<PeerId, MeshError>>,
+}
+
+/// One open connection of a peer: its id and the remote address.
+struct Conn {
+    id: ConnectionId,
+    remote: Multiaddr,
+}
+
+/// A test-hook provider query: providers so far, and who wants them all.
+#[cfg(feature = "test-util")]
+struct ProviderProbe {
+    found: Vec<PeerId>,
+    reply: oneshot::Sender<Vec<PeerId>>,
+}
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -90,11 +107,11 @@ pub(crate) struct EventLoop {
     discovery: Discovery,
     traffic: Traffic,
     pending: HashMap<OutboundRequestId, Pending>,
-    conns: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
+    conns: HashMap<PeerId, Vec<Conn>>,
     connect_waiters: HashMap<ConnectionId, ConnectWaiter>,
     /// Test hook queries: providers found so far, and where they go.
     #[cfg(feature = "test-util")]
-    provider_probes: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
+    provider_probes: HashMap<kad::QueryId, ProviderProbe>,
     kad_next: Instant,
     kad_last: Instant,
     pub(super) metrics: libp2p::metrics::Metrics,
@@ -165,19 +182,19 @@ impl EventLoop {
         while self.swarm.listeners().next().is_none() {
             let ev = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
                 .await
-                .map_err(|_| MeshError::Listen {
+                .map_err(|_| MeshError::ListenTimeout {
                     addr: format!("{}:{}", self.config.listen_ip, self.config.listen_port),
-                    reason: "no listen address came up within 10 s".into(),
                 })?;
-            if let SwarmEvent::ListenerClosed { reason: Err(e), .. }
-            | SwarmEvent::ListenerError { error: e, .. } = &ev
-            {
-                return Err(MeshError::Listen {
-                    addr: format!("{}:{}", self.config.listen_ip, self.config.listen_port),
-                    reason: e.to_string(),
-                });
+            match ev {
+                SwarmEvent::ListenerClosed { reason: Err(e), .. }
+                | SwarmEvent::ListenerError { error: e, .. } => {
+                    return Err(MeshError::Listen {
+                        addr: format!("{}:{}", self.config.listen_ip, self.config.listen_port),
+                        source: Box::new(e),
+                    });
+                }
+                ev => self.on_swarm_event(ev),
             }
-            self.on_swarm_event(ev);
         }
         Ok(())
     }
@@ -237,8 +254,8 @@ impl EventLoop {
                 let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
                 let id = opts.connection_id();
                 let res = self.swarm.dial(opts).map_err(|e| MeshError::Dial {
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
+                    addr: addr.clone(),
+                    source: Box::new(e),
                 });
                 if res.is_ok() {
                     self.discovery.dialing(id, Source::Manual, None);
@@ -251,12 +268,13 @@ impl EventLoop {
                 match self.swarm.dial(opts) {
                     Ok(()) => {
                         self.discovery.dialing(id, Source::Manual, None);
-                        self.connect_waiters.insert(id, (addr, reply));
+                        self.connect_waiters
+                            .insert(id, ConnectWaiter { addr, reply });
                     }
                     Err(e) => {
                         let _ = reply.send(Err(MeshError::Dial {
-                            addr: addr.to_string(),
-                            reason: e.to_string(),
+                            addr,
+                            source: Box::new(e),
                         }));
                     }
                 }
@@ -296,7 +314,13 @@ impl EventLoop {
                 match self.swarm.behaviour_mut().kad.as_mut() {
                     Some(k) => {
                         let qid = k.get_providers(key);
-                        self.provider_probes.insert(qid, (Vec::new(), reply));
+                        self.provider_probes.insert(
+                            qid,
+                            ProviderProbe {
+                                found: Vec::new(),
+                                reply,
+                            },
+                        );
                     }
                     None => {
                         let _ = reply.send(Vec::new());
@@ -394,7 +418,7 @@ impl EventLoop {
                 addrs: self
                     .conns
                     .get(p)
-                    .map(|v| v.iter().map(|(_, a)| a.to_string()).collect())
+                    .map(|v| v.iter().map(|c| c.remote.to_string()).collect())
                     .unwrap_or_default(),
             })
             .collect();

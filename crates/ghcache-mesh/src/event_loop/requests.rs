@@ -93,10 +93,10 @@ impl EventLoop {
 
     pub(super) fn on_providers(&mut self, qid: kad::QueryId, found: Vec<PeerId>, last: bool) {
         #[cfg(feature = "test-util")]
-        if let Some((so_far, _)) = self.provider_probes.get_mut(&qid) {
-            so_far.extend(found);
-            if last && let Some((all, tx)) = self.provider_probes.remove(&qid) {
-                let _ = tx.send(all);
+        if let Some(probe) = self.provider_probes.get_mut(&qid) {
+            probe.found.extend(found);
+            if last && let Some(probe) = self.provider_probes.remove(&qid) {
+                let _ = probe.reply.send(probe.found);
             }
             return;
         }
