@@ -6,6 +6,7 @@
 //! proxy's HTTP stack (hyper, rustls), and so `ghcache peers` and `doctor`
 //! read the typed [`PeerStatus`] the proxy serves at `/_ghcache/peers`.
 
+mod flights;
 mod status;
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use ghcache_core::{ContentId, Partition, ResourceId};
 use ghcache_store::EntryMeta;
 
+pub use flights::{Claim, Flights, Joined, Waiter};
 pub use status::{
     ConnectedPeer, DiscoveredPeers, LastRejection, MeshStats, PeerStatus, RejectedCounts,
 };
@@ -43,6 +45,25 @@ pub trait PeerSource: Send + Sync + 'static {
         partition: &'a Partition,
         deadline: Duration,
     ) -> PeerFuture<'a>;
+
+    /// As [`PeerSource::lookup`], for a request holding `claim` on the
+    /// resource (see [`Flights`]): when no member holds a copy but one is
+    /// fetching it under an earlier claim, its answer is waited for, at most
+    /// `wait` past `deadline`.
+    fn lookup_claimed<'a>(
+        &'a self,
+        resource: &'a ResourceId,
+        partition: &'a Partition,
+        _claim: u64,
+        deadline: Duration,
+        _wait: Duration,
+    ) -> PeerFuture<'a> {
+        self.lookup(resource, partition, deadline)
+    }
+
+    /// The proxy's fetches under way: a member asking for one of them
+    /// under a later claim is told to wait for it.
+    fn share_flights(&self, _flights: std::sync::Arc<Flights>) {}
 
     /// We stored a new version of `resource` (a `200` with a new ETag).
     fn announce_version(

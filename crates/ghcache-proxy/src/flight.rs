@@ -10,6 +10,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use parking_lot::Mutex;
 
+use crate::foreign::Foreign;
 use crate::headers;
 use crate::pipeline::Ctx;
 use crate::respond::{empty, resumed_body};
@@ -138,6 +139,34 @@ impl Proxy {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 FlightResult::Failed(Arc::new(failure))
             }
+        }
+    }
+
+    /// With no copy held here: waits for another partition's fetch of the
+    /// resource under way here (at most `in_flight_wait`) and returns what
+    /// it stored; otherwise claims the resource for this request. A leader
+    /// that fails or is refused stores nothing: the waiter then claims and
+    /// fetches on its own, never served the leader's answer.
+    pub(crate) async fn await_flight(
+        &self,
+        ctx: &Ctx,
+    ) -> (Option<ghcache_peer::Claim>, Option<Foreign>) {
+        use ghcache_peer::Joined;
+        let flights = &self.inner.under_way;
+        let waiter = match flights.join_or_claim(&ctx.resource, &ctx.partition) {
+            Joined::Leader(claim) => return (Some(claim), None),
+            // Identical requests share one exchange (step 5).
+            Joined::Same => return (None, None),
+            Joined::Waiter(waiter) => waiter,
+        };
+        waiter.wait(self.inner.config.in_flight_wait).await;
+        let copy = self.local_copy(ctx);
+        if copy.is_some() {
+            return (None, copy);
+        }
+        match flights.join_or_claim(&ctx.resource, &ctx.partition) {
+            Joined::Leader(claim) => (Some(claim), None),
+            Joined::Same | Joined::Waiter(_) => (None, None),
         }
     }
 

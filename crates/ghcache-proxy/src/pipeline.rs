@@ -63,6 +63,9 @@ pub(crate) struct Lookup {
     pub ctx: Ctx,
     pub own: Option<Hit>,
     pub foreign: Option<Foreign>,
+    /// Our claim on the resource while we fetch it (released once the
+    /// answer is stored): other partitions and members wait for it.
+    pub claim: Option<ghcache_peer::Claim>,
 }
 
 impl Proxy {
@@ -164,6 +167,7 @@ impl Proxy {
             ctx,
             own,
             foreign: None,
+            claim: None,
         })
     }
 
@@ -199,8 +203,12 @@ impl Proxy {
     /// Steps 5 and 6: ask GitHub with the best validator we can send, then
     /// act on its answer.
     async fn ask_upstream(&self, lookup: Lookup) -> Served {
+        // `_claim` lives to the end: waiters wake once our answer is stored.
         let Lookup {
-            ctx, own, foreign, ..
+            ctx,
+            own,
+            foreign,
+            claim: _claim,
         } = lookup;
         let (held, validator, synthesized) = match (&own, &foreign) {
             (Some(hit), None) => (Some(hit.clone()), own_validator(&hit.meta), false),

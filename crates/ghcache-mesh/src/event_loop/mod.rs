@@ -51,6 +51,7 @@ pub(crate) struct Parts {
     pub(crate) topic: String,
     pub(crate) invalidations: broadcast::Sender<Vec<String>>,
     pub(crate) serve_delay_ms: Arc<AtomicU64>,
+    pub(crate) flights: Arc<std::sync::OnceLock<Arc<ghcache_peer::Flights>>>,
     pub(crate) config: MeshConfig,
 }
 
@@ -112,13 +113,20 @@ impl EventLoop {
             topic,
             invalidations,
             serve_delay_ms,
+            flights,
             config,
         } = parts;
         let (internal_tx, internal_rx) = mpsc::channel(1024);
         let now = Instant::now();
         let key = *keys.envelope_key();
         let mut this = EventLoop {
-            server: Server::new(store.clone(), key, config.max_message_bytes, serve_delay_ms),
+            server: Server::new(
+                store.clone(),
+                key,
+                config.max_message_bytes,
+                serve_delay_ms,
+                flights,
+            ),
             fetches: Fetcher::new(config.fetch_fanout, config.kademlia),
             provides: Provides::new(now),
             announcements: Announcements::new(key, topic, store.clone(), invalidations),
@@ -260,7 +268,8 @@ impl EventLoop {
                 wanted,
                 request,
                 reply,
-            } => self.start_fetch(wanted, request, reply),
+                only,
+            } => self.start_fetch(wanted, request, reply, only),
             Command::Publish(bytes) => {
                 let len = bytes.len() as u64;
                 let topic = self.announcements.topic().clone();

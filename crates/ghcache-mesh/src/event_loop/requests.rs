@@ -11,7 +11,9 @@ use libp2p::{PeerId, gossipsub, kad};
 use super::{EventLoop, Pending};
 use crate::command::{Answer, Internal, Reply, Wanted};
 use crate::envelope::seal_message;
-use crate::fetch::{Action, FetchId, verify_blob_response, verify_response};
+use crate::fetch::{
+    Action, EntryAnswer, FetchId, verify_blob_response, verify_entry, verify_response,
+};
 use crate::membership::MAX_PROBE_ATTEMPTS;
 use crate::penalty::Verdict;
 use crate::serve::Request;
@@ -24,12 +26,18 @@ impl EventLoop {
         !self.penalties.is_banned(peer) && !self.members.is_stranger(peer)
     }
 
-    pub(super) fn start_fetch(&mut self, wanted: Wanted, request: Vec<u8>, reply: Reply) {
+    pub(super) fn start_fetch(
+        &mut self,
+        wanted: Wanted,
+        request: Vec<u8>,
+        reply: Reply,
+        only: Option<PeerId>,
+    ) {
         let candidates: Vec<PeerId> = self
             .swarm
             .connected_peers()
             .copied()
-            .filter(|p| self.askable(p))
+            .filter(|p| self.askable(p) && only.is_none_or(|o| o == *p))
             .collect();
         let holder = match wanted {
             Wanted::Entry(rid) => self.announcements.holder(&rid),
@@ -315,7 +323,12 @@ impl EventLoop {
         };
         let key = self.keys.envelope_key();
         let answer = match wanted {
-            Wanted::Entry(rid) => verify_response(key, &rid, frame).map(|o| o.map(Answer::Entry)),
+            Wanted::Entry(rid) => verify_entry(key, &rid, frame).map(|o| {
+                o.map(|a| match a {
+                    EntryAnswer::Copy(copy) => Answer::Entry(copy),
+                    EntryAnswer::InFlight(claim) => Answer::InFlight(peer, claim),
+                })
+            }),
             Wanted::Blob(cid) => {
                 verify_blob_response(key, &cid, frame).map(|o| o.map(Answer::Blob))
             }
@@ -368,10 +381,13 @@ impl EventLoop {
             Request::Entry {
                 resource,
                 partition,
+                claim,
             } => self
                 .server
-                .spawn(Wanted::Entry(resource), partition, channel, tx),
-            Request::Blob(cid) => self.server.spawn(Wanted::Blob(cid), None, channel, tx),
+                .spawn(Wanted::Entry(resource), partition, claim, channel, tx),
+            Request::Blob(cid) => self
+                .server
+                .spawn(Wanted::Blob(cid), None, None, channel, tx),
             Request::Unknown { resource, cid } => {
                 tracing::debug!(%peer, "fetch request of an unknown kind: answering not found");
                 let frame = self.server.not_found(resource.as_ref(), cid.as_ref());

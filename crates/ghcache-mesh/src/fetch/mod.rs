@@ -18,7 +18,7 @@ use libp2p::PeerId;
 
 use crate::command::{Answer, Reply, Wanted};
 
-pub(crate) use verify::{verify_blob_response, verify_response};
+pub(crate) use verify::{EntryAnswer, verify_blob_response, verify_entry, verify_response};
 
 /// Names one fetch while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -190,6 +190,13 @@ impl<Q: Copy + Eq + Hash> Fetcher<Q> {
         answer: Option<Answer>,
         via_provider: bool,
     ) -> Vec<Action<Q>> {
+        if let Some(Answer::InFlight(peer, claim)) = answer {
+            // No copy from this peer; its caller may wait for its fetch.
+            if let Some(reply) = self.fetches.get(&fetch).and_then(|f| f.reply.as_ref()) {
+                reply.note(peer, claim);
+            }
+            return self.failed(fetch);
+        }
         if let Some(answer) = answer
             && let Some(f) = self.fetches.get_mut(&fetch)
         {
@@ -366,13 +373,20 @@ mod tests {
         (actions, rx)
     }
 
+    fn note_body(note: crate::command::EntryNote) -> Option<Bytes> {
+        match note {
+            crate::command::EntryNote::Copy(c) => Some(c.body),
+            crate::command::EntryNote::InFlight(..) => None,
+        }
+    }
+
     fn entry(
         fetcher: &mut Fetcher<u32>,
         peers: &[PeerId],
         holder: Option<PeerId>,
     ) -> (
         Vec<Action<u32>>,
-        tokio::sync::mpsc::UnboundedReceiver<ghcache_peer::PeerCopy>,
+        tokio::sync::mpsc::UnboundedReceiver<crate::command::EntryNote>,
     ) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let wanted = Wanted::Entry(ResourceId::from_bytes([1; 32]));
@@ -445,13 +459,13 @@ mod tests {
         );
         assert!(f.answered(id, None, false).is_empty());
         assert_eq!(
-            rx.try_recv().map(|c| c.body).ok(),
+            rx.try_recv().ok().and_then(note_body),
             Some(Bytes::from_static(b"a"))
         );
         assert!(rx.try_recv().is_err(), "still open: one peer outstanding");
         f.answered(id, Some(Answer::Entry(copy(b"b"))), false);
         assert_eq!(
-            rx.try_recv().map(|c| c.body).ok(),
+            rx.try_recv().ok().and_then(note_body),
             Some(Bytes::from_static(b"b"))
         );
         assert!(
