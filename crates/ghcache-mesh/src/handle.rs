@@ -46,6 +46,9 @@ struct Shared {
     /// The proxy's upstream fetches under way (`share_flights`), read by
     /// the server to tell later claimants to wait.
     flights: Arc<std::sync::OnceLock<Arc<ghcache_peer::Flights>>>,
+    /// Members' answer times, which stretch lookup deadlines.
+    rtt: Arc<crate::rtt::Rtt>,
+    fetch_deadline_max: Duration,
     task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -97,7 +100,9 @@ impl Mesh {
         let serve_delay_ms = Arc::new(AtomicU64::new(0));
         let network_id = config.network_id.clone();
         let fetch_deadline = config.fetch_deadline;
+        let fetch_deadline_max = config.fetch_deadline_max;
         let flights = Arc::new(std::sync::OnceLock::new());
+        let rtt = Arc::new(crate::rtt::Rtt::default());
         let task = EventLoop::start(
             Parts {
                 swarm,
@@ -108,6 +113,7 @@ impl Mesh {
                 invalidations: inv_tx.clone(),
                 serve_delay_ms: serve_delay_ms.clone(),
                 flights: flights.clone(),
+                rtt: rtt.clone(),
                 config,
             },
             cmd_rx,
@@ -128,6 +134,8 @@ impl Mesh {
                 holds: holds_tx,
                 holds_dropped: AtomicU64::new(0),
                 flights,
+                rtt,
+                fetch_deadline_max,
                 task: parking_lot::Mutex::new(Some(task)),
             }),
         })
@@ -135,6 +143,15 @@ impl Mesh {
 
     pub fn peer_id(&self) -> PeerId {
         self.inner.peer_id
+    }
+
+    /// The deadline a lookup gets when its caller allows `configured`:
+    /// stretched to what members' answers take, at most
+    /// `fetch_deadline_max`.
+    pub fn lookup_deadline(&self, configured: Duration) -> Duration {
+        self.inner
+            .rtt
+            .deadline(configured, self.inner.fetch_deadline_max.max(configured))
     }
 
     /// The configured default fetch deadline.
@@ -525,6 +542,10 @@ impl PeerSource for Mesh {
         wait: Duration,
     ) -> PeerFuture<'a> {
         Box::pin(self.fetch_claimed(resource, partition, claim, deadline, wait))
+    }
+
+    fn deadline(&self, configured: Duration) -> Duration {
+        self.lookup_deadline(configured)
     }
 
     fn share_flights(&self, flights: Arc<ghcache_peer::Flights>) {

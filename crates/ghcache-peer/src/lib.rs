@@ -61,6 +61,12 @@ pub trait PeerSource: Send + Sync + 'static {
         self.lookup(resource, partition, deadline)
     }
 
+    /// How long a lookup the caller allows `configured` for may take: a
+    /// mesh stretches it when members answer slower (measured).
+    fn deadline(&self, configured: Duration) -> Duration {
+        configured
+    }
+
     /// The proxy's fetches under way: a member asking for one of them
     /// under a later claim is told to wait for it.
     fn share_flights(&self, _flights: std::sync::Arc<Flights>) {}

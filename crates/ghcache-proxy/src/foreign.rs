@@ -151,7 +151,7 @@ impl Proxy {
         claim: Option<u64>,
     ) -> Option<PeerCopy> {
         let i = &self.inner;
-        let deadline = i.config.peer_deadline;
+        let deadline = i.peers.deadline(i.config.peer_deadline);
         let wait = i.config.in_flight_wait;
         let limit = deadline + claim.map_or(Duration::ZERO, |_| wait);
         let lookup = async {

@@ -52,6 +52,7 @@ pub(crate) struct Parts {
     pub(crate) invalidations: broadcast::Sender<Vec<String>>,
     pub(crate) serve_delay_ms: Arc<AtomicU64>,
     pub(crate) flights: Arc<std::sync::OnceLock<Arc<ghcache_peer::Flights>>>,
+    pub(crate) rtt: Arc<crate::rtt::Rtt>,
     pub(crate) config: MeshConfig,
 }
 
@@ -60,12 +61,17 @@ enum Pending {
     Fetch {
         fetch: FetchId,
         via_provider: bool,
+        /// When it was sent, for requests answered at once (not those
+        /// held for a fetch under way).
+        sent_at: Option<Instant>,
     },
     /// A request for a random resource, sent until a peer has a verdict:
     /// the answer (or a decryption failure) tells whether it shares our
     /// cluster key.
     Probe {
         resource: ResourceId,
+        /// Its round trip is a fetch's: it seeds the lookup deadline.
+        sent_at: Instant,
     },
     #[cfg(feature = "test-util")]
     Raw(oneshot::Sender<Option<Vec<u8>>>),
@@ -81,6 +87,7 @@ pub(crate) struct EventLoop {
     config: MeshConfig,
     internal_tx: mpsc::Sender<Internal>,
     server: Server,
+    rtt: Arc<crate::rtt::Rtt>,
     fetches: Fetcher<kad::QueryId>,
     provides: Provides<kad::QueryId>,
     announcements: Announcements,
@@ -114,12 +121,14 @@ impl EventLoop {
             invalidations,
             serve_delay_ms,
             flights,
+            rtt,
             config,
         } = parts;
         let (internal_tx, internal_rx) = mpsc::channel(1024);
         let now = Instant::now();
         let key = *keys.envelope_key();
         let mut this = EventLoop {
+            rtt,
             server: Server::new(
                 store.clone(),
                 key,

@@ -46,11 +46,17 @@ impl EventLoop {
         let actions = self
             .fetches
             .start(wanted, request, reply, candidates, holder);
-        self.apply_fetch(actions);
+        // A request to one peer waits for its fetch under way: not a
+        // round trip to learn from.
+        self.apply_fetch_timed(actions, only.is_none());
     }
 
     /// Carries out what the fetch machine decided.
     pub(super) fn apply_fetch(&mut self, actions: Vec<Action<kad::QueryId>>) {
+        self.apply_fetch_timed(actions, true);
+    }
+
+    fn apply_fetch_timed(&mut self, actions: Vec<Action<kad::QueryId>>, timed: bool) {
         let mut queue = std::collections::VecDeque::from(actions);
         while let Some(action) = queue.pop_front() {
             match action {
@@ -71,6 +77,7 @@ impl EventLoop {
                         Pending::Fetch {
                             fetch,
                             via_provider,
+                            sent_at: timed.then(Instant::now),
                         },
                     );
                 }
@@ -231,7 +238,13 @@ impl EventLoop {
             .behaviour_mut()
             .fetch
             .send_request(&peer, Frame::Bytes(request));
-        self.pending.insert(id, Pending::Probe { resource });
+        self.pending.insert(
+            id,
+            Pending::Probe {
+                resource,
+                sent_at: Instant::now(),
+            },
+        );
         self.members.probe_sent(peer, id);
     }
 
@@ -294,9 +307,12 @@ impl EventLoop {
                     _ => None,
                 });
             }
-            Some(Pending::Probe { resource }) => {
+            Some(Pending::Probe { resource, sent_at }) => {
                 match verify_response(self.keys.envelope_key(), &resource, frame) {
-                    Ok(_) => self.members.probe_answered(peer, Some(true)),
+                    Ok(_) => {
+                        self.rtt.record(sent_at.elapsed());
+                        self.members.probe_answered(peer, Some(true));
+                    }
                     Err(r) => {
                         let verdict = (r == Reject::Decrypt).then_some(false);
                         self.members.probe_answered(peer, verdict);
@@ -307,7 +323,13 @@ impl EventLoop {
             Some(Pending::Fetch {
                 fetch,
                 via_provider,
-            }) => self.on_fetch_response(peer, fetch, via_provider, frame),
+                sent_at,
+            }) => {
+                if let Some(sent) = sent_at {
+                    self.rtt.record(sent.elapsed());
+                }
+                self.on_fetch_response(peer, fetch, via_provider, frame)
+            }
         }
     }
 
