@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ghcache_core::{ContentId, Partition, ResourceId};
-use ghcache_peer::{MeshStats, PeerCopy, PeerFuture, PeerSource, PeerStatus, StatusFuture};
+use ghcache_peer::{
+    Claimed, ClaimedFuture, LookupEnd, MeshStats, PeerCopy, PeerFuture, PeerSource, PeerStatus,
+    StatusFuture,
+};
 use ghcache_store::Store;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -214,6 +217,7 @@ impl Mesh {
     ) -> Option<PeerCopy> {
         self.fetch_best(resource, partition, None, deadline, None)
             .await
+            .copy
     }
 
     /// As [`Mesh::fetch`], for a caller holding `claim` on the resource (it
@@ -227,7 +231,7 @@ impl Mesh {
         claim: u64,
         deadline: Duration,
         wait: Duration,
-    ) -> Option<PeerCopy> {
+    ) -> Claimed {
         self.fetch_best(resource, partition, None, deadline, Some((claim, wait)))
             .await
     }
@@ -243,6 +247,7 @@ impl Mesh {
     ) -> Option<PeerCopy> {
         self.fetch_best(resource, partition, Some(held), deadline, None)
             .await
+            .copy
     }
 
     async fn fetch_best(
@@ -252,7 +257,7 @@ impl Mesh {
         not: Option<&ContentId>,
         deadline: Duration,
         claim: Option<(u64, Duration)>,
-    ) -> Option<PeerCopy> {
+    ) -> Claimed {
         const IDEAL: u8 = 3;
         let rank = |copy: &PeerCopy| -> Option<u8> {
             (not != Some(&copy.meta.body_cid))
@@ -288,7 +293,10 @@ impl Mesh {
                 }
             }
         };
-        let _ = tokio::time::timeout(deadline, collect).await;
+        let mut end = match tokio::time::timeout(deadline, collect).await {
+            Err(_) => LookupEnd::Deadline,
+            Ok(()) => LookupEnd::NotHeld,
+        };
         if best.is_none()
             && let (Some((peer, _)), Some((ours, wait))) = (earliest, claim)
         {
@@ -313,8 +321,15 @@ impl Mesh {
                 None
             };
             best = tokio::time::timeout(wait, waited).await.ok().flatten();
+            end = LookupEnd::WaitedInVain;
         }
-        best.map(|(_, copy)| copy)
+        match best {
+            Some((_, copy)) => Claimed {
+                copy: Some(copy),
+                end: LookupEnd::Found,
+            },
+            None => Claimed { copy: None, end },
+        }
     }
 
     /// Hands an entry fetch to the event loop (only to `only`, when
@@ -540,7 +555,7 @@ impl PeerSource for Mesh {
         claim: u64,
         deadline: Duration,
         wait: Duration,
-    ) -> PeerFuture<'a> {
+    ) -> ClaimedFuture<'a> {
         Box::pin(self.fetch_claimed(resource, partition, claim, deadline, wait))
     }
 

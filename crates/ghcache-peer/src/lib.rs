@@ -33,6 +33,33 @@ pub struct PeerCopy {
 
 pub type PeerFuture<'a> = Pin<Box<dyn Future<Output = Option<PeerCopy>> + Send + 'a>>;
 
+/// How a claimed lookup ended: what the proxy tells apart when it then
+/// pays for a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupEnd {
+    /// A member's copy came back.
+    Found,
+    /// Every member asked answered without one (and none fetched it under
+    /// an earlier claim).
+    NotHeld,
+    /// The deadline passed before every member answered.
+    Deadline,
+    /// A member fetching it under an earlier claim was waited for, and
+    /// sent nothing (its fetch failed, or took longer than the wait).
+    WaitedInVain,
+    /// No mesh to ask.
+    NoPeers,
+}
+
+/// What [`PeerSource::lookup_claimed`] resolves to.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub copy: Option<PeerCopy>,
+    pub end: LookupEnd,
+}
+
+pub type ClaimedFuture<'a> = Pin<Box<dyn Future<Output = Claimed> + Send + 'a>>;
+
 /// What [`PeerSource::describe`] resolves to.
 pub type StatusFuture<'a> = Pin<Box<dyn Future<Output = PeerStatus> + Send + 'a>>;
 
@@ -57,8 +84,16 @@ pub trait PeerSource: Send + Sync + 'static {
         _claim: u64,
         deadline: Duration,
         _wait: Duration,
-    ) -> PeerFuture<'a> {
-        self.lookup(resource, partition, deadline)
+    ) -> ClaimedFuture<'a> {
+        Box::pin(async move {
+            let copy = self.lookup(resource, partition, deadline).await;
+            let end = if copy.is_some() {
+                LookupEnd::Found
+            } else {
+                LookupEnd::NoPeers
+            };
+            Claimed { copy, end }
+        })
     }
 
     /// How long a lookup the caller allows `configured` for may take: a

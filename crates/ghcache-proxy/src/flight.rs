@@ -10,6 +10,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use parking_lot::Mutex;
 
+use crate::causes::Cause;
 use crate::foreign::Foreign;
 use crate::headers;
 use crate::pipeline::Ctx;
@@ -49,7 +50,12 @@ pub(crate) type Flight = Shared<BoxFuture<'static, FlightResult>>;
 
 impl Proxy {
     /// Joins or starts the upstream exchange for this request.
-    pub(crate) fn flight(&self, ctx: &Ctx, validator: Option<Validator>) -> (Flight, bool) {
+    pub(crate) fn flight(
+        &self,
+        ctx: &Ctx,
+        validator: Option<Validator>,
+        cause: Cause,
+    ) -> (Flight, bool) {
         let key = FlightKey {
             resource: ctx.resource,
             partition: ctx.partition,
@@ -71,8 +77,15 @@ impl Proxy {
             let result = match request {
                 Err(failure) => FlightResult::Failed(Arc::new(failure)),
                 Ok(request) => {
-                    this.fetch(request, &partition, &path, authenticated, &proxy_base)
-                        .await
+                    this.fetch(
+                        request,
+                        &partition,
+                        &path,
+                        authenticated,
+                        &proxy_base,
+                        cause,
+                    )
+                    .await
                 }
             };
             this.inner.flights.lock().remove(&flight_key);
@@ -99,6 +112,7 @@ impl Proxy {
         path: &str,
         authenticated: bool,
         proxy_base: &str,
+        cause: Cause,
     ) -> FlightResult {
         let upstream = &self.inner.upstream;
         let sent_at = crate::proxy::now_ms();
@@ -113,7 +127,14 @@ impl Proxy {
             }
         };
         let (parts, body) = response.into_parts();
-        self.account_upstream(partition, path, parts.status, &parts.headers, authenticated);
+        self.account_upstream(
+            partition,
+            path,
+            parts.status,
+            &parts.headers,
+            authenticated,
+            cause,
+        );
         let budget = crate::upstream::Budget::new(
             &self.inner.buffered,
             self.inner.config.max_buffered_bytes,
@@ -178,6 +199,7 @@ impl Proxy {
         status: StatusCode,
         headers: &HeaderMap,
         authenticated: bool,
+        cause: Cause,
     ) {
         use std::sync::atomic::Ordering::Relaxed;
         let stats = &self.inner.stats;
@@ -192,6 +214,7 @@ impl Proxy {
         let free = path == "/rate_limit" || (status == StatusCode::NOT_MODIFIED && authenticated);
         if !free {
             stats.units_spent.fetch_add(1, Relaxed);
+            self.inner.causes.count(cause);
         }
         self.inner.quotas.observe(partition, headers);
         if authenticated && status != StatusCode::UNAUTHORIZED {

@@ -16,6 +16,7 @@ use crate::peer::{PeerCopy, PeerTrust};
 use crate::pipeline::{Ctx, Lookup};
 use crate::respond::Served;
 use crate::stats::Outcome;
+use ghcache_peer::LookupEnd;
 
 /// A copy held for another partition (or a newer version), here or by a
 /// peer.
@@ -73,7 +74,9 @@ impl Proxy {
         let foreign = if usable_as_is {
             local
         } else {
-            match self.peer_copy(ctx, None, claim).await {
+            let (copy, end) = self.peer_copy(ctx, None, claim).await;
+            lookup.looked = end;
+            match copy {
                 Some(copy) if copy.partition == ctx.partition || local.is_none() => {
                     Some(Foreign::from_peer(copy))
                 }
@@ -110,7 +113,7 @@ impl Proxy {
     /// A newer version than `own`: a member's copy for our partition, else
     /// another partition's here, else a member's for another partition.
     async fn newer_than(&self, ctx: &Ctx, own: &Hit) -> Option<Foreign> {
-        let peer = self.peer_copy(ctx, Some(&own.meta.body_cid), None).await;
+        let (peer, _) = self.peer_copy(ctx, Some(&own.meta.body_cid), None).await;
         if let Some(copy) = peer.as_ref()
             && copy.partition == ctx.partition
         {
@@ -149,7 +152,7 @@ impl Proxy {
         ctx: &Ctx,
         not: Option<&ContentId>,
         claim: Option<u64>,
-    ) -> Option<PeerCopy> {
+    ) -> (Option<PeerCopy>, Option<LookupEnd>) {
         let i = &self.inner;
         let deadline = i.peers.deadline(i.config.peer_deadline);
         let wait = i.config.in_flight_wait;
@@ -157,22 +160,31 @@ impl Proxy {
         let lookup = async {
             match (not, claim) {
                 (None, Some(claim)) => {
-                    i.peers
+                    let claimed = i
+                        .peers
                         .lookup_claimed(&ctx.resource, &ctx.partition, claim, deadline, wait)
-                        .await
+                        .await;
+                    (claimed.copy, Some(claimed.end))
                 }
                 (None, None) => {
-                    i.peers
+                    let copy = i
+                        .peers
                         .lookup(&ctx.resource, &ctx.partition, deadline)
-                        .await
+                        .await;
+                    (copy, None)
                 }
                 (Some(held), _) => {
-                    i.peers
+                    let copy = i
+                        .peers
                         .newer_version(&ctx.resource, &ctx.partition, held, deadline)
-                        .await
+                        .await;
+                    (copy, None)
                 }
             }
         };
-        tokio::time::timeout(limit, lookup).await.ok().flatten()
+        match tokio::time::timeout(limit, lookup).await {
+            Ok(found) => found,
+            Err(_) => (None, claim.map(|_| LookupEnd::Deadline)),
+        }
     }
 }

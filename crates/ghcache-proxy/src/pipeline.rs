@@ -14,6 +14,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::causes::Cause;
 use crate::flight::{FlightResult, Validator, take_stream};
 use crate::foreign::Foreign;
 use crate::freshness::{
@@ -66,6 +67,8 @@ pub(crate) struct Lookup {
     /// Our claim on the resource while we fetch it (released once the
     /// answer is stored): other partitions and members wait for it.
     pub claim: Option<ghcache_peer::Claim>,
+    /// How a claimed peer lookup ended, if one was made.
+    pub looked: Option<ghcache_peer::LookupEnd>,
 }
 
 impl Proxy {
@@ -168,6 +171,7 @@ impl Proxy {
             own,
             foreign: None,
             claim: None,
+            looked: None,
         })
     }
 
@@ -209,6 +213,7 @@ impl Proxy {
             own,
             foreign,
             claim: _claim,
+            looked,
         } = lookup;
         let (held, validator, synthesized) = match (&own, &foreign) {
             (Some(hit), None) => (Some(hit.clone()), own_validator(&hit.meta), false),
@@ -233,7 +238,13 @@ impl Proxy {
                 Outcome::Miss,
             );
         }
-        let (flight, leader) = self.flight(&ctx, validator.clone());
+        let cause = match (&own, &foreign, looked) {
+            (_, Some(_), _) => Cause::NotConfirmed,
+            (Some(_), None, _) => Cause::Changed,
+            (None, None, Some(end)) => Cause::NoCopy(end),
+            (None, None, None) => Cause::NoCopyUnclaimed,
+        };
+        let (flight, leader) = self.flight(&ctx, validator.clone(), cause);
         let result = flight.await;
         let shared = (!leader).then_some(Outcome::Coalesced);
 
@@ -316,6 +327,7 @@ impl Proxy {
                     response.status(),
                     response.headers(),
                     ctx.authorization.is_some(),
+                    Cause::PassThrough,
                 );
                 Served::new(
                     self.stream_response(response, &ctx.proxy_base),
@@ -571,7 +583,14 @@ impl Proxy {
             Ok(response) => {
                 let status = response.status();
                 let i = &self.inner;
-                self.account_upstream(&partition, &path, status, response.headers(), authenticated);
+                self.account_upstream(
+                    &partition,
+                    &path,
+                    status,
+                    response.headers(),
+                    authenticated,
+                    Cause::PassThrough,
+                );
                 if is_write && status.is_success() && path != "/graphql" {
                     let mut paths = affected_paths(&path);
                     // RFC 9111 §4.4: also what the answer says it changed.

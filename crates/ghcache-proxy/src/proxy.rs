@@ -122,6 +122,8 @@ pub(crate) struct Inner {
     /// Resources being fetched, any partition: what other partitions and
     /// members wait for (`flight.rs`).
     pub(crate) under_way: Arc<ghcache_peer::Flights>,
+    /// Units spent, by cause.
+    pub(crate) causes: crate::causes::CauseCounters,
     /// Paths writes made stale.
     pub(crate) invalidated: Invalidations,
     /// Upstream body bytes buffered by all in-flight responses.
@@ -168,6 +170,7 @@ impl Proxy {
                 quotas: QuotaTracker::default(),
                 flights: Mutex::new(HashMap::new()),
                 under_way: ghcache_peer::Flights::new(),
+                causes: Default::default(),
                 invalidated,
                 buffered: std::sync::atomic::AtomicUsize::new(0),
                 accepted: Mutex::new(accepted),
@@ -225,6 +228,12 @@ impl Proxy {
             report.extensions.insert(name.to_owned(), value);
         }
         report
+    }
+
+    /// Units spent so far, by cause (what `ghcache bench fleet` explains
+    /// its units with).
+    pub fn unit_causes(&self) -> crate::causes::UnitCauses {
+        self.inner.causes.snapshot()
     }
 
     /// Reports the vault server's counters in stats and metrics (once).
