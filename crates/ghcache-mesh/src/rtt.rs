@@ -1,9 +1,12 @@
 //! How long members take to answer our fetch requests, and the lookup
 //! deadline that follows from it. A fixed deadline below the members'
 //! actual answer time (a loaded host, a slow link) turns every peer hit
-//! into an upstream fetch; so the deadline stretches to what answers take
-//! (smoothed round trip plus four deviations, as TCP's retransmission
-//! timer), never below the configured one and never past its cap.
+//! into an upstream fetch; so the deadline stretches to what answers take:
+//! the smoothed round trip plus four deviations (TCP's retransmission
+//! timer), or the slowest of the last answers when higher (a burst is over
+//! before the smoothed figure catches up), never below the configured
+//! deadline and never past its cap. Unanswered requests are not samples,
+//! so a dead peer cannot stretch it.
 
 use std::time::Duration;
 
@@ -13,16 +16,35 @@ use parking_lot::Mutex;
 /// (which measures) and the handle (which reads).
 #[derive(Debug, Default)]
 pub(crate) struct Rtt {
+    state: Mutex<State>,
+}
+
+/// Answers remembered for the recent maximum.
+const RECENT: usize = 32;
+
+#[derive(Debug, Default)]
+struct State {
     /// (smoothed, deviation) in microseconds; `None` before the first sample.
-    state: Mutex<Option<(f64, f64)>>,
+    smoothed: Option<(f64, f64)>,
+    /// The last answers' round trips (µs), a ring.
+    recent: Vec<u64>,
+    next: usize,
 }
 
 impl Rtt {
     /// One answered request took `sample`.
     pub(crate) fn record(&self, sample: Duration) {
-        let x = sample.as_micros() as f64;
+        let micros = u64::try_from(sample.as_micros()).unwrap_or(u64::MAX);
+        let x = micros as f64;
         let mut state = self.state.lock();
-        *state = Some(match *state {
+        if state.recent.len() < RECENT {
+            state.recent.push(micros);
+        } else {
+            let at = state.next;
+            state.recent[at] = micros;
+        }
+        state.next = (state.next + 1) % RECENT;
+        state.smoothed = Some(match state.smoothed {
             None => (x, x / 2.0),
             Some((srtt, var)) => {
                 // RFC 6298's gains: 1/8 for the mean, 1/4 for the deviation.
@@ -35,10 +57,12 @@ impl Rtt {
     /// The lookup deadline: `configured`, stretched to what answers take,
     /// at most `cap`.
     pub(crate) fn deadline(&self, configured: Duration, cap: Duration) -> Duration {
-        let Some((srtt, var)) = *self.state.lock() else {
+        let state = self.state.lock();
+        let Some((srtt, var)) = state.smoothed else {
             return configured;
         };
-        let adaptive = Duration::from_micros((srtt + 4.0 * var) as u64);
+        let recent = state.recent.iter().copied().max().unwrap_or(0);
+        let adaptive = Duration::from_micros(((srtt + 4.0 * var) as u64).max(recent));
         adaptive.min(cap).max(configured)
     }
 }
