@@ -365,6 +365,28 @@ mod tests {
     }
 
     #[test]
+    fn claimed_requests_and_in_flight_answers_round_trip() {
+        let keyed = Partition::from_bytes(&[7; 32]).expect("32 bytes");
+        let ask = ClaimAsk {
+            claim: 0x0123_4567_89ab_cdef,
+            wait_ms: 5000,
+        };
+        for p in [Partition::Anonymous, keyed] {
+            let enc = encode_claimed_request(&p, ask);
+            assert_eq!(decode_entry_request(&enc), Ok((p, Some(ask))));
+            // A daemon that predates claims reads no partition: "not found".
+            assert!(decode_request(&enc).is_err());
+            assert_eq!(decode_entry_request(&encode_request(&p)), Ok((p, None)));
+        }
+        assert!(decode_entry_request(&[1; 20]).is_err());
+        assert_eq!(decode_in_flight(&encode_in_flight(42)), Some(42));
+        assert_eq!(decode_in_flight(&[0]), None);
+        assert_eq!(decode_in_flight(&[2, 1, 2]), None);
+        // Never mistaken for an entry.
+        assert!(decode_response(encode_in_flight(42)).is_err());
+    }
+
+    #[test]
     fn response_round_trip_and_garbage() {
         let m = meta(b"body");
         let enc = encode_response(Some((&Partition::Anonymous, &m, b"body")));

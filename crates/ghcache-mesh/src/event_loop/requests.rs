@@ -347,7 +347,7 @@ impl EventLoop {
         let answer = match wanted {
             Wanted::Entry(rid) => verify_entry(key, &rid, frame).map(|o| {
                 o.map(|a| match a {
-                    EntryAnswer::Copy(copy) => Answer::Entry(copy),
+                    EntryAnswer::Copy(copy) => Answer::Entry(*copy),
                     EntryAnswer::InFlight(claim) => Answer::InFlight(peer, claim),
                 })
             }),

@@ -424,6 +424,27 @@ mod tests {
     }
 
     #[test]
+    fn an_in_flight_answer_is_a_note_not_a_hit() {
+        let mut f = Fetcher::<u32>::new(8, true);
+        let ps = peers(2);
+        let (actions, mut rx) = entry(&mut f, &ps, None);
+        let id = asked(&actions)[0].0;
+        assert!(
+            f.answered(id, Some(Answer::InFlight(ps[0], 9)), false)
+                .is_empty()
+        );
+        match rx.try_recv() {
+            Ok(crate::command::EntryNote::InFlight(peer, 9)) => assert_eq!(peer, ps[0]),
+            other => panic!("expected the note, got {other:?}"),
+        }
+        assert_eq!(f.len(), 1, "the other peer is still outstanding");
+        assert!(f.failed(id).is_empty());
+        assert_eq!(f.len(), 0);
+        let c = f.counters();
+        assert_eq!((c.peer_hits, c.peer_misses), (0, 1));
+    }
+
+    #[test]
     fn first_valid_answer_wins_and_the_rest_is_bookkeeping() {
         let mut f = Fetcher::<u32>::new(8, true);
         let ps = peers(3);

@@ -11,7 +11,7 @@ use crate::wire::{FETCH_RESPONSE_AAD, Frame, Reject, decode_in_flight, decode_re
 /// A verified answer to an entry request.
 #[derive(Debug)]
 pub(crate) enum EntryAnswer {
-    Copy(PeerCopy),
+    Copy(Box<PeerCopy>),
     /// Not held: the peer fetches it upstream under this (earlier) claim.
     InFlight(u64),
 }
@@ -24,7 +24,7 @@ pub(crate) fn verify_response(
     frame: Frame,
 ) -> Result<Option<PeerCopy>, Reject> {
     match verify_entry(key, rid, frame)? {
-        Some(EntryAnswer::Copy(copy)) => Ok(Some(copy)),
+        Some(EntryAnswer::Copy(copy)) => Ok(Some(*copy)),
         Some(EntryAnswer::InFlight(_)) => Err(Reject::Malformed),
         None => Ok(None),
     }
@@ -61,11 +61,11 @@ pub(crate) fn verify_entry(
             if found.meta.body_len != found.body.len() as u64 {
                 return Err(Reject::Malformed);
             }
-            Ok(Some(EntryAnswer::Copy(PeerCopy {
+            Ok(Some(EntryAnswer::Copy(Box::new(PeerCopy {
                 partition: found.partition,
                 meta: found.meta,
                 body: found.body.into(),
-            })))
+            }))))
         }
     }
 }
