@@ -23,7 +23,10 @@ fn slow() -> FakeHubConfig {
 async fn entered(rig: &Rig, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while rig.proxy_stats().await["requests"].as_u64().unwrap_or(0) < n {
-        assert!(Instant::now() < deadline, "the proxy never took the request");
+        assert!(
+            Instant::now() < deadline,
+            "the proxy never took the request"
+        );
         tokio::task::yield_now().await;
     }
 }
@@ -73,10 +76,7 @@ async fn a_waiter_that_cannot_see_the_resource_gets_githubs_404_never_the_body()
         .hub
         .stats()
         .identity(&format!("user:{}", world.outsider_login()));
-    assert_eq!(
-        (outsider_stats.requests, outsider_stats.status_4xx),
-        (1, 1)
-    );
+    assert_eq!((outsider_stats.requests, outsider_stats.status_4xx), (1, 1));
 }
 
 #[tokio::test]
