@@ -18,6 +18,7 @@ use std::time::Instant;
 use ghcache_fakehub::{FakeHub, FakeHubConfig, LatencyProfile};
 
 pub use config::{FleetConfig, Latency, Mix, Mode, TokenMix};
+pub use ghcache_proxy::UnitCauses;
 pub use render::{markdown, text_table};
 pub use tally::{ExtraUnits, FleetReport, GithubCounters, ModeResult, Outcomes, Percentiles};
 
@@ -143,9 +144,13 @@ async fn run_mode(
     }
     let wall = started.elapsed();
     let github = github_counters(&hub).await?;
-    let (daemons, peer_copies) = match &fleet {
-        Some(fleet) => (Some(fleet.stats().await?), fleet.peer_hits().await),
-        None => (None, 0),
+    let (daemons, peer_copies, causes) = match &fleet {
+        Some(fleet) => (
+            Some(fleet.stats().await?),
+            fleet.peer_hits().await,
+            Some(fleet.unit_causes()),
+        ),
+        None => (None, 0, None),
     };
     if let Some(fleet) = fleet {
         fleet.shutdown().await;
@@ -157,6 +162,7 @@ async fn run_mode(
         &samples,
         daemons.as_deref(),
         peer_copies,
+        causes,
         github,
         wall,
     ))

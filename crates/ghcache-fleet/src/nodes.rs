@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ghcache_core::PartitionSecret;
 use ghcache_mesh::{Mesh, MeshConfig};
-use ghcache_proxy::{PeerTrust, Proxy, ProxyConfig, RunningProxy, StatsReport};
+use ghcache_proxy::{PeerTrust, Proxy, ProxyConfig, RunningProxy, StatsReport, UnitCauses};
 use ghcache_store::{Store, StoreConfig};
 
 use crate::FleetError;
@@ -20,6 +20,8 @@ const MESH_READY: Duration = Duration::from_secs(30);
 
 pub(crate) struct Node {
     proxy: RunningProxy,
+    /// The same proxy, for its unit causes (not in `/_ghcache/stats`).
+    handle: Proxy,
     mesh: Option<Mesh>,
     forwarder: Option<tokio::task::JoinHandle<()>>,
 }
@@ -132,6 +134,15 @@ impl Fleet {
         Ok(all)
     }
 
+    /// Units the fleet's daemons spent, by cause.
+    pub(crate) fn unit_causes(&self) -> UnitCauses {
+        let mut all = UnitCauses::default();
+        for node in &self.nodes {
+            all.add(&node.handle.unit_causes());
+        }
+        all
+    }
+
     /// Copies that peers handed to the fleet's daemons.
     pub(crate) async fn peer_hits(&self) -> u64 {
         let mut hits = 0;
@@ -202,12 +213,14 @@ impl Node {
                 .map_err(|e| FleetError::Daemon(e.to_string()))?;
             forwarder = Some(forward_invalidations(mesh, proxy.clone()));
         }
+        let handle = proxy.clone();
         let proxy = proxy
             .serve()
             .await
             .map_err(|e| FleetError::Daemon(e.to_string()))?;
         Ok(Node {
             proxy,
+            handle,
             mesh,
             forwarder,
         })

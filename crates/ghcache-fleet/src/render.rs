@@ -23,7 +23,7 @@ fn ratio(units: u64, limit: u64) -> String {
 
 type Metric = (&'static str, fn(&ModeResult) -> String);
 
-const METRICS: [Metric; 17] = [
+const METRICS: [Metric; 19] = [
     ("client requests", |m| m.requests.to_string()),
     ("upstream requests", |m| m.upstream_requests.to_string()),
     ("rate-limit units", |m| m.units.to_string()),
@@ -34,6 +34,19 @@ const METRICS: [Metric; 17] = [
     ("extra: concurrent/held elsewhere/here", |m| {
         let e = &m.extra_units;
         format!("{}/{}/{}", e.concurrent, e.held_elsewhere, e.held_here)
+    }),
+    ("units: no copy: held/deadline/waited/unclaimed", |m| {
+        m.unit_causes.map_or("-".into(), |c| {
+            format!(
+                "{}/{}/{}/{}",
+                c.nothing_held, c.peer_deadline, c.waited_in_vain, c.unclaimed
+            )
+        })
+    }),
+    ("units: not confirmed/changed/passed", |m| {
+        m.unit_causes.map_or("-".into(), |c| {
+            format!("{}/{}/{}", c.not_confirmed, c.changed, c.pass_through)
+        })
     }),
     ("fresh local (HIT)", |m| m.outcomes.hit.to_string()),
     ("from a peer", |m| m.peer_copies.to_string()),
@@ -103,6 +116,34 @@ pub fn markdown(report: &FleetReport) -> String {
             ms(m.latency.p99_ms),
             m.wall_ms as f64 / 1e3
         );
+    }
+    out.push_str(
+        "\n| mode | units | nothing held | peer deadline | waited in vain | unclaimed | not confirmed | changed | passed through | extra (clients' view): concurrent / held elsewhere / held here |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for m in &report.modes {
+        let e = &m.extra_units;
+        let extra = format!("{} / {} / {}", e.concurrent, e.held_elsewhere, e.held_here);
+        let _ = match &m.unit_causes {
+            Some(c) => writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                m.title,
+                m.units,
+                c.nothing_held,
+                c.peer_deadline,
+                c.waited_in_vain,
+                c.unclaimed,
+                c.not_confirmed,
+                c.changed,
+                c.pass_through,
+                extra
+            ),
+            None => writeln!(
+                out,
+                "| {} | {} | - | - | - | - | - | - | - | {} |",
+                m.title, m.units, extra
+            ),
+        };
     }
     out
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use ghcache_proxy::StatsReport;
+use ghcache_proxy::{StatsReport, UnitCauses};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{FleetConfig, Mode};
@@ -104,6 +104,9 @@ pub struct ModeResult {
     pub failures: Vec<String>,
     /// Where the units above the physical limit went.
     pub extra_units: ExtraUnits,
+    /// Every unit the daemons spent, by why they went to GitHub (`None`
+    /// without a cache).
+    pub unit_causes: Option<UnitCauses>,
     /// Bodies octocrab's models refused (distinct messages).
     pub shape_errors: Vec<String>,
     /// The fake GitHub's own counters for the run.
@@ -155,6 +158,7 @@ pub(crate) fn tally(
     samples: &[Sample],
     daemons: Option<&[StatsReport]>,
     peer_copies: u64,
+    unit_causes: Option<UnitCauses>,
     github: GithubCounters,
     wall: Duration,
 ) -> ModeResult {
@@ -212,6 +216,7 @@ pub(crate) fn tally(
             .take(5)
             .collect(),
         extra_units: extra_units(samples),
+        unit_causes,
         shape_errors: shape_errors.into_iter().take(5).collect(),
         github,
     }

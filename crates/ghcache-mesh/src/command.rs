@@ -31,6 +31,8 @@ pub(crate) enum Command {
         /// The sealed request.
         request: Vec<u8>,
         reply: Reply,
+        /// Ask only this peer (waiting for its fetch under way).
+        only: Option<PeerId>,
     },
     /// A sealed announcement.
     Publish(Vec<u8>),
@@ -94,6 +96,15 @@ pub(crate) enum Wanted {
 pub(crate) enum Answer {
     Entry(PeerCopy),
     Blob(Bytes),
+    /// The peer holds no copy but fetches it under this earlier claim.
+    InFlight(PeerId, u64),
+}
+
+/// What an entry fetch hands its caller.
+#[derive(Debug)]
+pub(crate) enum EntryNote {
+    Copy(PeerCopy),
+    InFlight(PeerId, u64),
 }
 
 /// Where a fetch's answer goes.
@@ -101,7 +112,7 @@ pub(crate) enum Answer {
 pub(crate) enum Reply {
     /// Every valid entry as it arrives; closed when the fetch ends. The
     /// caller picks the best (its own partition's, a newer version).
-    Entries(mpsc::UnboundedSender<PeerCopy>),
+    Entries(mpsc::UnboundedSender<EntryNote>),
     Blob(oneshot::Sender<Option<Bytes>>),
 }
 
@@ -133,8 +144,15 @@ impl Reply {
     /// caller is gone or the reply is not one that streams.
     pub(crate) fn pass(&self, answer: Answer) -> bool {
         match (self, answer) {
-            (Reply::Entries(tx), Answer::Entry(copy)) => tx.send(copy).is_ok(),
+            (Reply::Entries(tx), Answer::Entry(copy)) => tx.send(EntryNote::Copy(copy)).is_ok(),
             _ => false,
+        }
+    }
+
+    /// Hands on an in-flight note (entry fetches only); not an answer.
+    pub(crate) fn note(&self, peer: PeerId, claim: u64) {
+        if let Reply::Entries(tx) = self {
+            let _ = tx.send(EntryNote::InFlight(peer, claim));
         }
     }
 
@@ -142,7 +160,7 @@ impl Reply {
     /// of the other kind.
     pub(crate) fn answer(self, answer: Answer) -> bool {
         match (self, answer) {
-            (Reply::Entries(tx), Answer::Entry(copy)) => tx.send(copy).is_ok(),
+            (Reply::Entries(tx), Answer::Entry(copy)) => tx.send(EntryNote::Copy(copy)).is_ok(),
             (Reply::Blob(tx), Answer::Blob(body)) => tx.send(Some(body)).is_ok(),
             _ => false,
         }

@@ -38,6 +38,9 @@ pub struct MeshConfig {
     pub identity_path: PathBuf,
     /// Default deadline of [`ghcache_peer::PeerSource::lookup`] callers that pass none.
     pub fetch_deadline: Duration,
+    /// How far lookups stretch `fetch_deadline` when members answer slower
+    /// than it (measured round trips; see `rtt.rs`).
+    pub fetch_deadline_max: Duration,
     /// Connected peers asked at once for a resource (besides the one that
     /// announced it); the rest are reached through provider records.
     pub fetch_fanout: usize,
@@ -67,6 +70,7 @@ impl std::fmt::Debug for MeshConfig {
             .field("cluster_secret", &"..redacted..")
             .field("identity_path", &self.identity_path)
             .field("fetch_deadline", &self.fetch_deadline)
+            .field("fetch_deadline_max", &self.fetch_deadline_max)
             .field("fetch_fanout", &self.fetch_fanout)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("penalty_threshold", &self.penalty_threshold)
@@ -99,6 +103,7 @@ impl MeshConfig {
             cluster_secret: cluster_secret.into(),
             identity_path,
             fetch_deadline: Duration::from_millis(50),
+            fetch_deadline_max: Duration::from_secs(1),
             fetch_fanout: 8,
             max_message_bytes: 16 << 20,
             penalty_threshold: 3,

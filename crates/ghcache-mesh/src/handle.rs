@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ghcache_core::{ContentId, Partition, ResourceId};
-use ghcache_peer::{MeshStats, PeerCopy, PeerFuture, PeerSource, PeerStatus, StatusFuture};
+use ghcache_peer::{
+    Claimed, ClaimedFuture, LookupEnd, MeshStats, PeerCopy, PeerFuture, PeerSource, PeerStatus,
+    StatusFuture,
+};
 use ghcache_store::Store;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::command::EntryNote;
 use crate::command::{Command, Reply, Wanted};
 use crate::config::MeshConfig;
 use crate::envelope::seal_message;
@@ -19,7 +23,10 @@ use crate::error::MeshError;
 use crate::event_loop::{EventLoop, Parts};
 use crate::keys::{ClusterKeys, derive_keys};
 use crate::swarm;
-use crate::wire::{AnnounceKind, Announcement, FETCH_REQUEST_AAD, announce_topic, encode_request};
+use crate::wire::{
+    AnnounceKind, Announcement, ClaimAsk, FETCH_REQUEST_AAD, announce_topic,
+    encode_claimed_request, encode_request,
+};
 
 /// `hold` calls waiting for the event loop.
 const MAX_HOLDS_WAITING: usize = 65_536;
@@ -39,6 +46,12 @@ struct Shared {
     /// competes with fetches for the command queue.
     holds: mpsc::Sender<ResourceId>,
     holds_dropped: AtomicU64,
+    /// The proxy's upstream fetches under way (`share_flights`), read by
+    /// the server to tell later claimants to wait.
+    flights: Arc<std::sync::OnceLock<Arc<ghcache_peer::Flights>>>,
+    /// Members' answer times, which stretch lookup deadlines.
+    rtt: Arc<crate::rtt::Rtt>,
+    fetch_deadline_max: Duration,
     task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The swarm's libp2p-metrics (`libp2p_*`), for the daemon's `/metrics`.
     registry: Arc<libp2p::metrics::Registry>,
@@ -100,6 +113,9 @@ impl Mesh {
         let serve_delay_ms = Arc::new(AtomicU64::new(0));
         let network_id = config.network_id.clone();
         let fetch_deadline = config.fetch_deadline;
+        let fetch_deadline_max = config.fetch_deadline_max;
+        let flights = Arc::new(std::sync::OnceLock::new());
+        let rtt = Arc::new(crate::rtt::Rtt::default());
         let task = EventLoop::start(
             Parts {
                 swarm,
@@ -109,6 +125,8 @@ impl Mesh {
                 topic: topic.clone(),
                 invalidations: inv_tx.clone(),
                 serve_delay_ms: serve_delay_ms.clone(),
+                flights: flights.clone(),
+                rtt: rtt.clone(),
                 config,
                 metrics,
             },
@@ -129,6 +147,9 @@ impl Mesh {
                 serve_delay_ms,
                 holds: holds_tx,
                 holds_dropped: AtomicU64::new(0),
+                flights,
+                rtt,
+                fetch_deadline_max,
                 task: parking_lot::Mutex::new(Some(task)),
                 registry: Arc::new(registry),
             }),
@@ -143,6 +164,15 @@ impl Mesh {
 
     pub fn peer_id(&self) -> PeerId {
         self.inner.peer_id
+    }
+
+    /// The deadline a lookup gets when its caller allows `configured`:
+    /// stretched to what members' answers take, at most
+    /// `fetch_deadline_max`.
+    pub fn lookup_deadline(&self, configured: Duration) -> Duration {
+        self.inner
+            .rtt
+            .deadline(configured, self.inner.fetch_deadline_max.max(configured))
     }
 
     /// The configured default fetch deadline.
@@ -203,7 +233,25 @@ impl Mesh {
         partition: &Partition,
         deadline: Duration,
     ) -> Option<PeerCopy> {
-        self.fetch_best(resource, partition, None, deadline).await
+        self.fetch_best(resource, partition, None, deadline, None)
+            .await
+            .copy
+    }
+
+    /// As [`Mesh::fetch`], for a caller holding `claim` on the resource (it
+    /// is about to fetch it upstream): when no member holds a copy but some
+    /// fetch it under an earlier claim, the earliest is asked to answer once
+    /// its fetch is stored, waiting at most `wait` more.
+    pub async fn fetch_claimed(
+        &self,
+        resource: &ResourceId,
+        partition: &Partition,
+        claim: u64,
+        deadline: Duration,
+        wait: Duration,
+    ) -> Claimed {
+        self.fetch_best(resource, partition, None, deadline, Some((claim, wait)))
+            .await
     }
 
     /// As [`Mesh::fetch`], for a body other than `held`: a newer version
@@ -215,8 +263,9 @@ impl Mesh {
         held: &ContentId,
         deadline: Duration,
     ) -> Option<PeerCopy> {
-        self.fetch_best(resource, partition, Some(held), deadline)
+        self.fetch_best(resource, partition, Some(held), deadline, None)
             .await
+            .copy
     }
 
     async fn fetch_best(
@@ -225,31 +274,34 @@ impl Mesh {
         partition: &Partition,
         not: Option<&ContentId>,
         deadline: Duration,
-    ) -> Option<PeerCopy> {
+        claim: Option<(u64, Duration)>,
+    ) -> Claimed {
         const IDEAL: u8 = 3;
         let rank = |copy: &PeerCopy| -> Option<u8> {
             (not != Some(&copy.meta.body_cid))
                 .then(|| u8::from(copy.partition == *partition) * 2 + u8::from(!copy.meta.stale))
         };
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let request = seal_message(
-            self.inner.keys.envelope_key(),
-            FETCH_REQUEST_AAD,
-            Some(resource),
-            None,
-            &encode_request(partition),
-        );
         let mut best: Option<(u8, PeerCopy)> = None;
+        // The earliest claim under way at a member, earlier than ours.
+        let mut earliest: Option<(PeerId, u64)> = None;
+        let ask = claim.map(|(claim, _)| ClaimAsk { claim, wait_ms: 0 });
+        let (request, mut rx) = self.entry_fetch(resource, partition, ask, None).await;
         let collect = async {
-            let command = Command::Fetch {
-                wanted: Wanted::Entry(*resource),
-                request,
-                reply: Reply::Entries(tx),
-            };
-            if self.inner.cmd.send(command).await.is_err() {
+            if request.is_none() {
                 return;
             }
-            while let Some(copy) = rx.recv().await {
+            while let Some(note) = rx.recv().await {
+                let copy = match note {
+                    EntryNote::Copy(copy) => copy,
+                    EntryNote::InFlight(peer, theirs) => {
+                        if claim.is_some_and(|(ours, _)| theirs < ours)
+                            && earliest.is_none_or(|(_, e)| theirs < e)
+                        {
+                            earliest = Some((peer, theirs));
+                        }
+                        continue;
+                    }
+                };
                 let Some(r) = rank(&copy) else { continue };
                 if best.as_ref().is_none_or(|(b, _)| r > *b) {
                     best = Some((r, copy));
@@ -259,8 +311,73 @@ impl Mesh {
                 }
             }
         };
-        let _ = tokio::time::timeout(deadline, collect).await;
-        best.map(|(_, copy)| copy)
+        let mut end = match tokio::time::timeout(deadline, collect).await {
+            Err(_) => LookupEnd::Deadline,
+            Ok(()) => LookupEnd::NotHeld,
+        };
+        if best.is_none()
+            && let (Some((peer, _)), Some((ours, wait))) = (earliest, claim)
+        {
+            // Nobody holds it, and a member fetches it under an earlier
+            // claim: ask it to answer once that fetch is stored.
+            let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+            let ask = ClaimAsk {
+                claim: ours,
+                wait_ms,
+            };
+            let (_, mut rx) = self
+                .entry_fetch(resource, partition, Some(ask), Some(peer))
+                .await;
+            let waited = async {
+                while let Some(note) = rx.recv().await {
+                    if let EntryNote::Copy(copy) = note
+                        && let Some(r) = rank(&copy)
+                    {
+                        return Some((r, copy));
+                    }
+                }
+                None
+            };
+            best = tokio::time::timeout(wait, waited).await.ok().flatten();
+            end = LookupEnd::WaitedInVain;
+        }
+        match best {
+            Some((_, copy)) => Claimed {
+                copy: Some(copy),
+                end: LookupEnd::Found,
+            },
+            None => Claimed { copy: None, end },
+        }
+    }
+
+    /// Hands an entry fetch to the event loop (only to `only`, when
+    /// named); its notes arrive on the receiver, closed when it ends.
+    async fn entry_fetch(
+        &self,
+        resource: &ResourceId,
+        partition: &Partition,
+        ask: Option<ClaimAsk>,
+        only: Option<PeerId>,
+    ) -> (Option<()>, mpsc::UnboundedReceiver<EntryNote>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let plain = match ask {
+            Some(ask) => encode_claimed_request(partition, ask),
+            None => encode_request(partition),
+        };
+        let request = seal_message(
+            self.inner.keys.envelope_key(),
+            FETCH_REQUEST_AAD,
+            Some(resource),
+            None,
+            &plain,
+        );
+        let command = Command::Fetch {
+            wanted: Wanted::Entry(*resource),
+            request,
+            reply: Reply::Entries(tx),
+            only,
+        };
+        (self.inner.cmd.send(command).await.ok(), rx)
     }
 
     /// Asks connected members for the body with content id `cid` (any
@@ -296,6 +413,7 @@ impl Mesh {
                     wanted,
                     request,
                     reply,
+                    only: None,
                 })
                 .await
                 .ok()?;
@@ -446,6 +564,25 @@ impl PeerSource for Mesh {
         deadline: Duration,
     ) -> PeerFuture<'a> {
         Box::pin(self.fetch(resource, partition, deadline))
+    }
+
+    fn lookup_claimed<'a>(
+        &'a self,
+        resource: &'a ResourceId,
+        partition: &'a Partition,
+        claim: u64,
+        deadline: Duration,
+        wait: Duration,
+    ) -> ClaimedFuture<'a> {
+        Box::pin(self.fetch_claimed(resource, partition, claim, deadline, wait))
+    }
+
+    fn deadline(&self, configured: Duration) -> Duration {
+        self.lookup_deadline(configured)
+    }
+
+    fn share_flights(&self, flights: Arc<ghcache_peer::Flights>) {
+        let _ = self.inner.flights.set(flights);
     }
 
     fn announce_version(

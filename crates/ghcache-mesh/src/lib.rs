@@ -34,6 +34,7 @@ mod keys;
 mod membership;
 mod penalty;
 mod provide;
+mod rtt;
 mod serve;
 mod stats;
 mod swarm;

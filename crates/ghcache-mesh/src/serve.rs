@@ -2,11 +2,12 @@
 //! gives a verdict; the answer is built off the event loop (the store reads
 //! disk) and comes back to it as [`Internal::Respond`].
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ghcache_core::{ContentId, Partition, ResourceId};
+use ghcache_peer::Flights;
 use ghcache_store::Store;
 use libp2p::request_response::ResponseChannel;
 use tokio::sync::mpsc;
@@ -14,8 +15,12 @@ use tokio::sync::mpsc;
 use crate::command::{Internal, Wanted};
 use crate::envelope::{open_message, seal_message};
 use crate::wire::{
-    FETCH_REQUEST_AAD, FETCH_RESPONSE_AAD, Frame, Reject, decode_request, encode_response,
+    ClaimAsk, FETCH_REQUEST_AAD, FETCH_RESPONSE_AAD, Frame, Reject, decode_entry_request,
+    encode_in_flight, encode_response,
 };
+
+/// Longest we hold a member's request for our own fetch under way.
+const MAX_HOLD: Duration = Duration::from_secs(30);
 
 /// An opened fetch request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +30,8 @@ pub(crate) enum Request {
     Entry {
         resource: ResourceId,
         partition: Option<Partition>,
+        /// The requester's claim (it is about to fetch upstream).
+        claim: Option<ClaimAsk>,
     },
     Blob(ContentId),
     /// A kind we do not know (a newer daemon's, during a rolling upgrade).
@@ -40,6 +47,8 @@ pub(crate) struct Server {
     max_message_bytes: usize,
     /// Test hook: delay before answering each request.
     delay_ms: Arc<AtomicU64>,
+    /// The proxy's upstream fetches under way, once it shared them.
+    flights: Arc<OnceLock<Arc<Flights>>>,
 }
 
 impl Server {
@@ -48,12 +57,14 @@ impl Server {
         key: [u8; 32],
         max_message_bytes: usize,
         delay_ms: Arc<AtomicU64>,
+        flights: Arc<OnceLock<Arc<Flights>>>,
     ) -> Self {
         Server {
             store,
             key,
             max_message_bytes,
             delay_ms,
+            flights,
         }
     }
 
@@ -63,10 +74,14 @@ impl Server {
     pub(crate) fn open(&self, bytes: &[u8]) -> Result<Request, Reject> {
         let opened = open_message(&self.key, FETCH_REQUEST_AAD, bytes)?;
         Ok(match (opened.resource, opened.cid) {
-            (Some(resource), None) => Request::Entry {
-                resource,
-                partition: decode_request(&opened.plaintext).ok(),
-            },
+            (Some(resource), None) => {
+                let decoded = decode_entry_request(&opened.plaintext).ok();
+                Request::Entry {
+                    resource,
+                    partition: decoded.map(|(p, _)| p),
+                    claim: decoded.and_then(|(_, c)| c),
+                }
+            }
             (None, Some(cid)) if opened.plaintext.is_empty() => Request::Blob(cid),
             (resource, cid) => Request::Unknown { resource, cid },
         })
@@ -93,6 +108,7 @@ impl Server {
         &self,
         wanted: Wanted,
         partition: Option<Partition>,
+        claim: Option<ClaimAsk>,
         channel: ResponseChannel<Frame>,
         tx: mpsc::Sender<Internal>,
     ) {
@@ -100,9 +116,35 @@ impl Server {
         let key = self.key;
         let delay = self.delay_ms.load(Ordering::Relaxed);
         let max = self.max_message_bytes;
+        let under_way = match (wanted, claim, self.flights.get()) {
+            (Wanted::Entry(rid), Some(ask), Some(flights)) => {
+                flights.under_way(&rid).map(|w| (rid, ask, w))
+            }
+            _ => None,
+        };
         tokio::spawn(async move {
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            if let Some((rid, ask, waiter)) = under_way {
+                if ask.wait_ms > 0 {
+                    // Asked to wait: answer from the store once our fetch
+                    // is stored (or failed: then "not found").
+                    let hold = Duration::from_millis(u64::from(ask.wait_ms)).min(MAX_HOLD);
+                    waiter.wait(hold).await;
+                } else if waiter.claim() < ask.claim {
+                    // Ours is earlier: the requester may wait for it.
+                    let plain = encode_in_flight(waiter.claim());
+                    let sealed = seal_message(&key, FETCH_RESPONSE_AAD, Some(&rid), None, &plain);
+                    let _ = tx
+                        .send(Internal::Respond {
+                            channel,
+                            frame: Frame::Bytes(sealed),
+                            found: false,
+                        })
+                        .await;
+                    return;
+                }
             }
             let built =
                 tokio::task::spawn_blocking(move || answer(&store, &key, max, wanted, partition))

@@ -65,6 +65,57 @@ pub fn decode_request(plain: &[u8]) -> Result<Partition, Reject> {
     Partition::from_bytes(plain).map_err(|_| Reject::Malformed)
 }
 
+/// A requester's claim on a resource it is about to fetch upstream, and how
+/// long it will wait for an earlier claimant's fetch (0: just say whether
+/// there is one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimAsk {
+    pub claim: u64,
+    pub wait_ms: u32,
+}
+
+/// Fetch request plaintext with a claim: `partition | claim (8, BE) |
+/// wait ms (4, BE)`. Its length (12 or 44) tells it from a plain request;
+/// a daemon that predates claims reads no partition in it and answers "not
+/// found", which only costs the requester a unit.
+pub fn encode_claimed_request(partition: &Partition, ask: ClaimAsk) -> Vec<u8> {
+    let mut out = partition.as_bytes().to_vec();
+    out.extend_from_slice(&ask.claim.to_be_bytes());
+    out.extend_from_slice(&ask.wait_ms.to_be_bytes());
+    out
+}
+
+/// A request's partition and, when it carries one, its claim.
+pub fn decode_entry_request(plain: &[u8]) -> Result<(Partition, Option<ClaimAsk>), Reject> {
+    if plain.len() < 12 || plain.len() == 32 {
+        return decode_request(plain).map(|p| (p, None));
+    }
+    let (partition, tail) = plain.split_at(plain.len() - 12);
+    let (claim, wait) = tail.split_at(8);
+    let claim = u64::from_be_bytes(claim.try_into().map_err(|_| Reject::Malformed)?);
+    let wait_ms = u32::from_be_bytes(wait.try_into().map_err(|_| Reject::Malformed)?);
+    Ok((
+        decode_request(partition)?,
+        Some(ClaimAsk { claim, wait_ms }),
+    ))
+}
+
+/// Response plaintext "not held, but fetched upstream here under this
+/// earlier claim": `2 | claim (8, BE)`. Sent only to claimed requests.
+pub fn encode_in_flight(claim: u64) -> Vec<u8> {
+    let mut out = vec![2];
+    out.extend_from_slice(&claim.to_be_bytes());
+    out
+}
+
+/// The claim of an in-flight answer, if `plain` is one.
+pub fn decode_in_flight(plain: &[u8]) -> Option<u64> {
+    match plain.split_first() {
+        Some((2, claim)) => claim.try_into().ok().map(u64::from_be_bytes),
+        _ => None,
+    }
+}
+
 /// A found entry as carried in a fetch response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
@@ -311,6 +362,28 @@ mod tests {
             ttl_ms: 2,
             ..EntryMeta::for_body(body)
         }
+    }
+
+    #[test]
+    fn claimed_requests_and_in_flight_answers_round_trip() {
+        let keyed = Partition::from_bytes(&[7; 32]).expect("32 bytes");
+        let ask = ClaimAsk {
+            claim: 0x0123_4567_89ab_cdef,
+            wait_ms: 5000,
+        };
+        for p in [Partition::Anonymous, keyed] {
+            let enc = encode_claimed_request(&p, ask);
+            assert_eq!(decode_entry_request(&enc), Ok((p, Some(ask))));
+            // A daemon that predates claims reads no partition: "not found".
+            assert!(decode_request(&enc).is_err());
+            assert_eq!(decode_entry_request(&encode_request(&p)), Ok((p, None)));
+        }
+        assert!(decode_entry_request(&[1; 20]).is_err());
+        assert_eq!(decode_in_flight(&encode_in_flight(42)), Some(42));
+        assert_eq!(decode_in_flight(&[0]), None);
+        assert_eq!(decode_in_flight(&[2, 1, 2]), None);
+        // Never mistaken for an entry.
+        assert!(decode_response(encode_in_flight(42)).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! proxy's HTTP stack (hyper, rustls), and so `ghcache peers` and `doctor`
 //! read the typed [`PeerStatus`] the proxy serves at `/_ghcache/peers`.
 
+mod flights;
 mod status;
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use ghcache_core::{ContentId, Partition, ResourceId};
 use ghcache_store::EntryMeta;
 
+pub use flights::{Claim, Flights, Joined, Waiter};
 pub use status::{
     ConnectedPeer, DiscoveredPeers, LastRejection, MeshStats, PeerStatus, RejectedCounts,
 };
@@ -31,6 +33,33 @@ pub struct PeerCopy {
 
 pub type PeerFuture<'a> = Pin<Box<dyn Future<Output = Option<PeerCopy>> + Send + 'a>>;
 
+/// How a claimed lookup ended: what the proxy tells apart when it then
+/// pays for a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupEnd {
+    /// A member's copy came back.
+    Found,
+    /// Every member asked answered without one (and none fetched it under
+    /// an earlier claim).
+    NotHeld,
+    /// The deadline passed before every member answered.
+    Deadline,
+    /// A member fetching it under an earlier claim was waited for, and
+    /// sent nothing (its fetch failed, or took longer than the wait).
+    WaitedInVain,
+    /// No mesh to ask.
+    NoPeers,
+}
+
+/// What [`PeerSource::lookup_claimed`] resolves to.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub copy: Option<PeerCopy>,
+    pub end: LookupEnd,
+}
+
+pub type ClaimedFuture<'a> = Pin<Box<dyn Future<Output = Claimed> + Send + 'a>>;
+
 /// What [`PeerSource::describe`] resolves to.
 pub type StatusFuture<'a> = Pin<Box<dyn Future<Output = PeerStatus> + Send + 'a>>;
 
@@ -43,6 +72,39 @@ pub trait PeerSource: Send + Sync + 'static {
         partition: &'a Partition,
         deadline: Duration,
     ) -> PeerFuture<'a>;
+
+    /// As [`PeerSource::lookup`], for a request holding `claim` on the
+    /// resource (see [`Flights`]): when no member holds a copy but one is
+    /// fetching it under an earlier claim, its answer is waited for, at most
+    /// `wait` past `deadline`.
+    fn lookup_claimed<'a>(
+        &'a self,
+        resource: &'a ResourceId,
+        partition: &'a Partition,
+        _claim: u64,
+        deadline: Duration,
+        _wait: Duration,
+    ) -> ClaimedFuture<'a> {
+        Box::pin(async move {
+            let copy = self.lookup(resource, partition, deadline).await;
+            let end = if copy.is_some() {
+                LookupEnd::Found
+            } else {
+                LookupEnd::NoPeers
+            };
+            Claimed { copy, end }
+        })
+    }
+
+    /// How long a lookup the caller allows `configured` for may take: a
+    /// mesh stretches it when members answer slower (measured).
+    fn deadline(&self, configured: Duration) -> Duration {
+        configured
+    }
+
+    /// The proxy's fetches under way: a member asking for one of them
+    /// under a later claim is told to wait for it.
+    fn share_flights(&self, _flights: std::sync::Arc<Flights>) {}
 
     /// We stored a new version of `resource` (a `200` with a new ETag).
     fn announce_version(

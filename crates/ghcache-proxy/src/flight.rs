@@ -10,6 +10,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use parking_lot::Mutex;
 
+use crate::causes::Cause;
+use crate::foreign::Foreign;
 use crate::headers;
 use crate::pipeline::Ctx;
 use crate::respond::{empty, resumed_body};
@@ -48,7 +50,12 @@ pub(crate) type Flight = Shared<BoxFuture<'static, FlightResult>>;
 
 impl Proxy {
     /// Joins or starts the upstream exchange for this request.
-    pub(crate) fn flight(&self, ctx: &Ctx, validator: Option<Validator>) -> (Flight, bool) {
+    pub(crate) fn flight(
+        &self,
+        ctx: &Ctx,
+        validator: Option<Validator>,
+        cause: Cause,
+    ) -> (Flight, bool) {
         let key = FlightKey {
             resource: ctx.resource,
             partition: ctx.partition,
@@ -70,8 +77,15 @@ impl Proxy {
             let result = match request {
                 Err(failure) => FlightResult::Failed(Arc::new(failure)),
                 Ok(request) => {
-                    this.fetch(request, &partition, &path, authenticated, &proxy_base)
-                        .await
+                    this.fetch(
+                        request,
+                        &partition,
+                        &path,
+                        authenticated,
+                        &proxy_base,
+                        cause,
+                    )
+                    .await
                 }
             };
             this.inner.flights.lock().remove(&flight_key);
@@ -98,6 +112,7 @@ impl Proxy {
         path: &str,
         authenticated: bool,
         proxy_base: &str,
+        cause: Cause,
     ) -> FlightResult {
         let upstream = &self.inner.upstream;
         let sent_at = crate::proxy::now_ms();
@@ -112,7 +127,14 @@ impl Proxy {
             }
         };
         let (parts, body) = response.into_parts();
-        self.account_upstream(partition, path, parts.status, &parts.headers, authenticated);
+        self.account_upstream(
+            partition,
+            path,
+            parts.status,
+            &parts.headers,
+            authenticated,
+            cause,
+        );
         let budget = crate::upstream::Budget::new(
             &self.inner.buffered,
             self.inner.config.max_buffered_bytes,
@@ -141,6 +163,34 @@ impl Proxy {
         }
     }
 
+    /// With no copy held here: waits for another partition's fetch of the
+    /// resource under way here (at most `in_flight_wait`) and returns what
+    /// it stored; otherwise claims the resource for this request. A leader
+    /// that fails or is refused stores nothing: the waiter then claims and
+    /// fetches on its own, never served the leader's answer.
+    pub(crate) async fn await_flight(
+        &self,
+        ctx: &Ctx,
+    ) -> (Option<ghcache_peer::Claim>, Option<Foreign>) {
+        use ghcache_peer::Joined;
+        let flights = &self.inner.under_way;
+        let waiter = match flights.join_or_claim(&ctx.resource, &ctx.partition) {
+            Joined::Leader(claim) => return (Some(claim), None),
+            // Identical requests share one exchange (step 5).
+            Joined::Same => return (None, None),
+            Joined::Waiter(waiter) => waiter,
+        };
+        waiter.wait(self.inner.config.in_flight_wait).await;
+        let copy = self.local_copy(ctx);
+        if copy.is_some() {
+            return (None, copy);
+        }
+        match flights.join_or_claim(&ctx.resource, &ctx.partition) {
+            Joined::Leader(claim) => (Some(claim), None),
+            Joined::Same | Joined::Waiter(_) => (None, None),
+        }
+    }
+
     /// Counts the upstream exchange and remembers the quota it reported.
     pub(crate) fn account_upstream(
         &self,
@@ -149,6 +199,7 @@ impl Proxy {
         status: StatusCode,
         headers: &HeaderMap,
         authenticated: bool,
+        cause: Cause,
     ) {
         use std::sync::atomic::Ordering::Relaxed;
         let stats = &self.inner.stats;
@@ -164,6 +215,7 @@ impl Proxy {
         let free = path == "/rate_limit" || (status == StatusCode::NOT_MODIFIED && authenticated);
         if !free {
             stats.units_spent.fetch_add(1, Relaxed);
+            self.inner.causes.count(cause);
         }
         self.inner.quotas.observe(partition, headers);
         if authenticated && status != StatusCode::UNAUTHORIZED {

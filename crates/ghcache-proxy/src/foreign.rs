@@ -5,6 +5,7 @@
 //! ETag (a free `304`).
 
 use std::ops::ControlFlow;
+use std::time::Duration;
 
 use ghcache_core::{ContentId, Partition};
 use ghcache_store::Hit;
@@ -15,6 +16,7 @@ use crate::peer::{PeerCopy, PeerTrust};
 use crate::pipeline::{Ctx, Lookup};
 use crate::respond::Served;
 use crate::stats::Outcome;
+use ghcache_peer::LookupEnd;
 
 /// A copy held for another partition (or a newer version), here or by a
 /// peer.
@@ -53,15 +55,16 @@ impl Proxy {
             return ControlFlow::Continue(lookup);
         }
         let i = &self.inner;
+        let mut local = self.local_copy(&lookup.ctx);
+        if local.is_none() && i.config.cross_partition {
+            // Another partition fetching it here, or a member under an
+            // earlier claim, gives us a body to confirm for free.
+            let (claim, copy) = self.await_flight(&lookup.ctx).await;
+            lookup.claim = claim;
+            local = copy;
+        }
         let ctx = &lookup.ctx;
-        let local = i
-            .store
-            .get_any(&ctx.resource)
-            .map(|(partition, hit)| Foreign {
-                partition,
-                hit,
-                from_peer: false,
-            });
+        let claim = lookup.claim.as_ref().map(ghcache_peer::Claim::value);
         // Another partition's body confirms only where GitHub gives every
         // token the same bytes: unless fleet trust serves it as is, a
         // member holding our own partition's copy is worth asking.
@@ -71,7 +74,9 @@ impl Proxy {
         let foreign = if usable_as_is {
             local
         } else {
-            match self.peer_copy(ctx, None).await {
+            let (copy, end) = self.peer_copy(ctx, None, claim).await;
+            lookup.looked = end;
+            match copy {
                 Some(copy) if copy.partition == ctx.partition || local.is_none() => {
                     Some(Foreign::from_peer(copy))
                 }
@@ -108,7 +113,7 @@ impl Proxy {
     /// A newer version than `own`: a member's copy for our partition, else
     /// another partition's here, else a member's for another partition.
     async fn newer_than(&self, ctx: &Ctx, own: &Hit) -> Option<Foreign> {
-        let peer = self.peer_copy(ctx, Some(&own.meta.body_cid)).await;
+        let (peer, _) = self.peer_copy(ctx, Some(&own.meta.body_cid), None).await;
         if let Some(copy) = peer.as_ref()
             && copy.partition == ctx.partition
         {
@@ -126,25 +131,60 @@ impl Proxy {
         peer.map(Foreign::from_peer)
     }
 
+    /// Any partition's copy held here.
+    pub(crate) fn local_copy(&self, ctx: &Ctx) -> Option<Foreign> {
+        self.inner
+            .store
+            .get_any(&ctx.resource)
+            .map(|(partition, hit)| Foreign {
+                partition,
+                hit,
+                from_peer: false,
+            })
+    }
+
     /// A member's copy (its body checked against its CID by the mesh),
     /// within the peer deadline; with `not`, only one of another body.
-    async fn peer_copy(&self, ctx: &Ctx, not: Option<&ContentId>) -> Option<PeerCopy> {
+    /// With our `claim`, a member fetching it under an earlier claim is
+    /// waited for, at most `in_flight_wait` more.
+    async fn peer_copy(
+        &self,
+        ctx: &Ctx,
+        not: Option<&ContentId>,
+        claim: Option<u64>,
+    ) -> (Option<PeerCopy>, Option<LookupEnd>) {
         let i = &self.inner;
-        let deadline = i.config.peer_deadline;
+        let deadline = i.peers.deadline(i.config.peer_deadline);
+        let wait = i.config.in_flight_wait;
+        let limit = deadline + claim.map_or(Duration::ZERO, |_| wait);
         let lookup = async {
-            match not {
-                None => {
-                    i.peers
-                        .lookup(&ctx.resource, &ctx.partition, deadline)
-                        .await
+            match (not, claim) {
+                (None, Some(claim)) => {
+                    let claimed = i
+                        .peers
+                        .lookup_claimed(&ctx.resource, &ctx.partition, claim, deadline, wait)
+                        .await;
+                    (claimed.copy, Some(claimed.end))
                 }
-                Some(held) => {
-                    i.peers
+                (None, None) => {
+                    let copy = i
+                        .peers
+                        .lookup(&ctx.resource, &ctx.partition, deadline)
+                        .await;
+                    (copy, None)
+                }
+                (Some(held), _) => {
+                    let copy = i
+                        .peers
                         .newer_version(&ctx.resource, &ctx.partition, held, deadline)
-                        .await
+                        .await;
+                    (copy, None)
                 }
             }
         };
-        tokio::time::timeout(deadline, lookup).await.ok().flatten()
+        match tokio::time::timeout(limit, lookup).await {
+            Ok(found) => found,
+            Err(_) => (None, claim.map(|_| LookupEnd::Deadline)),
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! daemons (that is the mesh, plugged in as a [`PeerSource`]). It never
 //! stores, logs or forwards a token anywhere but to the upstream it came for.
 
+mod causes;
 mod control;
 mod flight;
 mod foreign;
@@ -31,6 +32,7 @@ mod stats;
 mod ttl;
 mod upstream;
 
+pub use causes::UnitCauses;
 pub use control::{ControlExtension, ControlFuture, ControlReply, ControlRequest, MetricCounter};
 pub use headers::synthesize_etag;
 pub use invalidation::affected_paths;

@@ -14,6 +14,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::causes::Cause;
 use crate::flight::{FlightResult, Validator, take_stream};
 use crate::foreign::Foreign;
 use crate::freshness::{
@@ -63,6 +64,11 @@ pub(crate) struct Lookup {
     pub ctx: Ctx,
     pub own: Option<Hit>,
     pub foreign: Option<Foreign>,
+    /// Our claim on the resource while we fetch it (released once the
+    /// answer is stored): other partitions and members wait for it.
+    pub claim: Option<ghcache_peer::Claim>,
+    /// How a claimed peer lookup ended, if one was made.
+    pub looked: Option<ghcache_peer::LookupEnd>,
 }
 
 impl Proxy {
@@ -164,6 +170,8 @@ impl Proxy {
             ctx,
             own,
             foreign: None,
+            claim: None,
+            looked: None,
         })
     }
 
@@ -199,8 +207,13 @@ impl Proxy {
     /// Steps 5 and 6: ask GitHub with the best validator we can send, then
     /// act on its answer.
     async fn ask_upstream(&self, lookup: Lookup) -> Served {
+        // `_claim` lives to the end: waiters wake once our answer is stored.
         let Lookup {
-            ctx, own, foreign, ..
+            ctx,
+            own,
+            foreign,
+            claim: _claim,
+            looked,
         } = lookup;
         let (held, validator, synthesized) = match (&own, &foreign) {
             (Some(hit), None) => (Some(hit.clone()), own_validator(&hit.meta), false),
@@ -225,7 +238,13 @@ impl Proxy {
                 Outcome::Miss,
             );
         }
-        let (flight, leader) = self.flight(&ctx, validator.clone());
+        let cause = match (&own, &foreign, looked) {
+            (_, Some(_), _) => Cause::NotConfirmed,
+            (Some(_), None, _) => Cause::Changed,
+            (None, None, Some(end)) => Cause::NoCopy(end),
+            (None, None, None) => Cause::NoCopyUnclaimed,
+        };
+        let (flight, leader) = self.flight(&ctx, validator.clone(), cause);
         let result = flight.await;
         let shared = (!leader).then_some(Outcome::Coalesced);
 
@@ -308,6 +327,7 @@ impl Proxy {
                     response.status(),
                     response.headers(),
                     ctx.authorization.is_some(),
+                    Cause::PassThrough,
                 );
                 Served::new(
                     self.stream_response(response, &ctx.proxy_base),
@@ -564,7 +584,14 @@ impl Proxy {
             Ok(response) => {
                 let status = response.status();
                 let i = &self.inner;
-                self.account_upstream(&partition, &path, status, response.headers(), authenticated);
+                self.account_upstream(
+                    &partition,
+                    &path,
+                    status,
+                    response.headers(),
+                    authenticated,
+                    Cause::PassThrough,
+                );
                 if is_write && status.is_success() && path != "/graphql" {
                     let mut paths = affected_paths(&path);
                     // RFC 9111 §4.4: also what the answer says it changed.

@@ -56,6 +56,9 @@ pub struct ProxyConfig {
     pub peer_deadline: Duration,
     /// Whether a peer's copy may be served before GitHub confirmed it.
     pub peer_trust: PeerTrust,
+    /// Longest a request waits for another partition's fetch of the same
+    /// resource (here or a member's), to confirm its body for free.
+    pub in_flight_wait: Duration,
     /// Upstream body bytes all in-flight responses may buffer together;
     /// past it, responses stream through uncached.
     pub max_buffered_bytes: usize,
@@ -79,6 +82,7 @@ impl ProxyConfig {
             upstream_timeout: Duration::from_secs(30),
             peer_deadline: Duration::from_millis(50),
             peer_trust: PeerTrust::Verify,
+            in_flight_wait: Duration::from_secs(5),
             max_buffered_bytes: 64 << 20,
             max_connections: 4096,
             state_dir: None,
@@ -115,6 +119,11 @@ pub(crate) struct Inner {
     pub(crate) stats: Stats,
     pub(crate) quotas: QuotaTracker,
     pub(crate) flights: Mutex<HashMap<FlightKey, Flight>>,
+    /// Resources being fetched, any partition: what other partitions and
+    /// members wait for (`flight.rs`).
+    pub(crate) under_way: Arc<ghcache_peer::Flights>,
+    /// Units spent, by cause.
+    pub(crate) causes: crate::causes::CauseCounters,
     /// Paths writes made stale.
     pub(crate) invalidated: Invalidations,
     /// Upstream body bytes buffered by all in-flight responses.
@@ -164,6 +173,8 @@ impl Proxy {
                 stats: Stats::default(),
                 quotas: QuotaTracker::default(),
                 flights: Mutex::new(HashMap::new()),
+                under_way: ghcache_peer::Flights::new(),
+                causes: Default::default(),
                 invalidated,
                 buffered: std::sync::atomic::AtomicUsize::new(0),
                 accepted: Mutex::new(accepted),
@@ -180,6 +191,7 @@ impl Proxy {
         let inner = Arc::try_unwrap(self.inner).map_err(|_| {
             ProxyError::Config("with_peers must be called before the proxy is shared".into())
         })?;
+        peers.share_flights(inner.under_way.clone());
         Ok(Proxy {
             inner: Arc::new(Inner { peers, ..inner }),
         })
@@ -223,6 +235,12 @@ impl Proxy {
             report.extensions.insert(name.to_owned(), value);
         }
         report
+    }
+
+    /// Units spent so far, by cause (what `ghcache bench fleet` explains
+    /// its units with).
+    pub fn unit_causes(&self) -> crate::causes::UnitCauses {
+        self.inner.causes.snapshot()
     }
 
     /// Reports the vault server's counters in stats and metrics (once).

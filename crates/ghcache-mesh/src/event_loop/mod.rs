@@ -51,6 +51,8 @@ pub(crate) struct Parts {
     pub(crate) topic: String,
     pub(crate) invalidations: broadcast::Sender<Vec<String>>,
     pub(crate) serve_delay_ms: Arc<AtomicU64>,
+    pub(crate) flights: Arc<std::sync::OnceLock<Arc<ghcache_peer::Flights>>>,
+    pub(crate) rtt: Arc<crate::rtt::Rtt>,
     pub(crate) config: MeshConfig,
     /// The swarm's libp2p-metrics, registered in the mesh's registry.
     pub(crate) metrics: libp2p::metrics::Metrics,
@@ -61,12 +63,17 @@ enum Pending {
     Fetch {
         fetch: FetchId,
         via_provider: bool,
+        /// When it was sent, for requests answered at once (not those
+        /// held for a fetch under way).
+        sent_at: Option<Instant>,
     },
     /// A request for a random resource, sent until a peer has a verdict:
     /// the answer (or a decryption failure) tells whether it shares our
     /// cluster key.
     Probe {
         resource: ResourceId,
+        /// Its round trip is a fetch's: it seeds the lookup deadline.
+        sent_at: Instant,
     },
     #[cfg(feature = "test-util")]
     Raw(oneshot::Sender<Option<Vec<u8>>>),
@@ -99,6 +106,7 @@ pub(crate) struct EventLoop {
     config: MeshConfig,
     internal_tx: mpsc::Sender<Internal>,
     server: Server,
+    rtt: Arc<crate::rtt::Rtt>,
     fetches: Fetcher<kad::QueryId>,
     provides: Provides<kad::QueryId>,
     announcements: Announcements,
@@ -132,6 +140,8 @@ impl EventLoop {
             topic,
             invalidations,
             serve_delay_ms,
+            flights,
+            rtt,
             config,
             metrics,
         } = parts;
@@ -139,7 +149,14 @@ impl EventLoop {
         let now = Instant::now();
         let key = *keys.envelope_key();
         let mut this = EventLoop {
-            server: Server::new(store.clone(), key, config.max_message_bytes, serve_delay_ms),
+            rtt,
+            server: Server::new(
+                store.clone(),
+                key,
+                config.max_message_bytes,
+                serve_delay_ms,
+                flights,
+            ),
             fetches: Fetcher::new(config.fetch_fanout, config.kademlia),
             provides: Provides::new(now),
             announcements: Announcements::new(key, topic, store.clone(), invalidations),
@@ -283,7 +300,8 @@ impl EventLoop {
                 wanted,
                 request,
                 reply,
-            } => self.start_fetch(wanted, request, reply),
+                only,
+            } => self.start_fetch(wanted, request, reply, only),
             Command::Publish(bytes) => {
                 let len = bytes.len() as u64;
                 let topic = self.announcements.topic().clone();

@@ -11,7 +11,9 @@ use libp2p::{PeerId, gossipsub, kad};
 use super::{EventLoop, Pending};
 use crate::command::{Answer, Internal, Reply, Wanted};
 use crate::envelope::seal_message;
-use crate::fetch::{Action, FetchId, verify_blob_response, verify_response};
+use crate::fetch::{
+    Action, EntryAnswer, FetchId, verify_blob_response, verify_entry, verify_response,
+};
 use crate::membership::MAX_PROBE_ATTEMPTS;
 use crate::penalty::Verdict;
 use crate::serve::Request;
@@ -24,12 +26,18 @@ impl EventLoop {
         !self.penalties.is_banned(peer) && !self.members.is_stranger(peer)
     }
 
-    pub(super) fn start_fetch(&mut self, wanted: Wanted, request: Vec<u8>, reply: Reply) {
+    pub(super) fn start_fetch(
+        &mut self,
+        wanted: Wanted,
+        request: Vec<u8>,
+        reply: Reply,
+        only: Option<PeerId>,
+    ) {
         let candidates: Vec<PeerId> = self
             .swarm
             .connected_peers()
             .copied()
-            .filter(|p| self.askable(p))
+            .filter(|p| self.askable(p) && only.is_none_or(|o| o == *p))
             .collect();
         let holder = match wanted {
             Wanted::Entry(rid) => self.announcements.holder(&rid),
@@ -38,11 +46,17 @@ impl EventLoop {
         let actions = self
             .fetches
             .start(wanted, request, reply, candidates, holder);
-        self.apply_fetch(actions);
+        // A request to one peer waits for its fetch under way: not a
+        // round trip to learn from.
+        self.apply_fetch_timed(actions, only.is_none());
     }
 
     /// Carries out what the fetch machine decided.
     pub(super) fn apply_fetch(&mut self, actions: Vec<Action<kad::QueryId>>) {
+        self.apply_fetch_timed(actions, true);
+    }
+
+    fn apply_fetch_timed(&mut self, actions: Vec<Action<kad::QueryId>>, timed: bool) {
         let mut queue = std::collections::VecDeque::from(actions);
         while let Some(action) = queue.pop_front() {
             match action {
@@ -63,6 +77,7 @@ impl EventLoop {
                         Pending::Fetch {
                             fetch,
                             via_provider,
+                            sent_at: timed.then(Instant::now),
                         },
                     );
                 }
@@ -223,7 +238,13 @@ impl EventLoop {
             .behaviour_mut()
             .fetch
             .send_request(&peer, Frame::Bytes(request));
-        self.pending.insert(id, Pending::Probe { resource });
+        self.pending.insert(
+            id,
+            Pending::Probe {
+                resource,
+                sent_at: Instant::now(),
+            },
+        );
         self.members.probe_sent(peer, id);
     }
 
@@ -286,9 +307,12 @@ impl EventLoop {
                     _ => None,
                 });
             }
-            Some(Pending::Probe { resource }) => {
+            Some(Pending::Probe { resource, sent_at }) => {
                 match verify_response(self.keys.envelope_key(), &resource, frame) {
-                    Ok(_) => self.members.probe_answered(peer, Some(true)),
+                    Ok(_) => {
+                        self.rtt.record(sent_at.elapsed());
+                        self.members.probe_answered(peer, Some(true));
+                    }
                     Err(r) => {
                         let verdict = (r == Reject::Decrypt).then_some(false);
                         self.members.probe_answered(peer, verdict);
@@ -299,7 +323,13 @@ impl EventLoop {
             Some(Pending::Fetch {
                 fetch,
                 via_provider,
-            }) => self.on_fetch_response(peer, fetch, via_provider, frame),
+                sent_at,
+            }) => {
+                if let Some(sent) = sent_at {
+                    self.rtt.record(sent.elapsed());
+                }
+                self.on_fetch_response(peer, fetch, via_provider, frame)
+            }
         }
     }
 
@@ -315,7 +345,12 @@ impl EventLoop {
         };
         let key = self.keys.envelope_key();
         let answer = match wanted {
-            Wanted::Entry(rid) => verify_response(key, &rid, frame).map(|o| o.map(Answer::Entry)),
+            Wanted::Entry(rid) => verify_entry(key, &rid, frame).map(|o| {
+                o.map(|a| match a {
+                    EntryAnswer::Copy(copy) => Answer::Entry(*copy),
+                    EntryAnswer::InFlight(claim) => Answer::InFlight(peer, claim),
+                })
+            }),
             Wanted::Blob(cid) => {
                 verify_blob_response(key, &cid, frame).map(|o| o.map(Answer::Blob))
             }
@@ -368,10 +403,13 @@ impl EventLoop {
             Request::Entry {
                 resource,
                 partition,
+                claim,
             } => self
                 .server
-                .spawn(Wanted::Entry(resource), partition, channel, tx),
-            Request::Blob(cid) => self.server.spawn(Wanted::Blob(cid), None, channel, tx),
+                .spawn(Wanted::Entry(resource), partition, claim, channel, tx),
+            Request::Blob(cid) => self
+                .server
+                .spawn(Wanted::Blob(cid), None, None, channel, tx),
             Request::Unknown { resource, cid } => {
                 tracing::debug!(%peer, "fetch request of an unknown kind: answering not found");
                 let frame = self.server.not_found(resource.as_ref(), cid.as_ref());

@@ -18,7 +18,7 @@ use libp2p::PeerId;
 
 use crate::command::{Answer, Reply, Wanted};
 
-pub(crate) use verify::{verify_blob_response, verify_response};
+pub(crate) use verify::{EntryAnswer, verify_blob_response, verify_entry, verify_response};
 
 /// Names one fetch while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -190,6 +190,13 @@ impl<Q: Copy + Eq + Hash> Fetcher<Q> {
         answer: Option<Answer>,
         via_provider: bool,
     ) -> Vec<Action<Q>> {
+        if let Some(Answer::InFlight(peer, claim)) = answer {
+            // No copy from this peer; its caller may wait for its fetch.
+            if let Some(reply) = self.fetches.get(&fetch).and_then(|f| f.reply.as_ref()) {
+                reply.note(peer, claim);
+            }
+            return self.failed(fetch);
+        }
         if let Some(answer) = answer
             && let Some(f) = self.fetches.get_mut(&fetch)
         {
@@ -366,13 +373,20 @@ mod tests {
         (actions, rx)
     }
 
+    fn note_body(note: crate::command::EntryNote) -> Option<Bytes> {
+        match note {
+            crate::command::EntryNote::Copy(c) => Some(c.body),
+            crate::command::EntryNote::InFlight(..) => None,
+        }
+    }
+
     fn entry(
         fetcher: &mut Fetcher<u32>,
         peers: &[PeerId],
         holder: Option<PeerId>,
     ) -> (
         Vec<Action<u32>>,
-        tokio::sync::mpsc::UnboundedReceiver<ghcache_peer::PeerCopy>,
+        tokio::sync::mpsc::UnboundedReceiver<crate::command::EntryNote>,
     ) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let wanted = Wanted::Entry(ResourceId::from_bytes([1; 32]));
@@ -407,6 +421,27 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(None));
         assert_eq!(f.counters().peer_misses, 1);
         assert_eq!(f.len(), 0);
+    }
+
+    #[test]
+    fn an_in_flight_answer_is_a_note_not_a_hit() {
+        let mut f = Fetcher::<u32>::new(8, true);
+        let ps = peers(2);
+        let (actions, mut rx) = entry(&mut f, &ps, None);
+        let id = asked(&actions)[0].0;
+        assert!(
+            f.answered(id, Some(Answer::InFlight(ps[0], 9)), false)
+                .is_empty()
+        );
+        match rx.try_recv() {
+            Ok(crate::command::EntryNote::InFlight(peer, 9)) => assert_eq!(peer, ps[0]),
+            other => panic!("expected the note, got {other:?}"),
+        }
+        assert_eq!(f.len(), 1, "the other peer is still outstanding");
+        assert!(f.failed(id).is_empty());
+        assert_eq!(f.len(), 0);
+        let c = f.counters();
+        assert_eq!((c.peer_hits, c.peer_misses), (0, 1));
     }
 
     #[test]
@@ -445,13 +480,13 @@ mod tests {
         );
         assert!(f.answered(id, None, false).is_empty());
         assert_eq!(
-            rx.try_recv().map(|c| c.body).ok(),
+            rx.try_recv().ok().and_then(note_body),
             Some(Bytes::from_static(b"a"))
         );
         assert!(rx.try_recv().is_err(), "still open: one peer outstanding");
         f.answered(id, Some(Answer::Entry(copy(b"b"))), false);
         assert_eq!(
-            rx.try_recv().map(|c| c.body).ok(),
+            rx.try_recv().ok().and_then(note_body),
             Some(Bytes::from_static(b"b"))
         );
         assert!(

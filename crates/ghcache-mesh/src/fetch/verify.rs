@@ -6,7 +6,15 @@ use ghcache_core::{ContentId, ResourceId};
 use ghcache_peer::PeerCopy;
 
 use crate::envelope::open_message;
-use crate::wire::{FETCH_RESPONSE_AAD, Frame, Reject, decode_response};
+use crate::wire::{FETCH_RESPONSE_AAD, Frame, Reject, decode_in_flight, decode_response};
+
+/// A verified answer to an entry request.
+#[derive(Debug)]
+pub(crate) enum EntryAnswer {
+    Copy(Box<PeerCopy>),
+    /// Not held: the peer fetches it upstream under this (earlier) claim.
+    InFlight(u64),
+}
 
 /// Checks a fetch response: envelope, binding to the requested resource,
 /// body against its CID.
@@ -15,9 +23,28 @@ pub(crate) fn verify_response(
     rid: &ResourceId,
     frame: Frame,
 ) -> Result<Option<PeerCopy>, Reject> {
+    match verify_entry(key, rid, frame)? {
+        Some(EntryAnswer::Copy(copy)) => Ok(Some(*copy)),
+        Some(EntryAnswer::InFlight(_)) => Err(Reject::Malformed),
+        None => Ok(None),
+    }
+}
+
+/// As [`verify_response`], also accepting an in-flight answer.
+pub(crate) fn verify_entry(
+    key: &[u8; 32],
+    rid: &ResourceId,
+    frame: Frame,
+) -> Result<Option<EntryAnswer>, Reject> {
     let opened = open_message(key, FETCH_RESPONSE_AAD, &frame.into_bytes()?)?;
     if opened.resource.as_ref() != Some(rid) {
         return Err(Reject::Malformed);
+    }
+    if let Some(claim) = decode_in_flight(&opened.plaintext) {
+        if opened.cid.is_some() {
+            return Err(Reject::Malformed);
+        }
+        return Ok(Some(EntryAnswer::InFlight(claim)));
     }
     match decode_response(opened.plaintext)? {
         None => {
@@ -34,11 +61,11 @@ pub(crate) fn verify_response(
             if found.meta.body_len != found.body.len() as u64 {
                 return Err(Reject::Malformed);
             }
-            Ok(Some(PeerCopy {
+            Ok(Some(EntryAnswer::Copy(Box::new(PeerCopy {
                 partition: found.partition,
                 meta: found.meta,
                 body: found.body.into(),
-            }))
+            }))))
         }
     }
 }
