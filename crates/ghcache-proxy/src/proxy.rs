@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ghcache_core::{Partition, PartitionSecret};
 use ghcache_store::Store;
-use http::header::HeaderValue;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
@@ -61,6 +60,9 @@ pub struct ProxyConfig {
     pub max_buffered_bytes: usize,
     /// Client connections at once; past it the oldest idle one is closed.
     pub max_connections: usize,
+    /// A connection with no request in progress is closed after this long:
+    /// an idle keep-alive connection, or a client still sending its head.
+    pub idle_timeout: Duration,
     /// Shown in stats.
     pub state_dir: Option<String>,
 }
@@ -81,6 +83,7 @@ impl ProxyConfig {
             peer_trust: PeerTrust::Verify,
             max_buffered_bytes: 64 << 20,
             max_connections: 4096,
+            idle_timeout: Duration::from_secs(30),
             state_dir: None,
         }
     }
@@ -264,7 +267,7 @@ impl Proxy {
         self.inner.stats.record(outcome);
         response
             .headers_mut()
-            .insert("x-ghcache", HeaderValue::from_static(outcome.as_str()));
+            .insert(crate::headers::X_GHCACHE.clone(), outcome.header_value());
         response
     }
 
