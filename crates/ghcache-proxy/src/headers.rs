@@ -1,5 +1,15 @@
 //! Header rules: what is hop-by-hop, what is worth storing, ETags, Link
 //! rewriting and Cache-Control parsing.
+//!
+//! Parsed here rather than with the `headers` crate (0.4), whose typed
+//! headers would change answers: its `Cache-Control` matches directive names
+//! case-sensitively, drops the whole header when one delta-seconds does not
+//! parse (RFC 9111 §1.2.2 wants it stale), reads `no-cache="…"` as an unknown
+//! directive and lets a repeated directive's last value win; its
+//! `Retry-After` has no accessor; its `If-None-Match` comparison needs the
+//! stored ETag re-parsed as a strictly quoted tag on every conditional hit.
+//! What it would replace that is right here (dates) is already `httpdate`,
+//! which it wraps.
 
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
