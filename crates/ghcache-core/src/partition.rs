@@ -11,8 +11,11 @@ use crate::CoreError;
 ///
 /// Kept per host and never sent anywhere: without it, a partition value cannot
 /// be tested against guessed tokens offline.
+///
+/// Holds the HMAC keyed once (its inner and outer pad states), so that a
+/// partition costs two SHA-256 compressions per request, not four.
 #[derive(Clone)]
-pub struct PartitionSecret([u8; 32]);
+pub struct PartitionSecret(Hmac<Sha256>);
 
 impl fmt::Debug for PartitionSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -26,13 +29,17 @@ impl PartitionSecret {
         use rand::RngCore;
         let mut b = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut b);
-        PartitionSecret(b)
+        PartitionSecret::from_key(b)
     }
 
     /// A secret derived elsewhere (from the cluster secret, so that every
     /// daemon of a fleet computes the same partition for the same token).
-    pub const fn from_key(key: [u8; 32]) -> PartitionSecret {
-        PartitionSecret(key)
+    pub fn from_key(key: [u8; 32]) -> PartitionSecret {
+        // HMAC accepts keys of any length, so this cannot fail.
+        match <Hmac<Sha256> as Mac>::new_from_slice(&key) {
+            Ok(mac) => PartitionSecret(mac),
+            Err(_) => unreachable!("HMAC-SHA256 takes any key length"),
+        }
     }
 
     /// Reads the 32-byte secret at `path`, or creates it (mode 0600, written
@@ -42,16 +49,21 @@ impl PartitionSecret {
     /// leaked key, and a file of the wrong length rather than overwriting it.
     pub fn load_or_create(path: &Path) -> Result<PartitionSecret, CoreError> {
         use crate::private_file::{PrivateFileError, read_or_create};
-        let (bytes, _) =
-            read_or_create(path, 4096, || Self::generate().0.to_vec()).map_err(|e| match e {
-                PrivateFileError::Io { path, source } => CoreError::SecretIo { path, source },
-                PrivateFileError::Permissions { path, mode } => {
-                    CoreError::SecretPermissions { path, mode }
-                }
-                PrivateFileError::TooLarge { path, len, .. } => {
-                    CoreError::SecretBadLength { path, len }
-                }
-            })?;
+        let (bytes, _) = read_or_create(path, 4096, || {
+            use rand::RngCore;
+            let mut b = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut b);
+            b
+        })
+        .map_err(|e| match e {
+            PrivateFileError::Io { path, source } => CoreError::SecretIo { path, source },
+            PrivateFileError::Permissions { path, mode } => {
+                CoreError::SecretPermissions { path, mode }
+            }
+            PrivateFileError::TooLarge { path, len, .. } => {
+                CoreError::SecretBadLength { path, len }
+            }
+        })?;
         let key: [u8; 32] =
             bytes
                 .as_slice()
@@ -60,7 +72,7 @@ impl PartitionSecret {
                     path: path.to_path_buf(),
                     len: bytes.len() as u64,
                 })?;
-        Ok(PartitionSecret(key))
+        Ok(PartitionSecret::from_key(key))
     }
 
     /// The partition a request belongs to: HMAC-SHA256 of its `Authorization`
@@ -75,11 +87,7 @@ impl PartitionSecret {
         match authorization {
             None => Partition::Anonymous,
             Some(token) => {
-                // HMAC accepts keys of any length, so this cannot fail.
-                let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.0) {
-                    Ok(m) => m,
-                    Err(_) => unreachable!("HMAC-SHA256 takes any key length"),
-                };
+                let mut mac = self.0.clone();
                 mac.update(token);
                 Partition(Inner::Keyed(mac.finalize().into_bytes().into()))
             }

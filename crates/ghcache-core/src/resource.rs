@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -45,7 +46,31 @@ const RESOURCE_DOMAIN: &[u8] = b"ghcache/resource-id/v1";
 /// Two spellings of one query may still give two ids (`%41` and `A`): that
 /// costs a cache miss but can never serve a wrong body.
 pub fn normalise_query(query: &str) -> String {
+    normalised(query).into_owned()
+}
+
+/// [`normalise_query`], borrowing when the query is already normal (no
+/// escapes or `+`, no empty segments, names in order): the common case
+/// computes a key without allocating.
+fn normalised(query: &str) -> Cow<'_, str> {
     let query = query.strip_prefix('?').unwrap_or(query);
+    if !query.contains(['%', '+']) {
+        let mut previous = "";
+        let in_order = query.is_empty()
+            || query.split('&').all(|p| {
+                let name = p.split_once('=').map_or(p, |(n, _)| n);
+                let ok = !p.is_empty() && previous <= name;
+                previous = name;
+                ok
+            });
+        if in_order {
+            return Cow::Borrowed(query);
+        }
+    }
+    Cow::Owned(normalise_slow(query))
+}
+
+fn normalise_slow(query: &str) -> String {
     let mut params: Vec<(Vec<u8>, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -122,6 +147,24 @@ pub fn decode_component(text: &str) -> Vec<u8> {
     out
 }
 
+/// `text` in one ASCII case, borrowed when it already is.
+fn ascii_case(text: &str, upper: bool) -> Cow<'_, str> {
+    let wrong = |b: u8| {
+        if upper {
+            b.is_ascii_lowercase()
+        } else {
+            b.is_ascii_uppercase()
+        }
+    };
+    if !text.bytes().any(wrong) {
+        Cow::Borrowed(text)
+    } else if upper {
+        Cow::Owned(text.to_ascii_uppercase())
+    } else {
+        Cow::Owned(text.to_ascii_lowercase())
+    }
+}
+
 impl ResourceId {
     pub const LEN: usize = 32;
 
@@ -138,10 +181,10 @@ impl ResourceId {
                 h.update(b);
             }
         };
-        field(Some(key.host.to_ascii_lowercase().as_bytes()));
-        field(Some(key.method.to_ascii_uppercase().as_bytes()));
+        field(Some(ascii_case(key.host, false).as_bytes()));
+        field(Some(ascii_case(key.method, true).as_bytes()));
         field(Some(key.path.as_bytes()));
-        field(Some(normalise_query(key.query).as_bytes()));
+        field(Some(normalised(key.query).as_bytes()));
         field(key.accept.map(|a| a.trim().as_bytes()));
         field(key.api_version.map(|v| v.trim().as_bytes()));
         ResourceId(h.finalize().into())
@@ -345,6 +388,24 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_borrowing_fast_path_normalises_as_the_full_one(
+            a in proptest::collection::vec(param(), 0..5),
+            sep in "(&|&&)",
+        ) {
+            let q = a.join(&sep);
+            prop_assert_eq!(normalised(&q).into_owned(), normalise_slow(&q));
+            let sorted = {
+                let mut v = a.clone();
+                v.sort_by(|x, y| {
+                    let name = |p: &str| p.split_once('=').map_or(p, |(n, _)| n).to_owned();
+                    name(x).cmp(&name(y))
+                });
+                v.join("&")
+            };
+            prop_assert_eq!(normalised(&sorted).into_owned(), normalise_slow(&sorted));
+        }
+
         #[test]
         fn a_key_is_shared_only_by_queries_that_mean_the_same(
             a in proptest::collection::vec(param(), 0..5),

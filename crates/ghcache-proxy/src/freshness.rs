@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap};
 
 use crate::headers::{CacheControl, exact_bytes, header_str};
 
@@ -153,13 +153,23 @@ pub(crate) fn secondary_key(
     key
 }
 
+/// A lower-case field name `HeaderName` accepts (RFC 9110 §5.1 token).
+fn is_field_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
 /// Whether this request selects a response stored with `key`.
 pub(crate) fn secondary_key_matches(key: &[(String, Option<String>)], request: &HeaderMap) -> bool {
     key.iter().all(|(name, stored)| {
-        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+        // Looked up by `&str`: parsing a custom name into a `HeaderName`
+        // would allocate on every hit.
+        if !is_field_name(name) {
             return false;
-        };
-        let mut values = request.get_all(&name).iter();
+        }
+        let mut values = request.get_all(name.as_str()).iter();
         match stored {
             None => values.next().is_none(),
             Some(stored) => {
@@ -188,6 +198,7 @@ pub(crate) fn secondary_key_matches(key: &[(String, Option<String>)], request: &
 mod tests {
     use super::*;
     use crate::headers::{cache_control, value};
+    use http::header::HeaderName;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -1,9 +1,30 @@
 //! Header rules: what is hop-by-hop, what is worth storing, ETags, Link
 //! rewriting and Cache-Control parsing.
+//!
+//! Parsed here rather than with the `headers` crate (0.4), whose typed
+//! headers would change answers: its `Cache-Control` matches directive names
+//! case-sensitively, drops the whole header when one delta-seconds does not
+//! parse (RFC 9111 §1.2.2 wants it stale), reads `no-cache="…"` as an unknown
+//! directive and lets a repeated directive's last value win; its
+//! `Retry-After` has no accessor; its `If-None-Match` comparison needs the
+//! stored ETag re-parsed as a strictly quoted tag on every conditional hit.
+//! What it would replace that is right here (dates) is already `httpdate`,
+//! which it wraps.
 
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
+
+/// Names the hit path sets or looks up, parsed once: a `&str` name is
+/// parsed and validated again on every use.
+pub static X_GHCACHE: HeaderName = HeaderName::from_static("x-ghcache");
+pub static X_GITHUB_OTP: HeaderName = HeaderName::from_static("x-github-otp");
+pub static X_GITHUB_API_VERSION: HeaderName = HeaderName::from_static("x-github-api-version");
+pub static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+pub static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+pub static X_RATELIMIT_USED: HeaderName = HeaderName::from_static("x-ratelimit-used");
+pub static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+pub static X_RATELIMIT_RESOURCE: HeaderName = HeaderName::from_static("x-ratelimit-resource");
 
 /// RFC 9110 §7.6.1 hop-by-hop fields, plus those named by `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -224,16 +245,24 @@ pub fn cache_control(headers: &HeaderMap) -> CacheControl {
                     *slot = Some(arg.map_or(0, delta_seconds));
                 }
             };
-            match name.to_ascii_lowercase().as_str() {
-                "max-age" => set(&mut cc.max_age),
-                "s-maxage" => set(&mut cc.s_maxage),
-                "min-fresh" => set(&mut cc.min_fresh),
-                "no-store" => cc.no_store = true,
-                "no-cache" => cc.no_cache = true,
-                "private" => cc.private = true,
-                "must-revalidate" | "proxy-revalidate" => cc.must_revalidate = true,
-                "only-if-cached" => cc.only_if_cached = true,
-                _ => {}
+            // Compared in place: lower-casing a copy would allocate.
+            let is = |directive: &str| name.eq_ignore_ascii_case(directive);
+            if is("max-age") {
+                set(&mut cc.max_age);
+            } else if is("s-maxage") {
+                set(&mut cc.s_maxage);
+            } else if is("min-fresh") {
+                set(&mut cc.min_fresh);
+            } else if is("no-store") {
+                cc.no_store = true;
+            } else if is("no-cache") {
+                cc.no_cache = true;
+            } else if is("private") {
+                cc.private = true;
+            } else if is("must-revalidate") || is("proxy-revalidate") {
+                cc.must_revalidate = true;
+            } else if is("only-if-cached") {
+                cc.only_if_cached = true;
             }
         }
     }

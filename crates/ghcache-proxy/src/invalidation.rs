@@ -130,6 +130,16 @@ impl Invalidations {
 
     /// Was `path` invalidated at or after `stored_at_ms`?
     pub fn since(&self, path: &str, stored_at_ms: u64) -> bool {
+        {
+            // Until the first write, hits skip hashing the path.
+            let state = self.state.lock();
+            if state.watermark >= stored_at_ms {
+                return true;
+            }
+            if state.at.is_empty() {
+                return false;
+            }
+        }
         let k = key(path.trim_end_matches('/').as_bytes());
         let state = self.state.lock();
         state.watermark >= stored_at_ms || state.at.get(&k).is_some_and(|at| *at >= stored_at_ms)

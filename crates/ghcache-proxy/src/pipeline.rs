@@ -84,7 +84,7 @@ impl Proxy {
         let headers = request.headers();
         let cc = cache_control(headers);
         let personal = headers.contains_key(header::COOKIE)
-            || headers.contains_key("x-github-otp")
+            || headers.contains_key(&headers::X_GITHUB_OTP)
             || headers.contains_key(header::RANGE);
         if !self.inner.config.cache_enabled
             || cc.no_store
@@ -98,7 +98,7 @@ impl Proxy {
         let (Ok(authorization), Ok(accept), Ok(api_version)) = (
             headers::exact_single(headers, header::AUTHORIZATION),
             headers::exact_single(headers, header::ACCEPT),
-            headers::exact_single(headers, "x-github-api-version"),
+            headers::exact_single(headers, &headers::X_GITHUB_API_VERSION),
         ) else {
             return Route::Inexact(request);
         };
@@ -154,21 +154,29 @@ impl Proxy {
     fn fresh_hit(&self, ctx: Ctx) -> ControlFlow<Served, Lookup> {
         // A copy stored for other values of the headers its `Vary` names
         // is not an answer to this request (RFC 9111 §4.1).
+        // Read in place: a fresh hit copies none of the entry's metadata.
         let own = self
             .inner
             .store
-            .get(&ctx.resource, &ctx.partition)
-            .filter(|hit| secondary_key_matches(&hit.meta.vary, &ctx.headers));
-        if let Some(hit) = &own
+            .get_held(&ctx.resource, &ctx.partition)
+            .filter(|held| secondary_key_matches(&held.meta().vary, &ctx.headers));
+        if let Some(held) = &own
             && !ctx.client_cc.no_cache
-            && self.is_fresh(&ctx, &hit.meta)
+            && !held.is_stale()
+            && self.is_fresh(&ctx, held.meta())
         {
             self.count_saved(&ctx);
-            return ControlFlow::Break(self.serve_hit(&ctx, hit, Outcome::Hit, None));
+            return ControlFlow::Break(self.serve_held(
+                &ctx,
+                held.meta(),
+                held.body(),
+                Outcome::Hit,
+                None,
+            ));
         }
         ControlFlow::Continue(Lookup {
             ctx,
-            own,
+            own: own.map(|held| held.to_hit()),
             foreign: None,
             claim: None,
             looked: None,

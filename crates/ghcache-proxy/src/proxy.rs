@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ghcache_core::{Partition, PartitionSecret};
 use ghcache_store::Store;
-use http::header::HeaderValue;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
@@ -64,6 +63,9 @@ pub struct ProxyConfig {
     pub max_buffered_bytes: usize,
     /// Client connections at once; past it the oldest idle one is closed.
     pub max_connections: usize,
+    /// A connection with no request in progress is closed after this long:
+    /// an idle keep-alive connection, or a client still sending its head.
+    pub idle_timeout: Duration,
     /// Shown in stats.
     pub state_dir: Option<String>,
 }
@@ -85,6 +87,7 @@ impl ProxyConfig {
             in_flight_wait: Duration::from_secs(5),
             max_buffered_bytes: 64 << 20,
             max_connections: 4096,
+            idle_timeout: Duration::from_secs(30),
             state_dir: None,
         }
     }
@@ -305,7 +308,7 @@ impl Proxy {
         crate::job::record(outcome, saved_us);
         response
             .headers_mut()
-            .insert("x-ghcache", HeaderValue::from_static(outcome.as_str()));
+            .insert(crate::headers::X_GHCACHE.clone(), outcome.header_value());
         response
     }
 

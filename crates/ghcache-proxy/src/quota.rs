@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ghcache_core::Partition;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use lru::LruCache;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -36,6 +36,22 @@ pub struct Quota {
     pub used: u64,
     /// Unix seconds.
     pub reset: u64,
+    /// The four above as `x-ratelimit-*` values, rendered once when
+    /// observed: every hit sends them, cloned rather than formatted.
+    #[serde(skip)]
+    pub values: [HeaderValue; 4],
+}
+
+impl Quota {
+    pub fn new(limit: u64, remaining: u64, used: u64, reset: u64) -> Quota {
+        Quota {
+            limit,
+            remaining,
+            used,
+            reset,
+            values: [limit, remaining, used, reset].map(HeaderValue::from),
+        }
+    }
 }
 
 /// GitHub's refusal, replayed locally while its back-off lasts.
@@ -124,12 +140,8 @@ impl QuotaTracker {
             return;
         };
         let resource = header_str(headers, "x-ratelimit-resource").unwrap_or("core");
-        let quota = Quota {
-            limit,
-            remaining,
-            used: num("x-ratelimit-used").unwrap_or(limit.saturating_sub(remaining)),
-            reset,
-        };
+        let used = num("x-ratelimit-used").unwrap_or(limit.saturating_sub(remaining));
+        let quota = Quota::new(limit, remaining, used, reset);
         self.by_partition
             .lock()
             .put((*partition, bucket(resource)), quota);

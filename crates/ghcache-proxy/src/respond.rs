@@ -2,6 +2,8 @@
 //! errors in GitHub's shape. Nothing here counts or marks a response: that
 //! is `Proxy::exit`'s job, so no answer can leave uncounted.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use ghcache_store::{EntryMeta, Hit};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -115,14 +117,26 @@ impl Proxy {
         outcome: Outcome,
         stale_reason: Option<&str>,
     ) -> Served {
-        let mut headers = hit.meta.headers.map().clone();
-        let status = StatusCode::from_u16(hit.meta.status).unwrap_or(StatusCode::OK);
+        self.serve_held(ctx, &hit.meta, &hit.body, outcome, stale_reason)
+    }
+
+    /// [`Proxy::serve_hit`] from the parts, as the store holds them.
+    pub(crate) fn serve_held(
+        &self,
+        ctx: &Ctx,
+        meta: &EntryMeta,
+        body: &Bytes,
+        outcome: Outcome,
+        stale_reason: Option<&str>,
+    ) -> Served {
+        let mut headers = meta.headers.map().clone();
+        let status = StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK);
         self.rewrite_for_client(status, &mut headers, &ctx.proxy_base);
-        let age = current_age_ms(&hit.meta, now_ms()) / 1000;
-        headers.insert(header::AGE, HeaderValue::from(age));
+        let age = current_age_ms(meta, now_ms()) / 1000;
+        headers.insert(header::AGE, age_value(age));
         let bucket = resource_for(&Method::GET, &ctx.path);
         if let Some(q) = self.inner.quotas.get(&ctx.partition, bucket) {
-            quota_headers(&mut headers, &q, bucket);
+            quota_headers(&mut headers, q, bucket);
         }
         if let Some(reason) = stale_reason {
             let reason = reason.replace('"', "'");
@@ -131,14 +145,14 @@ impl Proxy {
                 headers::value(&format!("110 ghcache \"Response is Stale: {reason}\"")),
             );
         }
-        let (status, body) = if not_modified_for(ctx, &hit.meta) {
+        let (status, body) = if not_modified_for(ctx, meta) {
             headers.remove(header::CONTENT_TYPE);
             headers.remove(header::CONTENT_LENGTH);
             (StatusCode::NOT_MODIFIED, empty())
         } else if ctx.head_only {
             (status, empty())
         } else {
-            (status, full(hit.body.clone()))
+            (status, full(body.clone()))
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -167,12 +181,12 @@ impl Proxy {
         Served::new(response, outcome)
     }
 
-    pub(crate) fn refuse_exhausted(&self, bucket: &str, quota: &Quota) -> Served {
+    pub(crate) fn refuse_exhausted(&self, bucket: &'static str, quota: &Quota) -> Served {
         let mut response = github_error(
             StatusCode::FORBIDDEN,
             "API rate limit exceeded (ghcache holds requests for this token until the limit resets). Authenticated requests get a higher rate limit; conditional requests that GitHub answers 304 are free.",
         );
-        quota_headers(response.headers_mut(), quota, bucket);
+        quota_headers(response.headers_mut(), quota.clone(), bucket);
         response.headers_mut().insert(
             "x-ghcache-reason",
             HeaderValue::from_static("quota-exhausted"),
@@ -242,6 +256,32 @@ impl Proxy {
     }
 }
 
+/// An `Age` value. The first hour's are rendered once, as static values a
+/// hit clones for free; later ones are formatted.
+fn age_value(secs: u64) -> HeaderValue {
+    const RENDERED: usize = 3600;
+    static TEXT: OnceLock<String> = OnceLock::new();
+    static VALUES: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    let values = VALUES.get_or_init(|| {
+        let text: &'static str =
+            TEXT.get_or_init(|| (0..RENDERED).map(|n| n.to_string()).collect());
+        let mut at = 0;
+        (0..RENDERED)
+            .map(|n| {
+                let len = n.checked_ilog10().map_or(1, |d| d as usize + 1);
+                let value = HeaderValue::from_static(&text[at..at + len]);
+                at += len;
+                value
+            })
+            .collect()
+    });
+    usize::try_from(secs)
+        .ok()
+        .and_then(|i| values.get(i))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(secs))
+}
+
 /// How old a held entry is now (RFC 9111 §4.2.3), in ms.
 pub(crate) fn current_age_ms(meta: &EntryMeta, now_ms: u64) -> u64 {
     meta.initial_age_ms
@@ -293,10 +333,42 @@ fn mentions_secondary_limit(body: &[u8]) -> bool {
             .any(|w| w.eq_ignore_ascii_case(NEEDLE))
 }
 
-pub(crate) fn quota_headers(headers: &mut HeaderMap, quota: &Quota, resource: &str) {
-    headers.insert("x-ratelimit-limit", HeaderValue::from(quota.limit));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(quota.remaining));
-    headers.insert("x-ratelimit-used", HeaderValue::from(quota.used));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(quota.reset));
-    headers.insert("x-ratelimit-resource", headers::value(resource));
+pub(crate) fn quota_headers(headers: &mut HeaderMap, quota: Quota, resource: &'static str) {
+    let [limit, remaining, used, reset] = quota.values;
+    headers.insert(headers::X_RATELIMIT_LIMIT.clone(), limit);
+    headers.insert(headers::X_RATELIMIT_REMAINING.clone(), remaining);
+    headers.insert(headers::X_RATELIMIT_USED.clone(), used);
+    headers.insert(headers::X_RATELIMIT_RESET.clone(), reset);
+    headers.insert(
+        headers::X_RATELIMIT_RESOURCE.clone(),
+        HeaderValue::from_static(resource),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age_value;
+
+    #[test]
+    fn age_values_from_the_table_and_past_it() {
+        for secs in [
+            0,
+            9,
+            10,
+            59,
+            99,
+            100,
+            999,
+            1000,
+            3599,
+            3600,
+            86_400,
+            u64::MAX,
+        ] {
+            assert_eq!(
+                age_value(secs).to_str().ok(),
+                Some(secs.to_string().as_str())
+            );
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
@@ -68,6 +68,17 @@ struct Conns {
 }
 
 impl Conns {
+    /// Asks every connection idle for `limit_ms` or more to close.
+    fn close_idle(&self, now_ms: u64, limit_ms: u64) {
+        for c in self.open.lock().values() {
+            if c.busy.load(Ordering::Acquire) == 0
+                && now_ms.saturating_sub(c.last_active.load(Ordering::Acquire)) >= limit_ms
+            {
+                c.close.notify_one();
+            }
+        }
+    }
+
     /// Asks the idle connection that has waited longest to close.
     fn shed_oldest_idle(&self) -> bool {
         let open = self.open.lock();
@@ -115,6 +126,59 @@ impl Throttled {
         tracing::warn!(error = %error, suppressed = self.suppressed, "{message}");
         self.last = Some(now);
         self.suppressed = 0;
+    }
+}
+
+/// A request in progress on a connection, from its head to the last byte
+/// of its response body: the connection is busy, so neither shed nor
+/// closed as idle, until this is dropped.
+struct Busy {
+    conn: Arc<Conn>,
+    started: Instant,
+}
+
+impl Busy {
+    fn enter(conn: Arc<Conn>, started: Instant) -> Busy {
+        conn.busy.fetch_add(1, Ordering::AcqRel);
+        conn.last_active
+            .store(started.elapsed().as_millis() as u64, Ordering::Release);
+        Busy { conn, started }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.conn
+            .last_active
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Release);
+        self.conn.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request [`Busy`] until hyper has sent
+/// it (or dropped it: the client went away).
+struct Tracked {
+    body: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = crate::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -355,18 +419,33 @@ impl Proxy {
             .map_err(|source| ProxyError::Bind { addr, source })?;
         let (stop, mut stopped) = oneshot::channel();
         let max_connections = self.config().max_connections.max(1);
+        let idle_timeout = self.config().idle_timeout.max(Duration::from_millis(1));
         let task = tokio::spawn(async move {
-            let (closing, _) = tokio::sync::broadcast::channel::<()>(1);
             let conns = Arc::new(Conns::default());
             let started = Instant::now();
             let mut accept_warning = Throttled::new();
             let mut full_warning = Throttled::new();
             let mut builder = http1::Builder::new();
+            // No hyper header-read timer: it boxed and registered a timer
+            // for every request. The sweeper below closes connections idle
+            // (or dribbling a head) past `idle_timeout` instead.
             builder
                 .keep_alive(true)
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
+                .header_read_timeout(None)
                 .max_buf_size(256 * 1024);
+            let idle_ms = idle_timeout.as_millis() as u64;
+            let sweeper = tokio::spawn({
+                let conns = conns.clone();
+                async move {
+                    let mut tick =
+                        tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(10)));
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        conns.close_idle(started.elapsed().as_millis() as u64, idle_ms);
+                    }
+                }
+            });
             let mut tasks = tokio::task::JoinSet::new();
             loop {
                 let (stream, _) = tokio::select! {
@@ -418,26 +497,24 @@ impl Proxy {
                     let conn = tracked.clone();
                     let base = base.clone();
                     async move {
-                        conn.busy.fetch_add(1, Ordering::AcqRel);
-                        conn.last_active
-                            .store(started.elapsed().as_millis() as u64, Ordering::Release);
+                        let busy = Busy::enter(conn, started);
                         let response = proxy.serve_request(request, base).await;
-                        conn.last_active
-                            .store(started.elapsed().as_millis() as u64, Ordering::Release);
-                        conn.busy.fetch_sub(1, Ordering::AcqRel);
-                        Ok::<_, std::convert::Infallible>(response)
+                        Ok::<_, std::convert::Infallible>(
+                            response.map(|body| Tracked { body, _busy: busy }),
+                        )
                     }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
-                let mut closing = closing.subscribe();
                 let conns = conns.clone();
                 let proxy = self.clone();
                 tasks.spawn(async move {
                     tokio::pin!(connection);
+                    // One per-connection signal for shedding and shutdown: a
+                    // shared broadcast receiver took a contended lock on
+                    // every poll of every connection.
                     let result = tokio::select! {
                         result = connection.as_mut() => result,
                         _ = conn.close.notified() => finish(connection, &conn).await,
-                        _ = closing.recv() => finish(connection, &conn).await,
                     };
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "client connection ended with an error");
@@ -448,7 +525,12 @@ impl Proxy {
                 // Reap finished connection tasks so the set stays small.
                 while tasks.try_join_next().is_some() {}
             }
-            let _ = closing.send(());
+            sweeper.abort();
+            // Shutdown: every connection is asked to close (a stored permit
+            // reaches one that is not waiting yet).
+            for conn in conns.open.lock().values() {
+                conn.close.notify_one();
+            }
             let _ = tokio::time::timeout(Duration::from_secs(10), async {
                 while tasks.join_next().await.is_some() {}
             })

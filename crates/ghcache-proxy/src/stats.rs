@@ -40,6 +40,11 @@ impl Outcome {
             Outcome::Stale => "STALE",
         }
     }
+
+    /// [`Outcome::as_str`] as the `X-Ghcache` value.
+    pub fn header_value(self) -> http::HeaderValue {
+        http::HeaderValue::from_static(self.as_str())
+    }
 }
 
 #[derive(Debug, Default)]

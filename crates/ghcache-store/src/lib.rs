@@ -33,4 +33,4 @@ pub use error::StoreError;
 pub use ghcache_core::{ContentId, Partition, ResourceId};
 pub use head::StoredHead;
 pub use store::Store;
-pub use types::{EntryMeta, HEAD_FORMAT, Hit, MAX_META_BYTES, StoreConfig, StoreStats};
+pub use types::{EntryMeta, HEAD_FORMAT, HeldEntry, Hit, MAX_META_BYTES, StoreConfig, StoreStats};

@@ -13,7 +13,7 @@ use redb::Database;
 use crate::StoreError;
 use crate::mem::{Change, Mem};
 use crate::persist;
-use crate::types::{EntryMeta, Hit, MAX_META_BYTES, StoreConfig, StoreStats};
+use crate::types::{EntryMeta, HeldEntry, Hit, MAX_META_BYTES, StoreConfig, StoreStats};
 
 /// Bodies kept in memory at most (persistent mode: a quarter of `max_bytes`,
 /// capped); the rest are read from redb on demand and verified. Memory-only
@@ -190,13 +190,15 @@ impl Store {
     /// The entry for (resource, partition), if held and its body is
     /// readable. Hot entries are answered from memory only.
     pub fn get(&self, rid: &ResourceId, partition: &Partition) -> Option<Hit> {
+        self.get_held(rid, partition).map(|held| held.to_hit())
+    }
+
+    /// [`Store::get`] without copying the metadata (the hit path).
+    pub fn get_held(&self, rid: &ResourceId, partition: &Partition) -> Option<HeldEntry> {
         let entry = self.shared.mem.lookup(rid, partition)?;
         self.shared.mem.touch(&entry, now_ms());
         let body = self.body(&entry.meta.body_cid)?;
-        Some(Hit {
-            meta: entry.snapshot(),
-            body,
-        })
+        Some(HeldEntry { entry, body })
     }
 
     /// Every resource the store holds an entry for (any partition), in no

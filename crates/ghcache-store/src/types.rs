@@ -113,6 +113,50 @@ pub struct Hit {
     pub body: Bytes,
 }
 
+/// A held entry as the store keeps it, shared rather than copied: the
+/// proxy's fresh-hit path reads it without cloning the metadata's strings.
+/// [`HeldEntry::to_hit`] makes the owned [`Hit`] when one is needed.
+#[derive(Clone)]
+pub struct HeldEntry {
+    pub(crate) entry: std::sync::Arc<crate::mem::Entry>,
+    pub(crate) body: Bytes,
+}
+
+impl HeldEntry {
+    /// The metadata as stored. Its `stale` and `last_access_ms` are those
+    /// of the store call: read [`HeldEntry::is_stale`] for the live flag.
+    pub fn meta(&self) -> &EntryMeta {
+        &self.entry.meta
+    }
+
+    /// Whether the fleet or a write has marked it stale since it was stored.
+    pub fn is_stale(&self) -> bool {
+        self.entry.meta.stale || self.entry.stale.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The owned snapshot (live `stale` and `last_access_ms`).
+    pub fn to_hit(&self) -> Hit {
+        Hit {
+            meta: self.entry.snapshot(),
+            body: self.body.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for HeldEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldEntry")
+            .field("meta", &self.entry.meta)
+            .field("stale", &self.is_stale())
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
 /// Counters for `stats`, `doctor` and tests.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct StoreStats {
