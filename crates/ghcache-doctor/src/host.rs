@@ -186,6 +186,7 @@ pub(crate) fn findings(root: &Path, config: &Config) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::config_with;
 
     /// A fake root with the given files.
     fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -219,17 +220,6 @@ eth0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
         "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
 ens5\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0
 ";
-
-    fn config_with(env: &[(&str, &str)]) -> Config {
-        let sources = ghcache_config::Sources {
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            cwd: std::env::temp_dir(),
-        };
-        ghcache_config::load(&ghcache_config::Overrides::default(), &sources).expect("config")
-    }
 
     #[test]
     fn a_container_is_detected_by_its_marker_files_or_cgroup() {

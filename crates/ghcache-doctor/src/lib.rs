@@ -337,7 +337,7 @@ fn store(stats: &StatsReport) -> Vec<Finding> {
 mod tests {
     use super::*;
 
-    fn config_with(env: &[(&str, &str)]) -> Config {
+    pub(crate) fn config_with(env: &[(&str, &str)]) -> Config {
         let sources = ghcache_config::Sources {
             env: env
                 .iter()

@@ -80,39 +80,29 @@ pub(crate) fn parse<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T,
 impl Cli {
     /// The flag layer of the configuration.
     pub fn overrides(&self) -> Overrides {
+        let mut overrides = Overrides {
+            config_file: self.global.config.clone(),
+            state_dir: self.global.state_dir.clone(),
+            log_format: self.global.log_format,
+            ..Overrides::default()
+        };
         let settings = match &self.command {
             Command::Daemon(args) => Some(&args.settings),
             Command::Stats(args)
             | Command::Peers(args)
             | Command::Doctor(args)
             | Command::Health(args) => {
-                return Overrides {
-                    config_file: self.global.config.clone(),
-                    state_dir: self.global.state_dir.clone(),
-                    log_format: self.global.log_format,
-                    proxy_addr: args.proxy_addr,
-                    ..Overrides::default()
-                };
+                overrides.proxy_addr = args.proxy_addr;
+                None
             }
             Command::Report(args) => {
-                return Overrides {
-                    config_file: self.global.config.clone(),
-                    state_dir: self.global.state_dir.clone(),
-                    log_format: self.global.log_format,
-                    proxy_addr: args.proxy_addr,
-                    ..Overrides::default()
-                };
+                overrides.proxy_addr = args.proxy_addr;
+                None
             }
             Command::Config(ConfigArgs {
                 command: ConfigCommand::Show { settings, .. },
             }) => Some(settings),
             _ => None,
-        };
-        let mut overrides = Overrides {
-            config_file: self.global.config.clone(),
-            state_dir: self.global.state_dir.clone(),
-            log_format: self.global.log_format,
-            ..Overrides::default()
         };
         if let Some(s) = settings {
             overrides.proxy_addr = s.proxy_addr;

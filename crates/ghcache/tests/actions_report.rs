@@ -8,17 +8,8 @@ mod actions_support;
 mod common;
 
 use actions_support::runner::Job;
-use common::{free_port, require, start};
+use common::{free_port, require, row, start};
 use ghcache_fakehub::{FakeHub, FakeHubConfig};
-
-/// The value of a row of a Markdown table.
-fn row(markdown: &str, name: &str) -> String {
-    let line = markdown
-        .lines()
-        .find(|l| l.starts_with(&format!("| {name} |")))
-        .unwrap_or_else(|| panic!("no row {name:?} in\n{markdown}"));
-    line.split('|').nth(2).unwrap().trim().to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn setup_exports_the_job_url_and_the_last_step_reports_what_it_was_served() {

@@ -1,7 +1,11 @@
 //! The real `ghcache` binary: help, exit codes, configuration errors.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::text;
 
 const SUBCOMMANDS: [&str; 13] = [
     "daemon",
@@ -27,14 +31,6 @@ fn ghcache(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output
         cmd.env(k, v);
     }
     cmd.output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn workspace() -> tempfile::TempDir {

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Daemon, eventually, free_port, mesh_daemon_with};
+use common::{Daemon, eventually, free_port, mesh_daemon_with, peers};
 use ghcache_fakehub::{FakeHub, FakeHubConfig};
 use serde_json::Value;
 
@@ -72,17 +72,6 @@ fn addr_of(daemon: &Daemon) -> String {
 /// A loopback address nothing listens on (and no daemon answers at).
 fn nobody() -> String {
     format!("127.0.0.1:{}", free_port())
-}
-
-async fn peers(client: &reqwest::Client, daemon: &Daemon) -> Value {
-    client
-        .get(format!("{}/_ghcache/peers", daemon.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// Whether the daemon's only connected peer has the given membership.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, eventually, mesh_daemon, mesh_daemon_with};
+use common::{Daemon, eventually, mesh_daemon, mesh_daemon_with, peers};
 use ghcache_fakehub::{FakeHub, FakeHubConfig};
 
 const SECRET: &str = "test-cluster-secret-0123456789abcdef";
@@ -33,17 +33,6 @@ async fn get(client: &reqwest::Client, base: &str, path: &str, token: &str) -> R
             .unwrap_or_default(),
         body: response.bytes().await.unwrap(),
     }
-}
-
-async fn peers(client: &reqwest::Client, daemon: &Daemon) -> serde_json::Value {
-    client
-        .get(format!("{}/_ghcache/peers", daemon.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn connected(client: &reqwest::Client, daemon: &Daemon) -> usize {

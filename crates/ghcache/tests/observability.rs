@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{Daemon, daemon_command, eventually, mesh_daemon, start};
+use common::{Daemon, daemon_command, eventually, mesh_daemon, row, start, text};
 use ghcache_fakehub::{FakeHub, FakeHubConfig};
 
 const SECRET: &str = "test-cluster-secret-0123456789abcdef";
@@ -31,14 +31,6 @@ fn ghcache(daemon: &Daemon, state: &Path, args: &[&str], env: &[(&str, &str)]) -
     cmd.output().unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn json(daemon: &Daemon, state: &Path, command: &str) -> serde_json::Value {
     let out = ghcache(daemon, state, &[command, "--json"], &[]);
     assert!(out.status.success(), "{}", text(&out));
@@ -53,15 +45,6 @@ async fn get(client: &reqwest::Client, url: &str, token: &str) -> String {
         .await
         .unwrap();
     r.headers()["x-ghcache"].to_str().unwrap().to_owned()
-}
-
-/// The value of a row of the summary's Markdown table.
-fn row(markdown: &str, name: &str) -> String {
-    let line = markdown
-        .lines()
-        .find(|l| l.starts_with(&format!("| {name} |")))
-        .unwrap_or_else(|| panic!("no row {name:?} in\n{markdown}"));
-    line.split('|').nth(2).unwrap().trim().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -220,3 +220,33 @@ pub fn mesh_daemon_with(
     env.extend_from_slice(extra_env);
     start(daemon_command(state, upstream, &env, &[]))
 }
+
+/// A command's stdout and stderr, for assertions and failure messages.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The value of a row of a Markdown table (a job summary's).
+pub fn row(markdown: &str, name: &str) -> String {
+    let line = markdown
+        .lines()
+        .find(|l| l.starts_with(&format!("| {name} |")))
+        .unwrap_or_else(|| panic!("no row {name:?} in\n{markdown}"));
+    line.split('|').nth(2).unwrap().trim().to_owned()
+}
+
+/// The daemon's `/_ghcache/peers` document.
+pub async fn peers(client: &reqwest::Client, daemon: &Daemon) -> serde_json::Value {
+    client
+        .get(format!("{}/_ghcache/peers", daemon.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
