@@ -68,6 +68,8 @@ ghcache_exec() {
     local name
     while IFS= read -r name; do
         case "$name" in
+            # A one-shot command never needs the cluster secret (the daemon reads its file).
+            *CLUSTER_SECRET) ;;
             GITHUB_* | RUNNER_* | INPUT_* | GHCACHE_* | CACHE_* | CI | SSL_CERT_FILE | SSL_CERT_DIR | RUST_LOG) args+=(-e "$name") ;;
         esac
     done < <(compgen -e)

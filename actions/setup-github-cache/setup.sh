@@ -40,6 +40,8 @@ if [ -n "${INPUT_CLUSTER_SECRET:-}" ]; then
     [ "$(id -u)" = 0 ] && chown "$owner" "$secret_file.tmp"
     mv -f "$secret_file.tmp" "$secret_file"
 fi
+# From here on the file carries it: no later process or container inherits it.
+unset INPUT_CLUSTER_SECRET
 
 # The settings this daemon was started with, to notice a job asking for others.
 settings="port=$port p2p=$p2p p2p_port=$p2p_port peers=${INPUT_BOOTSTRAP_PEERS:-} ttl=${INPUT_TTL:-} registry=${INPUT_REGISTRY_DIR:-} upstream=${INPUT_UPSTREAM:-} secret=$([ -n "$secret_file" ] && echo yes || echo no)"

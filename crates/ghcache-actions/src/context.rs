@@ -56,6 +56,25 @@ impl std::fmt::Debug for JobContext {
     }
 }
 
+/// A boolean in the YAML 1.2 core schema spellings `@actions/core`'s
+/// `getBooleanInput` accepts; anything else is `None`.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
+        _ => None,
+    }
+}
+
+/// A list input: comma- or newline-separated, items trimmed, empties dropped.
+pub fn split_list(text: &str) -> Vec<String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 impl JobContext {
     /// Reads the context of the current process.
     pub fn from_process_env() -> Self {
@@ -130,11 +149,11 @@ impl JobContext {
     pub fn input_bool(&self, name: &str) -> Result<Option<bool>, String> {
         match self.input(name) {
             None => Ok(None),
-            Some("true" | "True" | "TRUE") => Ok(Some(true)),
-            Some("false" | "False" | "FALSE") => Ok(Some(false)),
-            Some(other) => Err(format!(
-                "input `{name}` is {other:?}: expected one of true, True, TRUE, false, False, FALSE"
-            )),
+            Some(text) => parse_bool(text).map(Some).ok_or_else(|| {
+                format!(
+                    "input `{name}` is {text:?}: expected one of true, True, TRUE, false, False, FALSE"
+                )
+            }),
         }
     }
 

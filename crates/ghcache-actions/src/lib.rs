@@ -19,7 +19,7 @@ mod summary;
 pub use commands::{
     Annotation, AnnotationLevel, Console, escape_data, escape_property, mask_parts,
 };
-pub use context::JobContext;
+pub use context::{JobContext, parse_bool, split_list};
 pub use file_command::{
     FileCommand, FileCommandError, ParsedEntry, format_entry, parse_file_commands,
     write_file_command,

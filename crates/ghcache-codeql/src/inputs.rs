@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use ghcache_actions::split_list;
+
 /// A CodeQL language, by the identifiers CodeQL itself uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Language {
@@ -210,15 +212,6 @@ impl RawInputs {
             category: self.category.trim().to_owned(),
         })
     }
-}
-
-/// Splits a comma- or newline-separated list, trimming and dropping empties.
-pub fn split_list(text: &str) -> Vec<String> {
-    text.split([',', '\n'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 #[cfg(test)]

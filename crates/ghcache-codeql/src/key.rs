@@ -55,10 +55,6 @@ impl AnalysisKey {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
-
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
 }
 
 impl fmt::Display for AnalysisKey {

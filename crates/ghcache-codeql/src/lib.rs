@@ -24,13 +24,13 @@ mod stats;
 #[doc(hidden)]
 pub mod testing;
 
-pub use bundle::{BundleError, SarifBundle, SarifFile, count_results};
+pub use bundle::{BundleError, SarifBundle, SarifFile};
 pub use decide::{
     AnalysisSource, CheckOptions, Decision, MAX_AGE_LIMITS, Reason, decide_after_lookup,
     load_config, prepare, prepare_save,
 };
 pub use git::{Chain, ChainCommit, Checkout, DiffSummary, GitError};
-pub use inputs::{BuildMode, Inputs, Language, RawInputs, UnknownInput, split_list};
+pub use inputs::{BuildMode, Inputs, Language, RawInputs, UnknownInput};
 pub use key::AnalysisKey;
 pub use relevance::{ConfigFilters, PathPattern, Relevance};
 pub use routes::RouteReply;

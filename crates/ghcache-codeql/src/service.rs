@@ -51,6 +51,8 @@ pub enum ServiceError {
 /// Records stay as long as the store keeps them; this is what their
 /// entries claim as TTL (informational: the store evicts by size, LRU).
 const RECORD_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+/// A bundle is up to 12 MiB: members get longer to send it than a record.
+const BLOB_DEADLINE: Duration = Duration::from_secs(15);
 
 pub struct CodeqlService {
     store: Arc<Store>,
@@ -106,9 +108,10 @@ impl CodeqlService {
     /// store id: no HTTP resource id is ever an HMAC, so they cannot collide.
     fn keyed_id(&self, label: &str) -> ResourceId {
         let keyed = self.secret.partition_for(Some(label));
-        let mut id = [0u8; 32];
-        // A keyed partition is always 32 bytes.
-        id.copy_from_slice(&keyed.as_bytes()[..32.min(keyed.as_bytes().len())]);
+        let id: [u8; 32] = keyed
+            .as_bytes()
+            .try_into()
+            .expect("a keyed partition is an HMAC-SHA256: 32 bytes");
         ResourceId::from_bytes(id)
     }
 
@@ -131,10 +134,8 @@ impl CodeqlService {
         }
     }
 
-    fn local_record(&self, key: &AnalysisKey) -> Option<AnalysisRecord> {
-        let hit = self
-            .store
-            .get(&self.record_id(key), &Partition::Anonymous)?;
+    fn local_record(&self, key: &AnalysisKey, rid: &ResourceId) -> Option<AnalysisRecord> {
+        let hit = self.store.get(rid, &Partition::Anonymous)?;
         self.parse_record(key, &hit.body)
     }
 
@@ -150,8 +151,13 @@ impl CodeqlService {
         let young = |r: &AnalysisRecord| now.saturating_sub(r.created_at) <= request.max_age_secs;
         let mut expired = 0;
         let mut best: Option<Found> = None;
+        let rids: Vec<ResourceId> = request
+            .candidates
+            .iter()
+            .map(|key| self.record_id(key))
+            .collect();
         for (index, key) in request.candidates.iter().enumerate() {
-            if let Some(record) = self.local_record(key) {
+            if let Some(record) = self.local_record(key, &rids[index]) {
                 if young(&record) {
                     best = Some(Found {
                         index,
@@ -166,10 +172,9 @@ impl CodeqlService {
         // Members may hold a newer candidate than we do: ask for those only.
         let newer = best.as_ref().map_or(request.candidates.len(), |f| f.index);
         if let (Some(fleet), true) = (&self.fleet, newer > 0) {
-            let asks = request.candidates[..newer].iter().map(|key| {
-                let rid = self.record_id(key);
-                async move { fleet.fetch_entry(rid, self.fleet_deadline).await }
-            });
+            let asks = rids[..newer]
+                .iter()
+                .map(|rid| fleet.fetch_entry(*rid, self.fleet_deadline));
             let answers = futures_util::future::join_all(asks).await;
             for (index, body) in answers.into_iter().enumerate() {
                 let key = &request.candidates[index];
@@ -182,7 +187,7 @@ impl CodeqlService {
                 }
                 // Keep it: this host now holds it for the next job and for peers.
                 if let Ok(body) = serde_json::to_vec(&record) {
-                    self.put(self.record_id(key), Bytes::from(body));
+                    self.put(rids[index], Bytes::from(body));
                 }
                 best = Some(Found {
                     index,
@@ -211,7 +216,7 @@ impl CodeqlService {
             return Some(body);
         }
         let fleet = self.fleet.as_ref()?;
-        let body = fleet.fetch_blob(*cid, self.fleet_deadline).await?;
+        let body = fleet.fetch_blob(*cid, BLOB_DEADLINE).await?;
         if !cid.verify(&body) {
             self.stats.lock().refused += 1;
             tracing::warn!(%cid, "a member sent a SARIF bundle that does not match its content id; refused");

@@ -45,7 +45,6 @@ pub use claims::Claims;
 pub use duration::parse_duration;
 pub use error::VaultError;
 pub use key::{KeySource, MASTER_KEY_ENV, MasterKey, PASSPHRASE_ENV, PBKDF2_ITERATIONS};
-pub use owner::OwnerLock;
 pub use record::{RecordInfo, time_text};
 pub use scope::Scope;
 pub use service::Service;

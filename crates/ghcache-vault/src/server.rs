@@ -142,10 +142,6 @@ impl VaultServer {
         })
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     pub fn counters(&self) -> Arc<Counters> {
         self.counters.clone()
     }

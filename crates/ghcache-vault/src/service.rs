@@ -3,7 +3,7 @@
 //! serves it over the local channel; without a daemon the CLI calls it
 //! directly while holding the owner lock.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::owner::OwnerLock;
@@ -29,10 +29,6 @@ impl Service {
             audit: AuditLog::new(dir),
             _owner: owner,
         })
-    }
-
-    pub fn dir(&self) -> PathBuf {
-        self.vault.dir().to_path_buf()
     }
 
     /// Answers one request. Values are audited before they leave, so a

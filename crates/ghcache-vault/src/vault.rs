@@ -126,10 +126,6 @@ impl Vault {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn records_dir(&self) -> PathBuf {
         self.dir.join("records")
     }

@@ -280,9 +280,8 @@ fn check_options(args: &CheckArgs, ctx: &JobContext) -> anyhow::Result<CheckOpti
     };
     let force = match given(&args.force) {
         None => false,
-        Some("true" | "True" | "TRUE") => true,
-        Some("false" | "False" | "FALSE") => false,
-        Some(other) => return Err(usage(format!("force: `{other}` is not true or false"))),
+        Some(text) => ghcache_actions::parse_bool(text)
+            .ok_or_else(|| usage(format!("force: `{text}` is not true or false")))?,
     };
     let max_ancestors = match given(&args.max_ancestors) {
         Some(text) => text
@@ -298,7 +297,7 @@ fn check_options(args: &CheckArgs, ctx: &JobContext) -> anyhow::Result<CheckOpti
         None => 50,
     };
     let never_skip_events = match given(&args.never_skip_events) {
-        Some(text) => ghcache_codeql::split_list(text),
+        Some(text) => ghcache_actions::split_list(text),
         None => vec!["schedule".into(), "workflow_dispatch".into()],
     };
     let sarif_dir = args

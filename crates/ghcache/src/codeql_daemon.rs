@@ -32,9 +32,8 @@ impl Fleet for MeshFleet {
         })
     }
 
-    fn fetch_blob(&self, cid: ContentId, _deadline: Duration) -> FleetFuture<'_, Option<Bytes>> {
-        // A bundle is up to 12 MiB: give it longer than a record.
-        Box::pin(async move { self.0.fetch_blob(&cid, Duration::from_secs(15)).await })
+    fn fetch_blob(&self, cid: ContentId, deadline: Duration) -> FleetFuture<'_, Option<Bytes>> {
+        Box::pin(async move { self.0.fetch_blob(&cid, deadline).await })
     }
 
     fn hold(&self, resource: &ResourceId) {

@@ -48,18 +48,14 @@ pub struct InjectArgs {
 /// unset action input) is the default, true.
 fn parse_bool(text: &str) -> Result<bool, String> {
     match text.trim() {
-        "" | "true" | "True" | "TRUE" => Ok(true),
-        "false" | "False" | "FALSE" => Ok(false),
-        other => Err(format!("{other:?}: expected true or false")),
+        "" => Ok(true),
+        other => ghcache_actions::parse_bool(other)
+            .ok_or_else(|| format!("{other:?}: expected true or false")),
     }
 }
 
 fn list(text: Option<&str>) -> Vec<String> {
-    text.unwrap_or_default()
-        .split([',', '\n'])
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
+    ghcache_actions::split_list(text.unwrap_or_default())
 }
 
 pub fn run(config: &Config, args: &InjectArgs) -> anyhow::Result<ExitCode> {
