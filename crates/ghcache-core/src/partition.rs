@@ -23,13 +23,17 @@ impl fmt::Debug for PartitionSecret {
     }
 }
 
+fn random_key() -> [u8; 32] {
+    use rand::RngCore;
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    key
+}
+
 impl PartitionSecret {
     /// A fresh random secret (not persisted). For tests and memory-only setups.
     pub fn generate() -> PartitionSecret {
-        use rand::RngCore;
-        let mut b = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut b);
-        PartitionSecret::from_key(b)
+        PartitionSecret::from_key(random_key())
     }
 
     /// A secret derived elsewhere (from the cluster secret, so that every
@@ -49,21 +53,16 @@ impl PartitionSecret {
     /// leaked key, and a file of the wrong length rather than overwriting it.
     pub fn load_or_create(path: &Path) -> Result<PartitionSecret, CoreError> {
         use crate::private_file::{PrivateFileError, read_or_create};
-        let (bytes, _) = read_or_create(path, 4096, || {
-            use rand::RngCore;
-            let mut b = vec![0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut b);
-            b
-        })
-        .map_err(|e| match e {
-            PrivateFileError::Io { path, source } => CoreError::SecretIo { path, source },
-            PrivateFileError::Permissions { path, mode } => {
-                CoreError::SecretPermissions { path, mode }
-            }
-            PrivateFileError::TooLarge { path, len, .. } => {
-                CoreError::SecretBadLength { path, len }
-            }
-        })?;
+        let (bytes, _) =
+            read_or_create(path, 4096, || random_key().to_vec()).map_err(|e| match e {
+                PrivateFileError::Io { path, source } => CoreError::SecretIo { path, source },
+                PrivateFileError::Permissions { path, mode } => {
+                    CoreError::SecretPermissions { path, mode }
+                }
+                PrivateFileError::TooLarge { path, len, .. } => {
+                    CoreError::SecretBadLength { path, len }
+                }
+            })?;
         let key: [u8; 32] =
             bytes
                 .as_slice()

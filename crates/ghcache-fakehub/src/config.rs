@@ -229,7 +229,8 @@ impl FaultConfig {
     }
 }
 
-pub(crate) mod duration_ms {
+/// A `Duration` as whole milliseconds in serde (`#[serde(with = ...)]`).
+pub mod duration_ms {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

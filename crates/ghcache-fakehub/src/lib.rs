@@ -59,6 +59,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+pub use config::duration_ms;
 pub use config::{
     FakeHubConfig, FaultConfig, LatencyProfile, LatencyRange, OutageWindow, RateLimits,
 };

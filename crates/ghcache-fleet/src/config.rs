@@ -181,7 +181,7 @@ pub struct FleetConfig {
     /// The bot comments on a pull request every this many rounds (0: never).
     pub bot_write_every: usize,
     /// Longest a daemon waits for its peers (production default 50 ms).
-    #[serde(with = "millis")]
+    #[serde(with = "ghcache_fakehub::duration_ms")]
     pub peer_deadline: Duration,
 }
 
@@ -198,19 +198,5 @@ impl Default for FleetConfig {
             bot_write_every: 2,
             peer_deadline: Duration::from_millis(50),
         }
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }

@@ -211,7 +211,7 @@ impl Node {
             proxy = proxy
                 .with_peers(Arc::new(mesh.clone()))
                 .map_err(|e| FleetError::Daemon(e.to_string()))?;
-            forwarder = Some(forward_invalidations(mesh, proxy.clone()));
+            forwarder = Some(proxy.follow_invalidations(mesh.invalidations()));
         }
         let handle = proxy.clone();
         let proxy = proxy
@@ -225,20 +225,4 @@ impl Node {
             forwarder,
         })
     }
-}
-
-/// Writes announced by peers make this daemon's copies stale, as in
-/// `ghcache daemon`.
-fn forward_invalidations(mesh: &Mesh, proxy: Proxy) -> tokio::task::JoinHandle<()> {
-    let mut invalidations = mesh.invalidations();
-    tokio::spawn(async move {
-        use tokio::sync::broadcast::error::RecvError;
-        loop {
-            match invalidations.recv().await {
-                Ok(paths) => proxy.invalidate_paths(&paths),
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => break,
-            }
-        }
-    })
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use ghcache_proxy::{StatsReport, UnitCauses};
+use ghcache_proxy::{Outcome, StatsReport, UnitCauses};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{FleetConfig, Mode};
@@ -128,7 +128,10 @@ fn extra_units(samples: &[Sample]) -> ExtraUnits {
     let mut extra = ExtraUnits::default();
     let mut paths: HashMap<&str, u64> = HashMap::new();
     for s in samples {
-        let paid = matches!(s.outcome.as_deref(), None | Some("MISS"));
+        let paid = match s.outcome.as_deref() {
+            None => true,
+            Some(text) => Outcome::parse(text) == Some(Outcome::Miss),
+        };
         let (Some(v), true) = (&s.version, paid) else {
             continue;
         };
@@ -164,14 +167,14 @@ pub(crate) fn tally(
 ) -> ModeResult {
     let mut outcomes = Outcomes::default();
     for sample in samples {
-        let slot = match sample.outcome.as_deref() {
-            Some("HIT") => &mut outcomes.hit,
-            Some("REVALIDATED") => &mut outcomes.revalidated,
-            Some("SYNTHESIZED") => &mut outcomes.synthesized,
-            Some("COALESCED") => &mut outcomes.coalesced,
-            Some("BYPASS") => &mut outcomes.bypass,
-            Some("STALE") => &mut outcomes.stale,
-            Some(_) => &mut outcomes.miss,
+        let slot = match sample.outcome.as_deref().map(Outcome::parse) {
+            Some(Some(Outcome::Hit)) => &mut outcomes.hit,
+            Some(Some(Outcome::Revalidated)) => &mut outcomes.revalidated,
+            Some(Some(Outcome::Synthesized)) => &mut outcomes.synthesized,
+            Some(Some(Outcome::Coalesced)) => &mut outcomes.coalesced,
+            Some(Some(Outcome::Bypass)) => &mut outcomes.bypass,
+            Some(Some(Outcome::Stale)) => &mut outcomes.stale,
+            Some(Some(Outcome::Miss) | None) => &mut outcomes.miss,
             None => &mut outcomes.direct,
         };
         *slot += 1;

@@ -166,15 +166,6 @@ impl Mesh {
         self.inner.peer_id
     }
 
-    /// The deadline a lookup gets when its caller allows `configured`:
-    /// stretched to what members' answers take, at most
-    /// `fetch_deadline_max`.
-    pub fn lookup_deadline(&self, configured: Duration) -> Duration {
-        self.inner
-            .rtt
-            .deadline(configured, self.inner.fetch_deadline_max.max(configured))
-    }
-
     /// The configured default fetch deadline.
     pub fn fetch_deadline(&self) -> Duration {
         self.inner.fetch_deadline
@@ -285,11 +276,8 @@ impl Mesh {
         // The earliest claim under way at a member, earlier than ours.
         let mut earliest: Option<(PeerId, u64)> = None;
         let ask = claim.map(|(claim, _)| ClaimAsk { claim, wait_ms: 0 });
-        let (request, mut rx) = self.entry_fetch(resource, partition, ask, None).await;
+        let mut rx = self.entry_fetch(resource, partition, ask, None).await;
         let collect = async {
-            if request.is_none() {
-                return;
-            }
             while let Some(note) = rx.recv().await {
                 let copy = match note {
                     EntryNote::Copy(copy) => copy,
@@ -325,7 +313,7 @@ impl Mesh {
                 claim: ours,
                 wait_ms,
             };
-            let (_, mut rx) = self
+            let mut rx = self
                 .entry_fetch(resource, partition, Some(ask), Some(peer))
                 .await;
             let waited = async {
@@ -351,14 +339,15 @@ impl Mesh {
     }
 
     /// Hands an entry fetch to the event loop (only to `only`, when
-    /// named); its notes arrive on the receiver, closed when it ends.
+    /// named); its notes arrive on the receiver, closed when it ends (at
+    /// once when the loop is gone: the command and its sender are dropped).
     async fn entry_fetch(
         &self,
         resource: &ResourceId,
         partition: &Partition,
         ask: Option<ClaimAsk>,
         only: Option<PeerId>,
-    ) -> (Option<()>, mpsc::UnboundedReceiver<EntryNote>) {
+    ) -> mpsc::UnboundedReceiver<EntryNote> {
         let (tx, rx) = mpsc::unbounded_channel();
         let plain = match ask {
             Some(ask) => encode_claimed_request(partition, ask),
@@ -377,7 +366,8 @@ impl Mesh {
             reply: Reply::Entries(tx),
             only,
         };
-        (self.inner.cmd.send(command).await.ok(), rx)
+        let _ = self.inner.cmd.send(command).await;
+        rx
     }
 
     /// Asks connected members for the body with content id `cid` (any
@@ -577,8 +567,12 @@ impl PeerSource for Mesh {
         Box::pin(self.fetch_claimed(resource, partition, claim, deadline, wait))
     }
 
+    /// Stretched to what members' answers take, at most `fetch_deadline_max`
+    /// (never below `configured`).
     fn deadline(&self, configured: Duration) -> Duration {
-        self.lookup_deadline(configured)
+        self.inner
+            .rtt
+            .deadline(configured, self.inner.fetch_deadline_max)
     }
 
     fn share_flights(&self, flights: Arc<ghcache_peer::Flights>) {

@@ -45,16 +45,6 @@ pub struct UnitCauses {
 }
 
 impl UnitCauses {
-    pub fn total(&self) -> u64 {
-        self.pass_through
-            + self.changed
-            + self.not_confirmed
-            + self.nothing_held
-            + self.peer_deadline
-            + self.waited_in_vain
-            + self.unclaimed
-    }
-
     pub fn add(&mut self, other: &UnitCauses) {
         self.pass_through += other.pass_through;
         self.changed += other.changed;

@@ -14,10 +14,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::report::HitCounts;
-use crate::stats::Outcome;
+use crate::stats::{Outcome, OutcomeCounters};
 
 /// Where a job's clients reach the proxy: `/_job/<id>/repos/…`.
-pub const JOB_PREFIX: &str = "/_job/";
+pub(crate) const JOB_PREFIX: &str = "/_job/";
 /// Jobs remembered at once; the least recently used is forgotten first.
 const MAX_JOBS: usize = 1024;
 
@@ -41,13 +41,7 @@ pub(crate) const INVALID_JOB_ID: &str =
 #[derive(Debug, Default)]
 pub(crate) struct JobCounters {
     requests: AtomicU64,
-    hit: AtomicU64,
-    revalidated: AtomicU64,
-    synthesized: AtomicU64,
-    coalesced: AtomicU64,
-    miss: AtomicU64,
-    bypass: AtomicU64,
-    stale: AtomicU64,
+    outcomes: OutcomeCounters,
     units_saved: AtomicU64,
     time_saved_us: AtomicU64,
 }
@@ -56,16 +50,7 @@ pub(crate) struct JobCounters {
 pub(crate) fn record(outcome: Outcome, saved_us: u64) {
     let _ = CURRENT.try_with(|job| {
         job.requests.fetch_add(1, Relaxed);
-        let counter = match outcome {
-            Outcome::Hit => &job.hit,
-            Outcome::Revalidated => &job.revalidated,
-            Outcome::Synthesized => &job.synthesized,
-            Outcome::Coalesced => &job.coalesced,
-            Outcome::Miss => &job.miss,
-            Outcome::Bypass => &job.bypass,
-            Outcome::Stale => &job.stale,
-        };
-        counter.fetch_add(1, Relaxed);
+        job.outcomes.record(outcome);
         job.time_saved_us.fetch_add(saved_us, Relaxed);
     });
 }
@@ -107,21 +92,12 @@ impl Jobs {
     pub(crate) fn report(&self, id: &str) -> Option<JobReport> {
         let job = self.0.lock().get(id).cloned()?;
         let get = |c: &AtomicU64| c.load(Relaxed);
-        let hits = HitCounts {
-            hit: get(&job.hit),
-            revalidated: get(&job.revalidated),
-            synthesized: get(&job.synthesized),
-            coalesced: get(&job.coalesced),
-            stale: get(&job.stale),
-            total: 0,
-        };
-        let total = hits.hit + hits.revalidated + hits.synthesized + hits.coalesced + hits.stale;
         Some(JobReport {
             job: id.to_owned(),
             requests: get(&job.requests),
-            hits: HitCounts { total, ..hits },
-            misses: get(&job.miss),
-            bypass: get(&job.bypass),
+            hits: job.outcomes.hits(),
+            misses: job.outcomes.misses(),
+            bypass: job.outcomes.bypassed(),
             units_saved: get(&job.units_saved),
             time_saved_us: get(&job.time_saved_us),
             mean_upstream_latency_us: 0,

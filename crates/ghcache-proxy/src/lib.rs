@@ -36,7 +36,7 @@ pub use causes::UnitCauses;
 pub use control::{ControlExtension, ControlFuture, ControlReply, ControlRequest, MetricCounter};
 pub use headers::synthesize_etag;
 pub use invalidation::affected_paths;
-pub use job::{JOB_PREFIX, JobReport, valid_job_id};
+pub use job::{JobReport, valid_job_id};
 pub use peer::{NoPeers, PeerCopy, PeerFuture, PeerSource, PeerStatus, PeerTrust, StatusFuture};
 pub use proxy::{Proxy, ProxyConfig};
 pub use report::{

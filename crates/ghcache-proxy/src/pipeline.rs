@@ -206,7 +206,7 @@ impl Proxy {
         if let Some(quota) = i.quotas.exhausted(&lookup.ctx.partition, bucket) {
             return refuse(
                 "quota exhausted until reset",
-                self.refuse_exhausted(bucket, &quota),
+                self.refuse_exhausted(bucket, quota),
             );
         }
         ControlFlow::Continue(lookup)

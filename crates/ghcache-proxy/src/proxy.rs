@@ -263,6 +263,27 @@ impl Proxy {
         self.inner.invalidated.record(paths, now_ms());
     }
 
+    /// Applies the fleet's write announcements as they arrive, until the
+    /// sender closes (the mesh's `invalidations()` feed).
+    pub fn follow_invalidations(
+        &self,
+        mut invalidations: tokio::sync::broadcast::Receiver<Vec<String>>,
+    ) -> tokio::task::JoinHandle<()> {
+        use tokio::sync::broadcast::error::RecvError;
+        let proxy = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match invalidations.recv().await {
+                    Ok(paths) => proxy.invalidate_paths(&paths),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "fell behind on fleet invalidations")
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+
     /// How many write-invalidation records are held (bounded).
     pub fn invalidation_records(&self) -> usize {
         self.inner.invalidated.len()

@@ -181,12 +181,12 @@ impl Proxy {
         Served::new(response, outcome)
     }
 
-    pub(crate) fn refuse_exhausted(&self, bucket: &'static str, quota: &Quota) -> Served {
+    pub(crate) fn refuse_exhausted(&self, bucket: &'static str, quota: Quota) -> Served {
         let mut response = github_error(
             StatusCode::FORBIDDEN,
             "API rate limit exceeded (ghcache holds requests for this token until the limit resets). Authenticated requests get a higher rate limit; conditional requests that GitHub answers 304 are free.",
         );
-        quota_headers(response.headers_mut(), quota.clone(), bucket);
+        quota_headers(response.headers_mut(), quota, bucket);
         response.headers_mut().insert(
             "x-ghcache-reason",
             HeaderValue::from_static("quota-exhausted"),
@@ -260,11 +260,10 @@ impl Proxy {
 /// hit clones for free; later ones are formatted.
 fn age_value(secs: u64) -> HeaderValue {
     const RENDERED: usize = 3600;
-    static TEXT: OnceLock<String> = OnceLock::new();
     static VALUES: OnceLock<Vec<HeaderValue>> = OnceLock::new();
     let values = VALUES.get_or_init(|| {
-        let text: &'static str =
-            TEXT.get_or_init(|| (0..RENDERED).map(|n| n.to_string()).collect());
+        // Leaked once: the values borrow it for the process's life.
+        let text: &'static str = String::leak((0..RENDERED).map(|n| n.to_string()).collect());
         let mut at = 0;
         (0..RENDERED)
             .map(|n| {

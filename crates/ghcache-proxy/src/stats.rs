@@ -41,22 +41,81 @@ impl Outcome {
         }
     }
 
+    /// The outcome an `X-Ghcache` value names.
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [
+            Outcome::Hit,
+            Outcome::Revalidated,
+            Outcome::Synthesized,
+            Outcome::Coalesced,
+            Outcome::Miss,
+            Outcome::Bypass,
+            Outcome::Stale,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+
     /// [`Outcome::as_str`] as the `X-Ghcache` value.
     pub fn header_value(self) -> http::HeaderValue {
         http::HeaderValue::from_static(self.as_str())
     }
 }
 
+/// Answers by outcome: the daemon's, and each job's.
+#[derive(Debug, Default)]
+pub struct OutcomeCounters {
+    hit: AtomicU64,
+    revalidated: AtomicU64,
+    synthesized: AtomicU64,
+    coalesced: AtomicU64,
+    miss: AtomicU64,
+    bypass: AtomicU64,
+    stale: AtomicU64,
+}
+
+impl OutcomeCounters {
+    pub fn record(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Hit => &self.hit,
+            Outcome::Revalidated => &self.revalidated,
+            Outcome::Synthesized => &self.synthesized,
+            Outcome::Coalesced => &self.coalesced,
+            Outcome::Miss => &self.miss,
+            Outcome::Bypass => &self.bypass,
+            Outcome::Stale => &self.stale,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Answers from what was held, with their total.
+    pub fn hits(&self) -> HitCounts {
+        let get = |c: &AtomicU64| c.load(Relaxed);
+        let hits = HitCounts {
+            hit: get(&self.hit),
+            revalidated: get(&self.revalidated),
+            synthesized: get(&self.synthesized),
+            coalesced: get(&self.coalesced),
+            stale: get(&self.stale),
+            total: 0,
+        };
+        let total = hits.hit + hits.revalidated + hits.synthesized + hits.coalesced + hits.stale;
+        HitCounts { total, ..hits }
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.miss.load(Relaxed)
+    }
+
+    pub fn bypassed(&self) -> u64 {
+        self.bypass.load(Relaxed)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub requests: AtomicU64,
-    pub hit: AtomicU64,
-    pub revalidated: AtomicU64,
-    pub synthesized: AtomicU64,
-    pub coalesced: AtomicU64,
-    pub miss: AtomicU64,
-    pub bypass: AtomicU64,
-    pub stale: AtomicU64,
+    pub outcomes: OutcomeCounters,
     pub upstream_requests: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub upstream_not_modified: AtomicU64,
@@ -107,16 +166,7 @@ impl StatusCounts {
 
 impl Stats {
     pub fn record(&self, outcome: Outcome) {
-        let counter = match outcome {
-            Outcome::Hit => &self.hit,
-            Outcome::Revalidated => &self.revalidated,
-            Outcome::Synthesized => &self.synthesized,
-            Outcome::Coalesced => &self.coalesced,
-            Outcome::Miss => &self.miss,
-            Outcome::Bypass => &self.bypass,
-            Outcome::Stale => &self.stale,
-        };
-        counter.fetch_add(1, Relaxed);
+        self.outcomes.record(outcome);
     }
 
     /// The typed stats document (`/_ghcache/stats`).
@@ -127,22 +177,15 @@ impl Stats {
         state_dir: Option<&str>,
     ) -> StatsReport {
         let get = |c: &AtomicU64| c.load(Relaxed);
-        let hits = HitCounts {
-            hit: get(&self.hit),
-            revalidated: get(&self.revalidated),
-            synthesized: get(&self.synthesized),
-            coalesced: get(&self.coalesced),
-            stale: get(&self.stale),
-            total: 0,
-        };
-        let total = hits.hit + hits.revalidated + hits.synthesized + hits.coalesced + hits.stale;
-        let cacheable = total + get(&self.miss);
+        let hits = self.outcomes.hits();
+        let total = hits.total;
+        let cacheable = total + self.outcomes.misses();
         let quota = quotas.snapshot();
         StatsReport {
             requests: get(&self.requests),
-            hits: HitCounts { total, ..hits },
-            misses: get(&self.miss),
-            bypass: get(&self.bypass),
+            hits,
+            misses: self.outcomes.misses(),
+            bypass: self.outcomes.bypassed(),
             hit_rate: if cacheable == 0 {
                 0.0
             } else {

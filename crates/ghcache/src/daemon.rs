@@ -96,20 +96,7 @@ pub async fn run_daemon(config: &Config, args: &DaemonArgs) -> anyhow::Result<()
             .with_peers(Arc::new(mesh.clone()))
             .map_err(|e| UsageError(e.to_string()))?;
         proxy.report_registry(mesh.metrics_registry());
-        let mut invalidations = mesh.invalidations();
-        let proxy = proxy.clone();
-        tokio::spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                match invalidations.recv().await {
-                    Ok(paths) => proxy.invalidate_paths(&paths),
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "fell behind on fleet invalidations")
-                    }
-                    Err(RecvError::Closed) => break,
-                }
-            }
-        });
+        proxy.follow_invalidations(mesh.invalidations());
     }
     let vault = crate::vault::serve(config, &proxy);
     let running = proxy.serve().await?;
