@@ -15,7 +15,7 @@ mod report;
 mod upstream;
 mod vault;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use ghcache_config::{Config, Origin};
@@ -60,27 +60,8 @@ fn finding(level: Level, area: &'static str, message: String, fix: &str) -> Find
     }
 }
 
-/// What the checks need besides the configuration.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The token `GET /rate_limit` is asked with (`GITHUB_TOKEN`); never shown.
-    pub token: Option<SecretString>,
-    /// Root of the file system the container checks read (`/`; tests give a
-    /// fake tree).
-    pub root: PathBuf,
-    /// Bound of each network probe (bootstrap dial, upstream request).
-    pub timeout: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            token: None,
-            root: PathBuf::from("/"),
-            timeout: Duration::from_secs(5),
-        }
-    }
-}
+/// Bound of each network probe (bootstrap dial, upstream request).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -117,10 +98,11 @@ impl DaemonView {
 }
 
 /// Runs every check against the configuration, the host, the state
-/// directory, the running daemon, the bootstrap peers and the upstream.
-pub async fn diagnose(config: &Config, options: &Options) -> Vec<Finding> {
+/// directory, the running daemon, the bootstrap peers and the upstream
+/// (asked with `token`, never shown).
+pub async fn diagnose(config: &Config, token: Option<&SecretString>) -> Vec<Finding> {
     let mut findings = configuration(config);
-    findings.extend(host::findings(&options.root, config));
+    findings.extend(host::findings(Path::new("/"), config));
     findings.push(state_dir(&config.state_dir.value));
     findings.extend(private_state(&config.state_dir.value));
     let addr = config.proxy_addr.value.0;
@@ -144,12 +126,12 @@ pub async fn diagnose(config: &Config, options: &Options) -> Vec<Finding> {
     }
     findings.extend(ports::p2p(config, &view));
     findings.extend(registry::findings(config));
-    findings.extend(bootstrap::findings(config, &view, options.timeout).await);
+    findings.extend(bootstrap::findings(config, &view, PROBE_TIMEOUT).await);
     let upstream = view
         .upstream
         .clone()
         .unwrap_or_else(|| config.upstream.value.as_str().to_owned());
-    findings.extend(upstream::findings(&upstream, options.token.as_ref(), options.timeout).await);
+    findings.extend(upstream::findings(&upstream, token, PROBE_TIMEOUT).await);
     findings
 }
 

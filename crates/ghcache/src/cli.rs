@@ -88,15 +88,12 @@ impl Cli {
         };
         let settings = match &self.command {
             Command::Daemon(args) => Some(&args.settings),
-            Command::Stats(args)
-            | Command::Peers(args)
-            | Command::Doctor(args)
-            | Command::Health(args) => {
-                overrides.proxy_addr = args.proxy_addr;
-                None
-            }
-            Command::Report(args) => {
-                overrides.proxy_addr = args.proxy_addr;
+            Command::Stats(StatsArgs { proxy_addr, .. })
+            | Command::Peers(StatsArgs { proxy_addr, .. })
+            | Command::Doctor(StatsArgs { proxy_addr, .. })
+            | Command::Health(StatsArgs { proxy_addr, .. })
+            | Command::Report(crate::report::ReportArgs { proxy_addr, .. }) => {
+                overrides.proxy_addr = *proxy_addr;
                 None
             }
             Command::Config(ConfigArgs {

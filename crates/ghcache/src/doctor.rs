@@ -10,11 +10,7 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<bool> {
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
         .map(|t| ghcache_doctor::SecretString::from(t.trim().to_owned()));
-    let options = ghcache_doctor::Options {
-        token,
-        ..ghcache_doctor::Options::default()
-    };
-    let mut findings = ghcache_doctor::diagnose(config, &options).await;
+    let mut findings = ghcache_doctor::diagnose(config, token.as_ref()).await;
     findings.extend(ghcache_doctor::vault(
         &crate::vault::key_source(config),
         &crate::vault::socket_path(config),

@@ -17,7 +17,7 @@ use common::require;
 fn can_run() -> bool {
     require(
         "the CodeQL and vault action tests",
-        actions_support::is_root().and_then(|()| docker::engine()),
+        common::is_root().and_then(|()| docker::engine()),
     )
 }
 
@@ -35,7 +35,7 @@ impl Host {
         let image = docker::image();
         let state = docker::state_dir();
         let name = format!("ghcache-e2e-{tag}-{}", std::process::id());
-        let port = actions_support::free_port("127.0.0.1").to_string();
+        let port = common::free_port_on("127.0.0.1").to_string();
         let mut job = Job::new("setup");
         let mut inputs = docker::daemon_inputs(&image, state.path(), &name, &port);
         inputs.extend([

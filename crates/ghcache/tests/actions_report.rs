@@ -15,7 +15,7 @@ use ghcache_fakehub::{FakeHub, FakeHubConfig};
 async fn setup_exports_the_job_url_and_the_last_step_reports_what_it_was_served() {
     if !require(
         "the job report test",
-        actions_support::have_tool("curl", "--version"),
+        common::have_tool("curl", "--version"),
     ) {
         return;
     }

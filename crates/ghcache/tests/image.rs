@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use actions_support::docker::{self, Cleanup, daemon_inputs, state_dir};
 use actions_support::runner::Job;
-use actions_support::{free_port, sh};
-use common::{FakeHub, require};
+use actions_support::sh;
+use common::{FakeHub, free_port_on, require};
 
 const SECRET: &str = "e2e-cluster-secret-0123456789abcdef";
 const REPO_PATH: &str = "/repos/acme/gadgets";
@@ -24,9 +24,9 @@ const REPO_PATH: &str = "/repos/acme/gadgets";
 fn can_run(what: &str) -> bool {
     require(
         what,
-        actions_support::is_root()
+        common::is_root()
             .and_then(|()| docker::engine())
-            .and_then(|()| actions_support::have_tool("curl", "--version")),
+            .and_then(|()| common::have_tool("curl", "--version")),
     )
 }
 
@@ -47,14 +47,14 @@ fn setup_github_cache_starts_the_daemon_once_reuses_it_and_serves_hits() {
         return;
     }
     let image = docker::image();
-    let hub = FakeHub::start(&format!("127.0.0.1:{}", free_port("127.0.0.1")));
+    let hub = FakeHub::start(&format!("127.0.0.1:{}", free_port_on("127.0.0.1")));
     let state = state_dir();
     let state_path = state.path().to_str().unwrap();
     let name = format!("ghcache-e2e-{}", std::process::id());
     let mut cleanup = Cleanup::default();
     cleanup.containers.push(name.clone());
-    let port = free_port("127.0.0.1").to_string();
-    let p2p_port = free_port("0.0.0.0").to_string();
+    let port = free_port_on("127.0.0.1").to_string();
+    let p2p_port = free_port_on("0.0.0.0").to_string();
     let with = |image: &str| {
         let mut inputs = daemon_inputs(image, state.path(), &name, &port);
         inputs.extend([
@@ -196,7 +196,7 @@ fn a_daemon_that_cannot_start_fails_the_step_with_its_log() {
     let state = state_dir();
     let name = format!("ghcache-e2e-bad-{}", std::process::id());
     let _cleanup = Cleanup::container(&name);
-    let port = free_port("127.0.0.1").to_string();
+    let port = free_port_on("127.0.0.1").to_string();
     let mut job = Job::new("runner-bad");
     let started = Instant::now();
     let mut inputs = daemon_inputs(&image, state.path(), &name, &port);
@@ -258,10 +258,7 @@ fn a_bad_input_fails_before_anything_runs() {
 #[test]
 fn two_hosts_one_in_docker_one_binary_in_a_netns_share_an_entry() {
     if !can_run("the two-host Docker test")
-        || !require(
-            "the two-host Docker test",
-            actions_support::have_tool("ip", "-V"),
-        )
+        || !require("the two-host Docker test", common::have_tool("ip", "-V"))
     {
         return;
     }
@@ -271,12 +268,12 @@ fn two_hosts_one_in_docker_one_binary_in_a_netns_share_an_entry() {
     let (host_if, ns_if) = (format!("gvh{tag}"), format!("gvn{tag}"));
     let _net = Netns::create(&ns, &host_if, &ns_if);
 
-    let hub = FakeHub::start(&format!("10.79.0.1:{}", free_port("127.0.0.1")));
+    let hub = FakeHub::start(&format!("10.79.0.1:{}", free_port_on("127.0.0.1")));
     let name = format!("ghcache-e2e-a-{}", std::process::id());
     let _cleanup = Cleanup::container(&name);
     let state_a = state_dir();
-    let port_a = free_port("127.0.0.1").to_string();
-    let p2p_a = free_port("0.0.0.0").to_string();
+    let port_a = free_port_on("127.0.0.1").to_string();
+    let p2p_a = free_port_on("0.0.0.0").to_string();
     let mut job_a = Job::new("host-a");
     job_a.env.insert("GHCACHE_MDNS".into(), "false".into());
     let mut inputs = daemon_inputs(&image, state_a.path(), &name, &port_a);
@@ -439,13 +436,13 @@ fn the_scratch_image_resolves_names_without_nss_and_runs_as_non_root() {
         "unexpected files in the image"
     );
 
-    let hub = FakeHub::start(&format!("127.0.0.1:{}", free_port("127.0.0.1")));
+    let hub = FakeHub::start(&format!("127.0.0.1:{}", free_port_on("127.0.0.1")));
     let upstream = hub.url.replace("127.0.0.1", "ghcache-fake.test");
     let state = state_dir();
     let state_path = state.path().to_str().unwrap();
     let name = format!("ghcache-e2e-dns-{}", std::process::id());
     let _cleanup = Cleanup::container(&name);
-    let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let addr = format!("127.0.0.1:{}", free_port_on("127.0.0.1"));
     sh(&[
         "docker",
         "run",

@@ -7,32 +7,16 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "netns-cluster-secret-0123456789abcdef";
 
 fn prerequisites() -> Result<(), String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or("?");
-    if uid != "0" {
-        return Err(format!("network namespaces need root (uid is {uid})"));
-    }
-    for tool in [["ip", "-V"], ["curl", "--version"]] {
-        let ok = Command::new(tool[0])
-            .arg(tool[1])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Err(format!("`{}` is not installed", tool[0]));
-        }
-    }
-    Ok(())
+    common::is_root()
+        .map_err(|why| format!("network namespaces: {why}"))
+        .and_then(|()| common::have_tool("ip", "-V"))
+        .and_then(|()| common::have_tool("curl", "--version"))
 }
 
 fn sh(args: &[&str]) {

@@ -567,12 +567,8 @@ fn twenty_concurrent_writers_lose_nothing_with_or_without_a_daemon() {
 /// the permissions are opened by mistake, SO_PEERCRED still refuses them.
 #[test]
 fn the_vault_socket_refuses_another_user() {
-    if !is_root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "this test switches to uid nobody and must run as root under CI=true"
-        );
-        eprintln!("skipped: needs root to run a client as another user");
+    // It switches to uid nobody.
+    if !common::require("the vault socket's other-user test", common::is_root()) {
         return;
     }
     let host = Host::new();
@@ -695,12 +691,6 @@ fn no_value_argument_exists() {
                 .next()
                 .is_none()
     );
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let probe = tempfile::tempfile().unwrap();
-    probe.metadata().unwrap().uid() == 0
 }
 
 /// A tracing line on stderr (`2026-11-29T22:44:46.685418Z  INFO …`).

@@ -75,12 +75,17 @@ pub fn start_logging(mut cmd: Command) -> (Daemon, Vec<serde_json::Value>) {
     (Daemon { child, base }, before_ready)
 }
 
-/// A TCP port free right now (and its UDP twin, for QUIC).
+/// A loopback TCP port free right now (and its UDP twin, for QUIC).
 pub fn free_port() -> u16 {
+    free_port_on("127.0.0.1")
+}
+
+/// A TCP port free on `ip` right now (and its UDP twin, for QUIC).
+pub fn free_port_on(ip: &str) -> u16 {
     loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpListener::bind((ip, 0)).unwrap();
         let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::UdpSocket::bind((ip, port)).is_ok() {
             return port;
         }
     }
@@ -249,4 +254,34 @@ pub async fn peers(client: &reqwest::Client, daemon: &Daemon) -> serde_json::Val
         .json()
         .await
         .unwrap()
+}
+
+pub fn is_root() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or("?")
+        .to_owned();
+    if uid == "0" {
+        Ok(())
+    } else {
+        Err(format!("needs root (uid is {uid})"))
+    }
+}
+
+/// Whether `tool` runs (`tool arg`, e.g. `ip -V`).
+pub fn have_tool(tool: &str, arg: &str) -> Result<(), String> {
+    let ok = Command::new(tool)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{tool}` is not installed"))
+    }
 }
