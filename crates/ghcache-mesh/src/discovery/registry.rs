@@ -142,43 +142,26 @@ pub fn scan(
         if name.starts_with('.') {
             continue; // temp files of writers in progress
         }
-        let Some(peer) = peer_of_file_name(&name) else {
-            warn(&name, "not named <peer_id>.json");
-            continue;
-        };
-        if peer == *own {
+        if peer_of_file_name(&name).as_ref() == Some(own) {
             continue;
         }
         let path = dir.join(&name);
-        let Ok(md) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if md.is_symlink() {
-            // Whoever can write the directory could point a record anywhere.
-            tracing::debug!(
-                file = name,
-                "skipping a peer registry record that is a symlink"
-            );
-            continue;
-        }
-        if !md.is_file() || md.len() > MAX_RECORD_BYTES {
-            warn(&name, "not a regular file of at most 64 KiB");
-            continue;
-        }
-        let rec: Record = match read_no_follow(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
-            Ok(r) => r,
-            Err(e) => {
-                warn(&name, &format!("malformed record ({e})"));
+        let (peer, rec) = match read_record(&path, &name) {
+            Ok(found) => found,
+            Err(Skip::Vanished) => continue,
+            Err(Skip::Symlink) => {
+                // Whoever can write the directory could point a record anywhere.
+                tracing::debug!(
+                    file = name,
+                    "skipping a peer registry record that is a symlink"
+                );
+                continue;
+            }
+            Err(Skip::Bad(why)) => {
+                warn(&name, &why);
                 continue;
             }
         };
-        if rec.peer_id != peer.to_string() {
-            warn(&name, "peer_id inside does not match the file name");
-            continue;
-        }
         if rec.network_id != network_id {
             continue;
         }
@@ -206,26 +189,50 @@ pub fn read_live(dir: &Path, network_id: &str, now_ms: u64) -> std::io::Result<V
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let Some(peer) = entry.file_name().to_str().and_then(peer_of_file_name) else {
+        let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        let path = entry.path();
-        match std::fs::symlink_metadata(&path) {
-            Ok(md) if md.is_file() && md.len() <= MAX_RECORD_BYTES => {}
-            _ => continue,
-        }
-        let Ok(rec) = read_no_follow(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-            .ok_or(())
-        else {
-            continue;
-        };
-        if rec.peer_id == peer.to_string() && rec.network_id == network_id && !rec.expired(now_ms) {
+        if let Ok((_, rec)) = read_record(&entry.path(), &name)
+            && rec.network_id == network_id
+            && !rec.expired(now_ms)
+        {
             out.push(rec);
         }
     }
     Ok(out)
+}
+
+/// Why a registry file was not taken as a record.
+enum Skip {
+    /// Gone between listing and reading.
+    Vanished,
+    Symlink,
+    /// Worth a warning: the reason.
+    Bad(String),
+}
+
+/// The record in registry file `name` at `path`, checked: named
+/// `<peer_id>.json`, a regular file of bounded size (never a symlink),
+/// well-formed, and naming the peer its file name names.
+fn read_record(path: &Path, name: &str) -> Result<(PeerId, Record), Skip> {
+    let peer = peer_of_file_name(name).ok_or(Skip::Bad("not named <peer_id>.json".into()))?;
+    let md = std::fs::symlink_metadata(path).map_err(|_| Skip::Vanished)?;
+    if md.is_symlink() {
+        return Err(Skip::Symlink);
+    }
+    if !md.is_file() || md.len() > MAX_RECORD_BYTES {
+        return Err(Skip::Bad("not a regular file of at most 64 KiB".into()));
+    }
+    let rec: Record = read_no_follow(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| Skip::Bad(format!("malformed record ({e})")))?;
+    if rec.peer_id != peer.to_string() {
+        return Err(Skip::Bad(
+            "peer_id inside does not match the file name".into(),
+        ));
+    }
+    Ok((peer, rec))
 }
 
 #[cfg(test)]
