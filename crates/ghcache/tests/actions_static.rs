@@ -323,3 +323,48 @@ fn the_example_configuration_files_load_without_warnings() {
         );
     }
 }
+
+/// A one-shot command run in the image never carries the cluster secret,
+/// even while the job's environment still holds it: `docker run` gets the
+/// job's variables by name, all but the secret's.
+#[test]
+fn one_shot_containers_never_receive_the_cluster_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = tempfile::tempdir().unwrap();
+    let docker = fake.path().join("docker");
+    std::fs::write(&docker, "#!/bin/sh\nprintf '%s\\n' \"$@\" >\"$OUT\"\n").unwrap();
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = fake.path().join("argv");
+    let status = std::process::Command::new("bash")
+        .args([
+            "-c",
+            r#"set -e; source "$LIB"; ghcache_common_inputs; ghcache_exec -q report --state"#,
+        ])
+        .env_clear()
+        .env("LIB", repo().join("actions/lib/common.sh"))
+        .env("PATH", format!("{}:/usr/bin:/bin", fake.path().display()))
+        .env("OUT", &out)
+        .env("INPUT_MODE", "docker")
+        .env("INPUT_STATE_DIR", fake.path())
+        .env("INPUT_CLUSTER_SECRET", "one-shot-secret")
+        .env("GHCACHE_CLUSTER_SECRET", "one-shot-secret")
+        .env("GHCACHE_JOB_ID", "job-0123456789")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let argv = std::fs::read_to_string(&out).unwrap();
+    let argv: Vec<&str> = argv.lines().collect();
+    // The job's variables do travel, by name...
+    assert!(
+        argv.windows(2).any(|w| w == ["-e", "GHCACHE_JOB_ID"]),
+        "{argv:?}"
+    );
+    assert!(argv.ends_with(&["-q", "report", "--state"]), "{argv:?}");
+    // ...but not the secret, under either name.
+    assert!(
+        !argv
+            .iter()
+            .any(|a| a.contains("CLUSTER_SECRET") || a.contains("one-shot-secret")),
+        "{argv:?}"
+    );
+}
