@@ -68,8 +68,8 @@ impl Proxy {
         let request = self.upstream_request(ctx, validator.as_ref());
         let this = self.clone();
         let partition = ctx.partition;
-        let path = ctx.path.clone();
-        let authenticated = ctx.authorization.is_some();
+        let path = ctx.path().to_owned();
+        let authenticated = ctx.authorization().is_some();
         let proxy_base = ctx.proxy_base.clone();
         let flight_key = key.clone();
         // Spawned so that a client hanging up never cancels the others' answer.
@@ -257,7 +257,7 @@ impl Proxy {
             headers.insert(header::USER_AGENT, HeaderValue::from_static("ghcache"));
         }
         let mut request = Request::new(empty());
-        *request.uri_mut() = self.inner.upstream.uri(&ctx.path_and_query)?;
+        *request.uri_mut() = self.inner.upstream.uri(ctx.path_and_query())?;
         *request.headers_mut() = headers;
         Ok(request)
     }

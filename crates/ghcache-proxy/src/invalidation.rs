@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use ghcache_store::Store;
 use parking_lot::Mutex;
@@ -63,6 +64,9 @@ struct State {
 /// The write-invalidation record; one per proxy.
 pub struct Invalidations {
     state: Mutex<State>,
+    /// The latest time any record or the watermark holds: an entry stored
+    /// after it cannot be invalidated, which hits learn without the lock.
+    latest_ms: AtomicU64,
     store: Arc<Store>,
     /// Records older than this are useless: no entry is fresh that long.
     horizon_ms: u64,
@@ -98,7 +102,9 @@ impl Invalidations {
                 state.watermark = now_ms;
             }
         }
+        let latest = state.at.values().copied().fold(state.watermark, u64::max);
         let this = Invalidations {
+            latest_ms: AtomicU64::new(latest),
             state: Mutex::new(state),
             store,
             horizon_ms,
@@ -121,6 +127,7 @@ impl Invalidations {
             for k in &keys {
                 state.at.insert(*k, now_ms);
             }
+            self.latest_ms.fetch_max(now_ms, Relaxed);
         }
         for k in keys {
             self.store.put_invalidation(k, now_ms);
@@ -130,6 +137,9 @@ impl Invalidations {
 
     /// Was `path` invalidated at or after `stored_at_ms`?
     pub fn since(&self, path: &str, stored_at_ms: u64) -> bool {
+        if self.latest_ms.load(Relaxed) < stored_at_ms {
+            return false;
+        }
         {
             // Until the first write, hits skip hashing the path.
             let state = self.state.lock();

@@ -45,18 +45,36 @@ pub(crate) enum Route {
 
 /// One classified cacheable request.
 pub(crate) struct Ctx {
-    pub path: String,
-    pub path_and_query: String,
+    /// The request's target, moved from it (not copied).
+    pub uri: http::Uri,
     pub headers: HeaderMap,
     pub head_only: bool,
-    pub authorization: Option<String>,
-    pub accept: Option<String>,
     pub partition: Partition,
     pub resource: ResourceId,
     /// Where the client reached us: rewritten links point here.
     pub proxy_base: Arc<str>,
     /// The client's `Cache-Control` (parsed once, in classify).
     pub client_cc: CacheControl,
+}
+
+impl Ctx {
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    pub fn path_and_query(&self) -> &str {
+        self.uri.path_and_query().map_or("/", |pq| pq.as_str())
+    }
+
+    /// The `Authorization` value (classify checked it is one visible-ASCII value).
+    pub fn authorization(&self) -> Option<&str> {
+        header_str(&self.headers, header::AUTHORIZATION)
+    }
+
+    /// The `Accept` value (checked like `Authorization`).
+    pub fn accept(&self) -> Option<&str> {
+        header_str(&self.headers, header::ACCEPT)
+    }
 }
 
 /// What steps 2–4 learnt about a cacheable request.
@@ -103,31 +121,20 @@ impl Proxy {
             return Route::Inexact(request);
         };
         let uri = request.uri();
-        let path = uri.path().to_owned();
-        let query = uri.query().unwrap_or("");
-        let authorization = authorization.map(str::to_owned);
-        let accept = accept.map(str::to_owned);
         let resource = ResourceId::compute(&ResourceKey {
             host: &self.inner.upstream.host,
             method: "GET",
-            path: &path,
-            query,
-            accept: accept.as_deref(),
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
+            accept,
             api_version,
         });
-        let partition = self.inner.secret.partition_for(authorization.as_deref());
-        let path_and_query = if query.is_empty() {
-            path.clone()
-        } else {
-            format!("{path}?{query}")
-        };
+        let partition = self.inner.secret.partition_for(authorization);
+        let parts = request.into_parts().0;
         Route::Cache(Box::new(Ctx {
-            path,
-            path_and_query,
-            headers: request.into_parts().0.headers,
+            uri: parts.uri,
+            headers: parts.headers,
             head_only,
-            authorization,
-            accept,
             partition,
             resource,
             proxy_base,
@@ -135,19 +142,30 @@ impl Proxy {
         }))
     }
 
-    /// Steps 2–6 for a cacheable request.
+    /// Steps 2–6 for a cacheable request. Steps 2 and 3 answer without
+    /// awaiting anything; the rest is boxed, so that the future of a hit
+    /// stays small (hyper moves it once per request, whatever its path).
     pub(crate) async fn cacheable(&self, ctx: Ctx) -> Served {
-        match self.held_copies(ctx).await {
+        match self.held_here(ctx) {
             ControlFlow::Break(served) => served,
-            ControlFlow::Continue(lookup) => self.ask_upstream(lookup).await,
+            ControlFlow::Continue(lookup) => Box::pin(self.held_elsewhere(lookup)).await,
         }
     }
 
-    /// Steps 2–4: everything that can answer without GitHub.
-    async fn held_copies(&self, ctx: Ctx) -> ControlFlow<Served, Lookup> {
+    /// Steps 2 and 3: a fresh copy of our own, or a partition that must
+    /// not go upstream yet.
+    fn held_here(&self, ctx: Ctx) -> ControlFlow<Served, Lookup> {
         let lookup = self.fresh_hit(ctx)?;
-        let lookup = self.quota_gate(lookup)?;
-        self.foreign_copy(lookup).await
+        self.quota_gate(lookup)
+    }
+
+    /// Steps 4–6: a copy held by another partition or a peer, confirmed
+    /// or replaced by GitHub.
+    async fn held_elsewhere(&self, lookup: Lookup) -> Served {
+        match self.foreign_copy(lookup).await {
+            ControlFlow::Break(served) => served,
+            ControlFlow::Continue(lookup) => self.ask_upstream(lookup).await,
+        }
     }
 
     /// Step 2: a fresh copy of our own answers at once.
@@ -202,7 +220,7 @@ impl Proxy {
                 Served::new(self.replay_refusal(&refusal), Outcome::Miss),
             );
         }
-        let bucket = resource_for(&Method::GET, &lookup.ctx.path);
+        let bucket = resource_for(&Method::GET, lookup.ctx.path());
         if let Some(quota) = i.quotas.exhausted(&lookup.ctx.partition, bucket) {
             return refuse(
                 "quota exhausted until reset",
@@ -226,12 +244,8 @@ impl Proxy {
         let (held, validator, synthesized) = match (&own, &foreign) {
             (Some(hit), None) => (Some(hit.clone()), own_validator(&hit.meta), false),
             (_, Some(copy)) => {
-                let opaque = synthesize_etag(
-                    ctx.accept.as_deref(),
-                    ctx.authorization.as_deref(),
-                    None,
-                    &copy.hit.body,
-                );
+                let opaque =
+                    synthesize_etag(ctx.accept(), ctx.authorization(), None, &copy.hit.body);
                 let tag = etag_like(copy.hit.meta.etag.as_deref(), &opaque);
                 (Some(copy.hit.clone()), Some(Validator::Tag(tag)), true)
             }
@@ -313,7 +327,7 @@ impl Proxy {
         !meta.stale
             && age.saturating_add(wanted) < meta.ttl_ms
             && cc.max_age.is_none_or(|max| age <= max.saturating_mul(1000))
-            && !self.invalidated_since(&ctx.path, meta.stored_at_ms)
+            && !self.invalidated_since(ctx.path(), meta.stored_at_ms)
     }
 
     /// A request that could not share an oversized flight: fetch alone.
@@ -331,10 +345,10 @@ impl Proxy {
             Ok(response) => {
                 self.account_upstream(
                     &ctx.partition,
-                    &ctx.path,
+                    ctx.path(),
                     response.status(),
                     response.headers(),
-                    ctx.authorization.is_some(),
+                    ctx.authorization().is_some(),
                     Cause::PassThrough,
                 );
                 Served::new(
@@ -361,7 +375,7 @@ impl Proxy {
     }
 
     pub(crate) fn count_saved(&self, ctx: &Ctx) {
-        if ctx.path != "/rate_limit" {
+        if ctx.path() != "/rate_limit" {
             self.inner
                 .stats
                 .units_saved
@@ -464,7 +478,7 @@ impl Proxy {
         }
         let config = &self.inner.config;
         let ttl = match (
-            config.operation_ttls.lookup(&ctx.path),
+            config.operation_ttls.lookup(ctx.path()),
             explicit_lifetime(headers, cc),
         ) {
             (Some(ttl), _) | (None, Some(ttl)) => ttl,
@@ -512,7 +526,7 @@ impl Proxy {
         meta.last_access_ms = fetched.received_at_ms;
         meta.stale = false;
         self.keep(ctx, meta.clone(), hit.body.clone());
-        if ctx.authorization.is_some() {
+        if ctx.authorization().is_some() {
             self.count_saved(ctx);
         }
         let outcome = shared.unwrap_or(if synthesized.is_some() {

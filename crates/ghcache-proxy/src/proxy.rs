@@ -304,7 +304,7 @@ impl Proxy {
         let served = match self.classify(request, base.clone()) {
             Route::Cache(ctx) => self.cacheable(*ctx).await,
             Route::Pass(request) | Route::Inexact(request) => {
-                self.pass_through(request, &base).await
+                Box::pin(self.pass_through(request, &base)).await
             }
         };
         self.exit(served)

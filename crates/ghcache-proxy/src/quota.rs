@@ -7,8 +7,10 @@
 //! back-offs, least recently seen dropped first; a record past its reset is
 //! forgotten. Stats and metrics show the [`SHOWN`] lowest plus a total.
 
+use std::cell::RefCell;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -52,6 +54,11 @@ impl Quota {
             values: [limit, remaining, used, reset].map(HeaderValue::from),
         }
     }
+
+    /// A copy sharing no buffer with this one.
+    fn detached(&self) -> Quota {
+        Quota::new(self.limit, self.remaining, self.used, self.reset)
+    }
 }
 
 /// GitHub's refusal, replayed locally while its back-off lasts.
@@ -67,17 +74,40 @@ pub struct Refusal {
 #[derive(Debug)]
 pub struct QuotaTracker {
     by_partition: Mutex<LruCache<(Partition, &'static str), Quota>>,
+    /// Bumped by every change to `by_partition`: a thread's copy of a
+    /// record read at the same version is current ([`LastRead`]).
+    version: AtomicU64,
+    /// Tells trackers apart in [`LastRead`] (tests run many per process).
+    id: u64,
     backoff: Mutex<LruCache<Partition, Arc<Refusal>>>,
 }
 
 impl Default for QuotaTracker {
     fn default() -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(0);
         let cap = NonZeroUsize::new(MAX_TRACKED).unwrap_or(NonZeroUsize::MIN);
         QuotaTracker {
             by_partition: Mutex::new(LruCache::new(cap)),
+            version: AtomicU64::new(0),
+            id: IDS.fetch_add(1, Relaxed),
             backoff: Mutex::new(LruCache::new(cap)),
         }
     }
+}
+
+/// A thread's last answer from [`QuotaTracker::get`]. Every hit sends its
+/// partition's quota: repeated hits of one partition on one thread read
+/// this copy (its values this thread's own) instead of taking the shared
+/// lock and bouncing the values' reference counts between cores.
+struct LastRead {
+    tracker: u64,
+    version: u64,
+    key: (Partition, &'static str),
+    quota: Option<Quota>,
+}
+
+thread_local! {
+    static LAST_READ: RefCell<Option<LastRead>> = const { RefCell::new(None) };
 }
 
 /// What stats and metrics show: the lowest few and how many there are.
@@ -142,9 +172,9 @@ impl QuotaTracker {
         let resource = header_str(headers, "x-ratelimit-resource").unwrap_or("core");
         let used = num("x-ratelimit-used").unwrap_or(limit.saturating_sub(remaining));
         let quota = Quota::new(limit, remaining, used, reset);
-        self.by_partition
-            .lock()
-            .put((*partition, bucket(resource)), quota);
+        let mut map = self.by_partition.lock();
+        map.put((*partition, bucket(resource)), quota);
+        self.version.fetch_add(1, Relaxed);
     }
 
     /// Remembers GitHub's order to back off, from a rate-limit refusal:
@@ -205,13 +235,37 @@ impl QuotaTracker {
     /// The last known quota, if its window has not reset yet.
     pub fn get(&self, partition: &Partition, resource: &str) -> Option<Quota> {
         let key = (*partition, bucket(resource));
-        let mut map = self.by_partition.lock();
-        let quota = map.get(&key)?.clone();
-        if now_secs() >= quota.reset {
-            map.pop(&key);
-            return None;
+        let version = self.version.load(Relaxed);
+        let last = LAST_READ.with_borrow(|last| match last {
+            Some(l) if l.tracker == self.id && l.version == version && l.key == key => {
+                Some(l.quota.clone())
+            }
+            _ => None,
+        });
+        match last {
+            Some(None) => return None,
+            Some(Some(quota)) if now_secs() < quota.reset => return Some(quota),
+            _ => {}
         }
-        Some(quota)
+        let mut map = self.by_partition.lock();
+        let quota = map.get(&key).cloned();
+        let quota = match quota {
+            Some(q) if now_secs() >= q.reset => {
+                map.pop(&key);
+                self.version.fetch_add(1, Relaxed);
+                None
+            }
+            other => other,
+        };
+        let version = self.version.load(Relaxed);
+        drop(map);
+        LAST_READ.set(Some(LastRead {
+            tracker: self.id,
+            version,
+            key,
+            quota: quota.as_ref().map(Quota::detached),
+        }));
+        quota
     }
 
     /// `Some(quota)` when the partition is known to have nothing left and
@@ -231,6 +285,7 @@ impl QuotaTracker {
             .collect();
         for k in expired {
             map.pop(&k);
+            self.version.fetch_add(1, Relaxed);
         }
         let mut rows: Vec<_> = map
             .iter()

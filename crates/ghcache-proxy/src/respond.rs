@@ -134,7 +134,7 @@ impl Proxy {
         self.rewrite_for_client(status, &mut headers, &ctx.proxy_base);
         let age = current_age_ms(meta, now_ms()) / 1000;
         headers.insert(header::AGE, age_value(age));
-        let bucket = resource_for(&Method::GET, &ctx.path);
+        let bucket = resource_for(&Method::GET, ctx.path());
         if let Some(q) = self.inner.quotas.get(&ctx.partition, bucket) {
             quota_headers(&mut headers, q, bucket);
         }

@@ -132,26 +132,38 @@ impl Throttled {
 /// A request in progress on a connection, from its head to the last byte
 /// of its response body: the connection is busy, so neither shed nor
 /// closed as idle, until this is dropped.
-struct Busy {
-    conn: Arc<Conn>,
-    started: Instant,
-}
+struct Busy(Arc<Serving>);
 
 impl Busy {
-    fn enter(conn: Arc<Conn>, started: Instant) -> Busy {
+    fn enter(serving: Arc<Serving>) -> Busy {
+        let conn = &serving.conn;
         conn.busy.fetch_add(1, Ordering::AcqRel);
-        conn.last_active
-            .store(started.elapsed().as_millis() as u64, Ordering::Release);
-        Busy { conn, started }
+        conn.last_active.store(serving.now_ms(), Ordering::Release);
+        Busy(serving)
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.conn
-            .last_active
-            .store(self.started.elapsed().as_millis() as u64, Ordering::Release);
-        self.conn.busy.fetch_sub(1, Ordering::AcqRel);
+        let conn = &self.0.conn;
+        conn.last_active.store(self.0.now_ms(), Ordering::Release);
+        conn.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What one connection's requests are served with.
+struct Serving {
+    proxy: Proxy,
+    conn: Arc<Conn>,
+    /// Where the client reached us: links are rewritten to point here.
+    base: Arc<str>,
+    /// When the server began: connection times count from it.
+    started: Instant,
+}
+
+impl Serving {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 }
 
@@ -311,7 +323,7 @@ impl Proxy {
         base: Arc<str>,
     ) -> Response<Body> {
         if request.uri().path().starts_with(crate::job::JOB_PREFIX) {
-            return self.serve_job(request, base).await;
+            return Box::pin(self.serve_job(request, base)).await;
         }
         self.serve_direct(request, base).await
     }
@@ -383,6 +395,14 @@ impl Proxy {
         base: Arc<str>,
     ) -> Response<Body> {
         if is_control(request.uri().path()) {
+            // Boxed: the pipeline's future stays small.
+            return Box::pin(self.serve_control(request)).await;
+        }
+        self.handle(request, base).await
+    }
+
+    async fn serve_control(&self, request: http::Request<hyper::body::Incoming>) -> Response<Body> {
+        {
             let path = request.uri().path().to_owned();
             if let Some(extension) = self
                 .inner
@@ -403,9 +423,8 @@ impl Proxy {
                     .to_string(),
             ));
             *r.status_mut() = http::StatusCode::NOT_FOUND;
-            return r;
+            r
         }
-        self.handle(request, base).await
     }
 
     /// Binds the configured address and serves until shut down.
@@ -491,14 +510,23 @@ impl Proxy {
                     stream.local_addr().unwrap_or(self.config().listen)
                 )
                 .into();
-                let tracked = conn.clone();
+                // One clone per request of this connection's own `Arc`: the
+                // proxy's is shared by every connection, and its count
+                // bouncing between cores showed in the hit path.
+                let serving = Arc::new(Serving {
+                    proxy,
+                    conn: conn.clone(),
+                    base,
+                    started,
+                });
                 let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let proxy = proxy.clone();
-                    let conn = tracked.clone();
-                    let base = base.clone();
+                    let serving = serving.clone();
                     async move {
-                        let busy = Busy::enter(conn, started);
-                        let response = proxy.serve_request(request, base).await;
+                        let busy = Busy::enter(serving.clone());
+                        let response = serving
+                            .proxy
+                            .serve_request(request, serving.base.clone())
+                            .await;
                         Ok::<_, std::convert::Infallible>(
                             response.map(|body| Tracked { body, _busy: busy }),
                         )
@@ -627,4 +655,32 @@ async fn control_exchange(
         .map_err(|e| failed(e.to_string()))?
         .to_bytes();
     Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    fn size_of_output<A, R>(_: &impl Fn(A) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// hyper moves a request's future into place once per request, and
+    /// every hit pays for its size: the paths that await (upstream, mesh,
+    /// control routes, jobs) are boxed so that it stays small. It was
+    /// 10,208 bytes (debug build) before they were.
+    #[test]
+    fn the_future_of_a_request_stays_small() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = ghcache_store::Store::open(dir.path(), Default::default()).expect("store");
+        let proxy = crate::Proxy::new(
+            crate::ProxyConfig::new(([127, 0, 0, 1], 0).into(), "http://127.0.0.1:1"),
+            Arc::new(store),
+            ghcache_core::PartitionSecret::generate(),
+        )
+        .expect("proxy");
+        let serve = |r: http::Request<hyper::body::Incoming>| proxy.serve_request(r, "x".into());
+        let size = size_of_output(&serve);
+        assert!(size <= 4096, "a request's future is {size} bytes");
+    }
 }

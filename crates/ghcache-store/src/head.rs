@@ -17,7 +17,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct StoredHead(Arc<HeaderMap>);
 
 impl StoredHead {
-    pub fn new(map: HeaderMap) -> StoredHead {
+    /// Room kept for the headers a server adds when it replays the block
+    /// (`Age`, quota, its own): a copy then grows without re-indexing.
+    const SPARE: usize = 8;
+
+    pub fn new(mut map: HeaderMap) -> StoredHead {
+        map.reserve(Self::SPARE);
         StoredHead(Arc::new(map))
     }
 

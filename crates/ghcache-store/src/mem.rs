@@ -77,7 +77,10 @@ pub(crate) fn entry_key(rid: &ResourceId, p: &Partition) -> Vec<u8> {
 pub(crate) struct Mem {
     index: Box<[RwLock<HashMap<ResourceId, EntryList>>]>,
     blobs: Box<[RwLock<HashMap<ContentId, BlobSlot>>]>,
+    /// Logical LRU clocks, one per order: entries and bodies are evicted
+    /// by their own orders, and a touch of one must not age the other.
     clock: AtomicU64,
+    blob_clock: AtomicU64,
     seq: AtomicU64,
     generation: AtomicU64,
     pub entries: AtomicU64,
@@ -88,6 +91,14 @@ pub(crate) struct Mem {
     pub resident: AtomicU64,
     pub evictions: AtomicU64,
     pub corrupt_dropped: AtomicU64,
+}
+
+/// Gives `tick` the newest value of `clock`, unless it holds it already
+/// (nothing was touched since): then the order is unchanged without a write.
+fn touch_tick(tick: &AtomicU64, clock: &AtomicU64) {
+    if tick.load(Relaxed).wrapping_add(1) != clock.load(Relaxed) {
+        tick.store(clock.fetch_add(1, Relaxed), Relaxed);
+    }
 }
 
 fn shard_of(bytes: &[u8]) -> usize {
@@ -101,6 +112,7 @@ impl Mem {
             index: (0..SHARDS).map(|_| RwLock::default()).collect(),
             blobs: (0..SHARDS).map(|_| RwLock::default()).collect(),
             clock: AtomicU64::new(1),
+            blob_clock: AtomicU64::new(1),
             seq: AtomicU64::new(1),
             generation: AtomicU64::new(1),
             entries: AtomicU64::new(0),
@@ -127,6 +139,10 @@ impl Mem {
 
     pub fn tick(&self) -> u64 {
         self.clock.fetch_add(1, Relaxed)
+    }
+
+    fn blob_tick(&self) -> u64 {
+        self.blob_clock.fetch_add(1, Relaxed)
     }
 
     pub fn new_entry(&self, meta: EntryMeta, tick: u64) -> Arc<Entry> {
@@ -169,9 +185,14 @@ impl Mem {
         v
     }
 
+    /// Marks an entry used now. Hot entries are touched by every core on
+    /// every hit: what is already current is read, not written again, so
+    /// their cache lines are not bounced between cores.
     pub fn touch(&self, e: &Entry, now_ms: u64) {
-        e.tick.store(self.tick(), Relaxed);
-        e.last_access_ms.store(now_ms, Relaxed);
+        touch_tick(&e.tick, &self.clock);
+        if e.last_access_ms.load(Relaxed) != now_ms {
+            e.last_access_ms.store(now_ms, Relaxed);
+        }
     }
 
     /// The in-memory body if resident. `Err(generation)` when the slot exists
@@ -179,7 +200,7 @@ impl Mem {
     pub fn resident_body(&self, cid: &ContentId) -> Option<Result<Bytes, u64>> {
         let shard = self.blob_shard(cid).read();
         let slot = shard.get(cid)?;
-        slot.tick.store(self.tick(), Relaxed);
+        touch_tick(&slot.tick, &self.blob_clock);
         Some(slot.body.clone().ok_or(slot.generation))
     }
 
@@ -217,7 +238,7 @@ impl Mem {
         match shard.get_mut(&cid) {
             Some(slot) => {
                 slot.refs += 1;
-                slot.tick.store(self.tick(), Relaxed);
+                slot.tick.store(self.blob_tick(), Relaxed);
                 if slot.body.is_none() {
                     // We hold verified bytes anyway: keep them hot, and
                     // rewrite the row so a silently damaged copy on disk heals.
@@ -237,7 +258,7 @@ impl Mem {
                         body: Some(body.clone()),
                         durable: false,
                         generation,
-                        tick: AtomicU64::new(self.tick()),
+                        tick: AtomicU64::new(self.blob_tick()),
                     },
                 );
                 self.bytes.fetch_add(len, Relaxed);
