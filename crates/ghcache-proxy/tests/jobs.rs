@@ -202,3 +202,71 @@ async fn invalid_and_unknown_job_ids_are_clear_errors() {
     // Nothing reached the pipeline.
     assert_eq!(rig.proxy_stats().await["requests"], 0);
 }
+
+/// Clients reaching the daemon under different bases (directly, or under
+/// a job's prefix) each get links under their own base, hit after hit, in
+/// any order: nothing rewritten for one client may reach another.
+#[tokio::test]
+async fn every_hit_links_under_the_base_its_client_reached() {
+    let rig = rig(FakeHubConfig::default()).await;
+    let world = rig.hub.world();
+    let alice = world.pat("alice").to_owned();
+    let path = format!("/repos/{}/actions/runs?per_page=1", world.public_repo());
+    let direct = rig.proxy.base_url();
+    let jobs = ["job-links-0001", "job-links-0002"];
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        for base in [None, Some(jobs[0]), Some(jobs[1])] {
+            let reply = match base {
+                None => rig.get(&path, Some(&alice)).await,
+                Some(job) => job_get(&rig, job, &path, Some(&alice)).await,
+            };
+            let link = reply.header("link").expect("a paginated list has a Link");
+            let wanted = match base {
+                None => format!("<{direct}/"),
+                Some(job) => format!("<{direct}/_job/{job}/"),
+            };
+            let own = link
+                .split(", ")
+                .all(|l| l.starts_with(&wanted) && (base.is_some() || !l.contains("/_job/")));
+            assert!(own, "round {round}, {base:?}: {link}");
+            seen.push(reply.outcome().to_owned());
+        }
+    }
+    // The first request stored it; every later one was a hit.
+    assert_eq!(seen[0], "MISS");
+    assert!(seen[1..].iter().all(|o| o == "HIT"), "{seen:?}");
+}
+
+/// An entry without links is the same answer under every base: the same
+/// header lines, in the same order, as the first hit.
+#[tokio::test]
+async fn a_hit_without_links_is_the_same_answer_under_every_base() {
+    let rig = rig(FakeHubConfig::default()).await;
+    let world = rig.hub.world();
+    let alice = world.pat("alice").to_owned();
+    let path = format!("/repos/{}", world.public_repo());
+    assert_eq!(rig.get(&path, Some(&alice)).await.outcome(), "MISS");
+    let lines = |reply: &Reply| -> Vec<(String, String)> {
+        reply
+            .headers
+            .iter()
+            .filter(|(name, _)| *name != "age" && *name != "date")
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect()
+    };
+    let first = rig.get(&path, Some(&alice)).await;
+    assert_eq!(first.outcome(), "HIT");
+    let in_job = job_get(&rig, "job-nolinks-01", &path, Some(&alice)).await;
+    let again = rig.get(&path, Some(&alice)).await;
+    for reply in [&in_job, &again] {
+        assert_eq!(reply.outcome(), "HIT");
+        assert_eq!(lines(reply), lines(&first));
+        assert_eq!(reply.body, first.body);
+    }
+    assert!(first.header("x-ratelimit-remaining").is_some());
+    assert!(
+        first.headers.iter().all(|(_, v)| !v.is_empty()),
+        "no placeholder left"
+    );
+}
