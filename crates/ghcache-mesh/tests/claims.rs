@@ -101,12 +101,15 @@ fn put(store: &Store, p: Partition, body: &[u8]) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_member_fetching_under_an_earlier_claim_is_waited_for() {
-    let (a, b, flights) = pair().await;
-    let (pa, pb) = partitions();
+/// B's claimed fetch, under a claim later than A's `held`, spawned; returns
+/// once A has told B its fetch is under way (an answer without the entry).
+async fn wait_behind(
+    a: &Node,
+    b: &Node,
+    held: &Claim,
+    pb: Partition,
+) -> tokio::task::JoinHandle<ghcache_peer::Claimed> {
     let answered = a.mesh.stats().await.fetches_not_found;
-    let held = claim(&flights, &pa);
     let later = held.value() + 1;
     let mesh = b.mesh.clone();
     let waiting = tokio::spawn(async move {
@@ -119,11 +122,19 @@ async fn a_member_fetching_under_an_earlier_claim_is_waited_for() {
         )
         .await
     });
-    // A told B its fetch is under way (an answer without the entry).
     until("the in-flight answer", async || {
         a.mesh.stats().await.fetches_not_found > answered
     })
     .await;
+    waiting
+}
+
+#[tokio::test]
+async fn a_member_fetching_under_an_earlier_claim_is_waited_for() {
+    let (a, b, flights) = pair().await;
+    let (pa, pb) = partitions();
+    let held = claim(&flights, &pa);
+    let waiting = wait_behind(&a, &b, &held, pb).await;
     // Plain lookups (no claim, as before claims) still get "not found".
     assert!(
         b.mesh
@@ -165,24 +176,8 @@ async fn an_earlier_claimant_is_never_told_to_wait() {
 async fn a_claim_released_with_nothing_stored_ends_the_wait_empty() {
     let (a, b, flights) = pair().await;
     let (pa, pb) = partitions();
-    let answered = a.mesh.stats().await.fetches_not_found;
     let held = claim(&flights, &pa);
-    let later = held.value() + 1;
-    let mesh = b.mesh.clone();
-    let waiting = tokio::spawn(async move {
-        mesh.fetch_claimed(
-            &rid(),
-            &pb,
-            later,
-            Duration::from_secs(5),
-            Duration::from_secs(10),
-        )
-        .await
-    });
-    until("the in-flight answer", async || {
-        a.mesh.stats().await.fetches_not_found > answered
-    })
-    .await;
+    let waiting = wait_behind(&a, &b, &held, pb).await;
     // A's fetch failed: it stores nothing and releases its claim.
     drop(held);
     let got = waiting.await.unwrap();

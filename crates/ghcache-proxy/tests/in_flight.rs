@@ -31,18 +31,29 @@ async fn entered(rig: &Rig, n: u64) {
     }
 }
 
+/// `leader`'s request for `path`, and `waiter`'s sent once the leader's is
+/// in the pipeline (so it finds the resource claimed).
+async fn leader_then_waiter(
+    rig: &Rig,
+    path: &str,
+    leader: &str,
+    waiter: &str,
+) -> (common::Reply, common::Reply) {
+    let first = rig.get(path, Some(leader));
+    let second = async {
+        entered(rig, 1).await;
+        rig.get(path, Some(waiter)).await
+    };
+    tokio::join!(first, second)
+}
+
 #[tokio::test]
 async fn another_tokens_request_waits_for_the_fetch_and_confirms_for_free() {
     let rig = rig(slow()).await;
     let world = rig.hub.world();
     let (alice, bob) = (world.pat("alice").to_owned(), world.pat("bob").to_owned());
     let path = format!("/repos/{}/actions/runs", world.public_repo());
-    let first = rig.get(&path, Some(&alice));
-    let second = async {
-        entered(&rig, 1).await;
-        rig.get(&path, Some(&bob)).await
-    };
-    let (a, b) = tokio::join!(first, second);
+    let (a, b) = leader_then_waiter(&rig, &path, &alice, &bob).await;
     assert_eq!((a.status, a.outcome()), (200, "MISS"));
     assert_eq!((b.status, b.outcome()), (200, "SYNTHESIZED"));
     assert_eq!(a.body, b.body);
@@ -61,12 +72,7 @@ async fn a_waiter_that_cannot_see_the_resource_gets_githubs_404_never_the_body()
     let insider = world.github_token(&private).to_owned();
     let outsider = world.outsider_pat().to_owned();
     let path = format!("/repos/{private}/actions/runs");
-    let first = rig.get(&path, Some(&insider));
-    let second = async {
-        entered(&rig, 1).await;
-        rig.get(&path, Some(&outsider)).await
-    };
-    let (ok, denied) = tokio::join!(first, second);
+    let (ok, denied) = leader_then_waiter(&rig, &path, &insider, &outsider).await;
     assert_eq!(ok.status, 200);
     assert_eq!(denied.status, 404);
     assert_eq!(denied.json()["message"], "Not Found");
@@ -118,12 +124,7 @@ async fn a_leader_refused_by_github_does_not_poison_its_waiters() {
     let insider = world.github_token(&private).to_owned();
     let outsider = world.outsider_pat().to_owned();
     let path = format!("/repos/{private}/actions/runs");
-    let first = rig.get(&path, Some(&outsider));
-    let second = async {
-        entered(&rig, 1).await;
-        rig.get(&path, Some(&insider)).await
-    };
-    let (denied, ok) = tokio::join!(first, second);
+    let (denied, ok) = leader_then_waiter(&rig, &path, &outsider, &insider).await;
     assert_eq!(denied.status, 404);
     assert_eq!((ok.status, ok.outcome()), (200, "MISS"));
     assert!(ok.json()["workflow_runs"].is_array());
