@@ -26,7 +26,20 @@ const WATERMARK_KEY: [u8; 16] = [0; 16];
 
 /// Whether a request path is within the bounds the cache handles.
 pub fn cacheable_path(path: &str) -> bool {
-    path.len() <= MAX_PATH_BYTES && path.split('/').filter(|s| !s.is_empty()).count() <= MAX_DEPTH
+    path.len() <= MAX_PATH_BYTES && segments(path) <= MAX_DEPTH
+}
+
+/// Non-empty `/`-separated segments: a byte that is not `/` and starts
+/// the path or follows one (a byte loop: this runs on every request).
+fn segments(path: &str) -> usize {
+    let mut after_slash = true;
+    let mut count = 0;
+    for &b in path.as_bytes() {
+        let slash = b == b'/';
+        count += usize::from(!slash && after_slash);
+        after_slash = slash;
+    }
+    count
 }
 
 /// The hash of a path (a prefix of a write's path).
@@ -227,6 +240,29 @@ mod tests {
         assert!(cacheable_path("/repos/o/r/contents/a/b/c"));
         let long = format!("/repos/o/{}", "x".repeat(5000));
         assert_eq!(affected_paths(&long), ["/repos/o"]);
+    }
+
+    #[test]
+    fn segments_are_counted_as_split_counts_them() {
+        for path in [
+            "",
+            "/",
+            "//",
+            "/a",
+            "a",
+            "/a/",
+            "/a//b",
+            "a/b/c",
+            "///x///y///",
+            "/é/ü",
+        ] {
+            let split = path.split('/').filter(|s| !s.is_empty()).count();
+            assert_eq!(segments(path), split, "{path:?}");
+        }
+        let deepest = "/s".repeat(MAX_DEPTH);
+        assert!(cacheable_path(&deepest));
+        assert!(!cacheable_path(&format!("{deepest}/s")));
+        assert!(cacheable_path(&format!("{deepest}//")));
     }
 
     #[test]

@@ -13,16 +13,19 @@
 
 mod causes;
 mod control;
+mod counter;
 mod flight;
 mod foreign;
 mod freshness;
 mod headers;
 mod invalidation;
 mod job;
+mod memo;
 mod metrics;
 mod metrics_mesh;
 mod peer;
 mod pipeline;
+mod prepared;
 mod proxy;
 mod quota;
 mod report;

@@ -121,7 +121,7 @@ impl Proxy {
             return Route::Inexact(request);
         };
         let uri = request.uri();
-        let resource = ResourceId::compute(&ResourceKey {
+        let resource = self.inner.keys.resource(&ResourceKey {
             host: &self.inner.upstream.host,
             method: "GET",
             path: uri.path(),
@@ -129,7 +129,10 @@ impl Proxy {
             accept,
             api_version,
         });
-        let partition = self.inner.secret.partition_for(authorization);
+        let partition = self
+            .inner
+            .keys
+            .partition(&self.inner.secret, authorization.map(str::as_bytes));
         let parts = request.into_parts().0;
         Route::Cache(Box::new(Ctx {
             uri: parts.uri,

@@ -118,6 +118,8 @@ pub(crate) struct Inner {
     pub(crate) upstream: Upstream,
     pub(crate) store: Arc<Store>,
     pub(crate) secret: PartitionSecret,
+    /// The last request's partition and resource id, per thread.
+    pub(crate) keys: crate::memo::KeyMemo,
     pub(crate) peers: Arc<dyn PeerSource>,
     pub(crate) stats: Stats,
     pub(crate) quotas: QuotaTracker,
@@ -171,6 +173,7 @@ impl Proxy {
                 config,
                 upstream,
                 store,
+                keys: crate::memo::KeyMemo::new(&secret),
                 secret,
                 peers: Arc::new(NoPeers),
                 stats: Stats::default(),

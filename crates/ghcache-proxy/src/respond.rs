@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::freshness::parse_date;
 use crate::headers::{self, header_str, if_none_match_matches};
 use crate::pipeline::Ctx;
+use crate::prepared;
 use crate::proxy::now_ms;
 use crate::quota::{Quota, Refusal, resource_for};
 use crate::stats::Outcome;
@@ -108,8 +109,9 @@ impl Proxy {
     }
 
     /// Serves a held entry (fresh, revalidated or stale): the stored header
-    /// block as GitHub sent it (cloned, not rebuilt), with links pointing
-    /// here, its current `Age`, and the caller's quota.
+    /// block as GitHub sent it (this thread's prepared copy, see
+    /// [`prepared`]), with links pointing here, its current `Age`, and the
+    /// caller's quota.
     pub(crate) fn serve_hit(
         &self,
         ctx: &Ctx,
@@ -129,15 +131,15 @@ impl Proxy {
         outcome: Outcome,
         stale_reason: Option<&str>,
     ) -> Served {
-        let mut headers = meta.headers.map().clone();
         let status = StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK);
-        self.rewrite_for_client(status, &mut headers, &ctx.proxy_base);
-        let age = current_age_ms(meta, now_ms()) / 1000;
-        headers.insert(header::AGE, age_value(age));
         let bucket = resource_for(&Method::GET, ctx.path());
-        if let Some(q) = self.inner.quotas.get(&ctx.partition, bucket) {
-            quota_headers(&mut headers, q, bucket);
-        }
+        let quota = self.inner.quotas.get(&ctx.partition, bucket);
+        let (mut headers, slots) =
+            prepared::head_for(&meta.headers, &ctx.proxy_base, quota.is_some(), |map| {
+                self.rewrite_for_client(status, map, &ctx.proxy_base)
+            });
+        let age = age_value(current_age_ms(meta, now_ms()) / 1000);
+        slots.fill(&mut headers, age, quota.map(|q| (q, bucket)));
         if let Some(reason) = stale_reason {
             let reason = reason.replace('"', "'");
             headers.insert(

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::counter::{HotCounter, Striped};
 use crate::quota::QuotaTracker;
 use crate::report::{
     ConnectionCounts, HitCounts, PartitionQuota, RateLimitReport, StatsReport, StoreReport,
@@ -63,40 +64,24 @@ impl Outcome {
 }
 
 /// Answers by outcome: the daemon's, and each job's.
+/// Indexed by `Outcome as usize`.
 #[derive(Debug, Default)]
-pub struct OutcomeCounters {
-    hit: AtomicU64,
-    revalidated: AtomicU64,
-    synthesized: AtomicU64,
-    coalesced: AtomicU64,
-    miss: AtomicU64,
-    bypass: AtomicU64,
-    stale: AtomicU64,
-}
+pub struct OutcomeCounters(Striped<7>);
 
 impl OutcomeCounters {
     pub fn record(&self, outcome: Outcome) {
-        let counter = match outcome {
-            Outcome::Hit => &self.hit,
-            Outcome::Revalidated => &self.revalidated,
-            Outcome::Synthesized => &self.synthesized,
-            Outcome::Coalesced => &self.coalesced,
-            Outcome::Miss => &self.miss,
-            Outcome::Bypass => &self.bypass,
-            Outcome::Stale => &self.stale,
-        };
-        counter.fetch_add(1, Relaxed);
+        self.0.add(outcome as usize, 1);
     }
 
     /// Answers from what was held, with their total.
     pub fn hits(&self) -> HitCounts {
-        let get = |c: &AtomicU64| c.load(Relaxed);
+        let get = |o: Outcome| self.0.get(o as usize);
         let hits = HitCounts {
-            hit: get(&self.hit),
-            revalidated: get(&self.revalidated),
-            synthesized: get(&self.synthesized),
-            coalesced: get(&self.coalesced),
-            stale: get(&self.stale),
+            hit: get(Outcome::Hit),
+            revalidated: get(Outcome::Revalidated),
+            synthesized: get(Outcome::Synthesized),
+            coalesced: get(Outcome::Coalesced),
+            stale: get(Outcome::Stale),
             total: 0,
         };
         let total = hits.hit + hits.revalidated + hits.synthesized + hits.coalesced + hits.stale;
@@ -104,23 +89,25 @@ impl OutcomeCounters {
     }
 
     pub fn misses(&self) -> u64 {
-        self.miss.load(Relaxed)
+        self.0.get(Outcome::Miss as usize)
     }
 
     pub fn bypassed(&self) -> u64 {
-        self.bypass.load(Relaxed)
+        self.0.get(Outcome::Bypass as usize)
     }
 }
 
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub requests: AtomicU64,
+    /// Bumped on every request: striped.
+    pub requests: HotCounter,
     pub outcomes: OutcomeCounters,
     pub upstream_requests: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub upstream_not_modified: AtomicU64,
     pub units_spent: AtomicU64,
-    pub units_saved: AtomicU64,
+    /// Bumped on every hit: striped.
+    pub units_saved: HotCounter,
     pub refused_quota: AtomicU64,
     pub store_errors: AtomicU64,
     pub connections_open: AtomicU64,
@@ -133,7 +120,7 @@ pub struct Stats {
     pub upstream_status: StatusCounts,
     /// Upstream time saved by `HIT`s: the mean upstream latency at the
     /// moment of each hit, summed (µs).
-    pub time_saved_us: AtomicU64,
+    pub time_saved_us: HotCounter,
 }
 
 /// One counter per status code 100–599, so counting is one atomic add.
@@ -182,7 +169,7 @@ impl Stats {
         let cacheable = total + self.outcomes.misses();
         let quota = quotas.snapshot();
         StatsReport {
-            requests: get(&self.requests),
+            requests: self.requests.load(Relaxed),
             hits,
             misses: self.outcomes.misses(),
             bypass: self.outcomes.bypassed(),
@@ -198,10 +185,10 @@ impl Stats {
                 by_status: self.upstream_status.snapshot(),
                 ..UpstreamCounts::default()
             },
-            time_saved_us: get(&self.time_saved_us),
+            time_saved_us: self.time_saved_us.load(Relaxed),
             rate_limit: RateLimitReport {
                 units_spent: get(&self.units_spent),
-                units_saved: get(&self.units_saved),
+                units_saved: self.units_saved.load(Relaxed),
                 refused_while_exhausted: get(&self.refused_quota),
                 partitions: quota
                     .rows

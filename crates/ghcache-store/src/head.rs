@@ -17,13 +17,20 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct StoredHead(Arc<HeaderMap>);
 
 impl StoredHead {
-    /// Room kept for the headers a server adds when it replays the block
-    /// (`Age`, quota, its own): a copy then grows without re-indexing.
-    const SPARE: usize = 8;
-
-    pub fn new(mut map: HeaderMap) -> StoredHead {
-        map.reserve(Self::SPARE);
+    pub fn new(map: HeaderMap) -> StoredHead {
         StoredHead(Arc::new(map))
+    }
+
+    /// Whether both are the same stored block (not merely equal): a block
+    /// is never changed once stored, so a copy derived from it stays
+    /// current while this holds.
+    pub fn is_same(&self, other: &StoredHead) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// An identity for tables keyed by [`StoredHead::is_same`].
+    pub fn address(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
     }
 
     pub fn map(&self) -> &HeaderMap {

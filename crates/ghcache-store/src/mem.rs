@@ -74,9 +74,13 @@ pub(crate) fn entry_key(rid: &ResourceId, p: &Partition) -> Vec<u8> {
     k
 }
 
+/// Keys are SHA-256 digests: a fast keyed hash is enough (every hit looks
+/// up two; the default SipHash costs more than the rest of the lookup).
+type Hasher = foldhash::fast::RandomState;
+
 pub(crate) struct Mem {
-    index: Box<[RwLock<HashMap<ResourceId, EntryList>>]>,
-    blobs: Box<[RwLock<HashMap<ContentId, BlobSlot>>]>,
+    index: Box<[RwLock<HashMap<ResourceId, EntryList, Hasher>>]>,
+    blobs: Box<[RwLock<HashMap<ContentId, BlobSlot, Hasher>>]>,
     /// Logical LRU clocks, one per order: entries and bodies are evicted
     /// by their own orders, and a touch of one must not age the other.
     clock: AtomicU64,
@@ -129,11 +133,11 @@ impl Mem {
         self.bytes.load(Relaxed) + self.meta_bytes.load(Relaxed)
     }
 
-    fn index_shard(&self, rid: &ResourceId) -> &RwLock<HashMap<ResourceId, EntryList>> {
+    fn index_shard(&self, rid: &ResourceId) -> &RwLock<HashMap<ResourceId, EntryList, Hasher>> {
         &self.index[shard_of(rid.as_bytes())]
     }
 
-    fn blob_shard(&self, cid: &ContentId) -> &RwLock<HashMap<ContentId, BlobSlot>> {
+    fn blob_shard(&self, cid: &ContentId) -> &RwLock<HashMap<ContentId, BlobSlot, Hasher>> {
         &self.blobs[shard_of(cid.digest())]
     }
 

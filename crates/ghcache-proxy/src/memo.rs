@@ -1,0 +1,202 @@
+//! A request's two keys, remembered per worker thread. A client sends one
+//! token on its connections, and pollers ask for one resource again and
+//! again: the partition (an HMAC-SHA-256 of the token) and the resource id
+//! (a SHA-256 of the request's key) of the thread's last request are
+//! reused while what they were computed from is exactly the same.
+//!
+//! The token itself is not kept: the memo holds a keyed SipHash-1-3-128 of
+//! it, keyed from the partition secret. The resource key's bytes are kept
+//! and compared in full.
+
+use std::cell::RefCell;
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use ghcache_core::{Partition, PartitionSecret, ResourceId, ResourceKey};
+use siphasher::sip128::{Hasher128, SipHasher13};
+
+/// One proxy's view of the per-thread memo (tests run many proxies in a
+/// process, with different secrets and upstreams).
+pub(crate) struct KeyMemo {
+    id: u64,
+    token_key: [u8; 16],
+}
+
+/// The thread's last request.
+struct Last {
+    memo: u64,
+    token: Option<(u128, Partition)>,
+    resource: Option<(Vec<u8>, ResourceId)>,
+}
+
+thread_local! {
+    static LAST: RefCell<Last> = const {
+        RefCell::new(Last { memo: u64::MAX, token: None, resource: None })
+    };
+}
+
+impl KeyMemo {
+    pub fn new(secret: &PartitionSecret) -> KeyMemo {
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        // Derived from the secret, so only the proxy can compute it; from
+        // bytes no header value can hold (NUL), so no request's partition.
+        let derived = secret.partition_for_bytes(Some(b"\0ghcache/key-memo/v1"));
+        let mut token_key = [0u8; 16];
+        token_key.copy_from_slice(&derived.as_bytes()[..16]);
+        KeyMemo {
+            id: IDS.fetch_add(1, Relaxed),
+            token_key,
+        }
+    }
+
+    fn with_last<T>(&self, f: impl FnOnce(&mut Last) -> T) -> T {
+        LAST.with_borrow_mut(|last| {
+            if last.memo != self.id {
+                *last = Last {
+                    memo: self.id,
+                    token: None,
+                    resource: None,
+                };
+            }
+            f(last)
+        })
+    }
+
+    /// `secret.partition_for_bytes(authorization)`.
+    pub fn partition(&self, secret: &PartitionSecret, authorization: Option<&[u8]>) -> Partition {
+        let Some(token) = authorization else {
+            return Partition::Anonymous;
+        };
+        let mut sip = SipHasher13::new_with_key(&self.token_key);
+        sip.write(token);
+        let fingerprint = sip.finish128().as_u128();
+        self.with_last(|last| match last.token {
+            Some((held, partition)) if held == fingerprint => partition,
+            _ => {
+                let partition = secret.partition_for_bytes(Some(token));
+                last.token = Some((fingerprint, partition));
+                partition
+            }
+        })
+    }
+
+    /// `ResourceId::compute(key)`.
+    pub fn resource(&self, key: &ResourceKey<'_>) -> ResourceId {
+        let parts = [
+            Some(key.host.as_bytes()),
+            Some(key.method.as_bytes()),
+            Some(key.path.as_bytes()),
+            Some(key.query.as_bytes()),
+            key.accept.map(str::as_bytes),
+            key.api_version.map(str::as_bytes),
+        ];
+        self.with_last(|last| {
+            if let Some((held, id)) = &last.resource
+                && encodes(held, &parts)
+            {
+                return *id;
+            }
+            let id = ResourceId::compute(key);
+            let mut encoded = last.resource.take().map(|(v, _)| v).unwrap_or_default();
+            encoded.clear();
+            encoded.shrink_to(4096);
+            for part in parts {
+                match part {
+                    None => encoded.push(0),
+                    Some(bytes) => {
+                        encoded.push(1);
+                        encoded.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                        encoded.extend_from_slice(bytes);
+                    }
+                }
+            }
+            last.resource = Some((encoded, id));
+            id
+        })
+    }
+}
+
+/// Whether `held` is the encoding of `parts` (each absent part `0`; each
+/// present one `1`, its length, its bytes): compared without encoding.
+fn encodes(held: &[u8], parts: &[Option<&[u8]>]) -> bool {
+    let mut rest = held;
+    for part in parts {
+        let Some((&tag, tail)) = rest.split_first() else {
+            return false;
+        };
+        rest = match (tag, part) {
+            (0, None) => tail,
+            (1, Some(bytes)) => {
+                let Some((len, tail)) = tail.split_first_chunk::<8>() else {
+                    return false;
+                };
+                if u64::from_le_bytes(*len) != bytes.len() as u64 {
+                    return false;
+                }
+                match tail.split_at_checked(bytes.len()) {
+                    Some((held, tail)) if held == *bytes => tail,
+                    _ => return false,
+                }
+            }
+            _ => return false,
+        };
+    }
+    rest.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key<'a>(path: &'a str, query: &'a str, accept: Option<&'a str>) -> ResourceKey<'a> {
+        ResourceKey {
+            host: "api.github.com",
+            method: "GET",
+            path,
+            query,
+            accept,
+            api_version: None,
+        }
+    }
+
+    #[test]
+    fn remembered_keys_are_the_keys_computed_afresh() {
+        let secret = PartitionSecret::from_key([7; 32]);
+        let memo = KeyMemo::new(&secret);
+        let tokens: [&[u8]; 3] = [b"token a", b"token b", b"token a"];
+        for token in tokens.into_iter().chain(tokens) {
+            assert_eq!(
+                memo.partition(&secret, Some(token)),
+                secret.partition_for_bytes(Some(token))
+            );
+        }
+        assert_eq!(memo.partition(&secret, None), Partition::Anonymous);
+        // Field boundaries count: moving bytes between fields is another key.
+        let keys = [
+            key("/repos/o/r", "a=1", Some("json")),
+            key("/repos/o/r", "a=1", Some("json")),
+            key("/repos/o/ra", "=1", Some("json")),
+            key("/repos/o/r", "a=1", None),
+            key("/repos/o/r", "a=1", Some("")),
+            key("/repos/o/r", "a=1json", None),
+            key("/repos/o/r", "a=1", Some("json")),
+        ];
+        for key in &keys {
+            assert_eq!(memo.resource(key), ResourceId::compute(key), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn each_proxy_remembers_for_itself() {
+        let (one, two) = (
+            PartitionSecret::from_key([1; 32]),
+            PartitionSecret::from_key([2; 32]),
+        );
+        let (memo_one, memo_two) = (KeyMemo::new(&one), KeyMemo::new(&two));
+        let token = Some(&b"same token"[..]);
+        let first = memo_one.partition(&one, token);
+        let second = memo_two.partition(&two, token);
+        assert_ne!(first, second);
+        assert_eq!(memo_one.partition(&one, token), first);
+    }
+}
