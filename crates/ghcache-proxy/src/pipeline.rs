@@ -79,7 +79,7 @@ impl Ctx {
 
 /// What steps 2–4 learnt about a cacheable request.
 pub(crate) struct Lookup {
-    pub ctx: Ctx,
+    pub ctx: Box<Ctx>,
     pub own: Option<Hit>,
     pub foreign: Option<Foreign>,
     /// Our claim on the resource while we fetch it (released once the
@@ -148,7 +148,7 @@ impl Proxy {
     /// Steps 2–6 for a cacheable request. Steps 2 and 3 answer without
     /// awaiting anything; the rest is boxed, so that the future of a hit
     /// stays small (hyper moves it once per request, whatever its path).
-    pub(crate) async fn cacheable(&self, ctx: Ctx) -> Served {
+    pub(crate) async fn cacheable(&self, ctx: Box<Ctx>) -> Served {
         match self.held_here(ctx) {
             ControlFlow::Break(served) => served,
             ControlFlow::Continue(lookup) => Box::pin(self.held_elsewhere(lookup)).await,
@@ -157,7 +157,7 @@ impl Proxy {
 
     /// Steps 2 and 3: a fresh copy of our own, or a partition that must
     /// not go upstream yet.
-    fn held_here(&self, ctx: Ctx) -> ControlFlow<Served, Lookup> {
+    fn held_here(&self, ctx: Box<Ctx>) -> ControlFlow<Served, Lookup> {
         let lookup = self.fresh_hit(ctx)?;
         self.quota_gate(lookup)
     }
@@ -172,19 +172,21 @@ impl Proxy {
     }
 
     /// Step 2: a fresh copy of our own answers at once.
-    fn fresh_hit(&self, ctx: Ctx) -> ControlFlow<Served, Lookup> {
+    fn fresh_hit(&self, ctx: Box<Ctx>) -> ControlFlow<Served, Lookup> {
         // A copy stored for other values of the headers its `Vary` names
         // is not an answer to this request (RFC 9111 §4.1).
         // Read in place: a fresh hit copies none of the entry's metadata.
+        // One clock read for the whole hit.
+        let now = now_ms();
         let own = self
             .inner
             .store
-            .get_held(&ctx.resource, &ctx.partition)
+            .get_held_at(&ctx.resource, &ctx.partition, now)
             .filter(|held| secondary_key_matches(&held.meta().vary, &ctx.headers));
         if let Some(held) = &own
             && !ctx.client_cc.no_cache
             && !held.is_stale()
-            && self.is_fresh(&ctx, held.meta())
+            && self.is_fresh_at(&ctx, held.meta(), now)
         {
             self.count_saved(&ctx);
             return ControlFlow::Break(self.serve_held(
@@ -193,6 +195,7 @@ impl Proxy {
                 held.body(),
                 Outcome::Hit,
                 None,
+                now,
             ));
         }
         ControlFlow::Continue(Lookup {
@@ -324,7 +327,12 @@ impl Proxy {
     /// within what the client's `max-age`/`min-fresh` accept), not marked
     /// stale by the fleet, not invalidated by a write since stored.
     pub(crate) fn is_fresh(&self, ctx: &Ctx, meta: &EntryMeta) -> bool {
-        let age = current_age_ms(meta, now_ms());
+        self.is_fresh_at(ctx, meta, now_ms())
+    }
+
+    /// [`Proxy::is_fresh`] at `now` (unix ms).
+    fn is_fresh_at(&self, ctx: &Ctx, meta: &EntryMeta, now: u64) -> bool {
+        let age = current_age_ms(meta, now);
         let cc = &ctx.client_cc;
         let wanted = cc.min_fresh.unwrap_or(0).saturating_mul(1000);
         !meta.stale
@@ -334,7 +342,7 @@ impl Proxy {
     }
 
     /// A request that could not share an oversized flight: fetch alone.
-    async fn cacheable_alone(&self, ctx: Ctx) -> Served {
+    async fn cacheable_alone(&self, ctx: Box<Ctx>) -> Served {
         let request = match self.upstream_request(&ctx, client_validator(&ctx).as_ref()) {
             Ok(r) => r,
             Err(f) => {

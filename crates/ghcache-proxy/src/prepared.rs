@@ -24,6 +24,42 @@ use crate::quota::Quota;
 /// Heads kept per worker thread.
 const SLOTS: usize = 64;
 
+/// GitHub's own header names (the standard ones are static already).
+static COMMON_NAMES: [HeaderName; 8] = [
+    HeaderName::from_static("x-github-request-id"),
+    HeaderName::from_static("x-github-api-version-selected"),
+    HeaderName::from_static("x-github-media-type"),
+    HeaderName::from_static("x-oauth-scopes"),
+    HeaderName::from_static("x-accepted-oauth-scopes"),
+    HeaderName::from_static("github-authentication-token-expiration"),
+    HeaderName::from_static("x-github-sso"),
+    HeaderName::from_static("x-poll-interval"),
+];
+
+/// Values GitHub sends on most answers.
+static COMMON_VALUES: [&str; 17] = [
+    "application/json; charset=utf-8",
+    "private, max-age=60, s-maxage=60",
+    "public, max-age=60, s-maxage=60",
+    "Accept, Authorization, Cookie, X-GitHub-OTP",
+    "Accept-Encoding, Accept, X-Requested-With",
+    "Accept",
+    "2022-11-28",
+    "github.v3; format=json",
+    "deny",
+    "nosniff",
+    "0",
+    "*",
+    "max-age=31536000; includeSubdomains; preload",
+    "origin-when-cross-origin, strict-origin-when-cross-origin",
+    "default-src 'none'",
+    "ETag, Link, Location, Retry-After, X-GitHub-OTP, X-RateLimit-Limit, X-RateLimit-Remaining, \
+     X-RateLimit-Used, X-RateLimit-Resource, X-RateLimit-Reset, X-OAuth-Scopes, \
+     X-Accepted-OAuth-Scopes, X-Poll-Interval, X-GitHub-Media-Type, X-GitHub-SSO, \
+     X-GitHub-Request-Id, Deprecation, Sunset",
+    "GitHub.com",
+];
+
 /// The per-answer headers in the order [`Slots::fill`] writes them.
 fn per_answer() -> [&'static HeaderName; 6] {
     [
@@ -147,11 +183,21 @@ fn prepare(stored: &StoredHead, base: &Arc<str>, rewrite: impl FnOnce(&mut Heade
     let mut plain = stored.map().clone();
     rewrite(&mut plain);
     let mut head = HeaderMap::with_capacity(plain.len() + per_answer().len() + 1);
-    // Copied, not cloned: this thread's values count their own references.
+    // Copied, not cloned: this thread's values count their own references,
+    // and GitHub's usual names and values are static (no count at all).
     for (name, value) in &plain {
-        let name =
-            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone());
-        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        let name = COMMON_NAMES
+            .iter()
+            .find(|common| *common == name)
+            .cloned()
+            .or_else(|| HeaderName::from_bytes(name.as_str().as_bytes()).ok())
+            .unwrap_or_else(|| name.clone());
+        let mut copy = COMMON_VALUES
+            .iter()
+            .find(|common| common.as_bytes() == value.as_bytes())
+            .map(|common| HeaderValue::from_static(common))
+            .or_else(|| HeaderValue::from_bytes(value.as_bytes()).ok())
+            .unwrap_or_else(|| value.clone());
         copy.set_sensitive(value.is_sensitive());
         head.append(name, copy);
     }

@@ -305,7 +305,7 @@ impl Proxy {
     ) -> Response<Body> {
         self.inner.stats.requests.fetch_add(1, Relaxed);
         let served = match self.classify(request, base.clone()) {
-            Route::Cache(ctx) => self.cacheable(*ctx).await,
+            Route::Cache(ctx) => self.cacheable(ctx).await,
             Route::Pass(request) | Route::Inexact(request) => {
                 Box::pin(self.pass_through(request, &base)).await
             }

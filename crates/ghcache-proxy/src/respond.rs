@@ -119,10 +119,11 @@ impl Proxy {
         outcome: Outcome,
         stale_reason: Option<&str>,
     ) -> Served {
-        self.serve_held(ctx, &hit.meta, &hit.body, outcome, stale_reason)
+        self.serve_held(ctx, &hit.meta, &hit.body, outcome, stale_reason, now_ms())
     }
 
-    /// [`Proxy::serve_hit`] from the parts, as the store holds them.
+    /// [`Proxy::serve_hit`] from the parts, as the store holds them, at
+    /// `now_ms` (unix ms).
     pub(crate) fn serve_held(
         &self,
         ctx: &Ctx,
@@ -130,6 +131,7 @@ impl Proxy {
         body: &Bytes,
         outcome: Outcome,
         stale_reason: Option<&str>,
+        now_ms: u64,
     ) -> Served {
         let status = StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK);
         let bucket = resource_for(&Method::GET, ctx.path());
@@ -138,7 +140,7 @@ impl Proxy {
             prepared::head_for(&meta.headers, &ctx.proxy_base, quota.is_some(), |map| {
                 self.rewrite_for_client(status, map, &ctx.proxy_base)
             });
-        let age = age_value(current_age_ms(meta, now_ms()) / 1000);
+        let age = age_value(current_age_ms(meta, now_ms) / 1000);
         slots.fill(&mut headers, age, quota.map(|q| (q, bucket)));
         if let Some(reason) = stale_reason {
             let reason = reason.replace('"', "'");

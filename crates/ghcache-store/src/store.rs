@@ -195,8 +195,18 @@ impl Store {
 
     /// [`Store::get`] without copying the metadata (the hit path).
     pub fn get_held(&self, rid: &ResourceId, partition: &Partition) -> Option<HeldEntry> {
+        self.get_held_at(rid, partition, now_ms())
+    }
+
+    /// [`Store::get_held`] read at `now_ms` (unix ms; the caller's clock).
+    pub fn get_held_at(
+        &self,
+        rid: &ResourceId,
+        partition: &Partition,
+        now_ms: u64,
+    ) -> Option<HeldEntry> {
         let entry = self.shared.mem.lookup(rid, partition)?;
-        self.shared.mem.touch(&entry, now_ms());
+        self.shared.mem.touch(&entry, now_ms);
         let body = self.body(&entry.meta.body_cid)?;
         Some(HeldEntry { entry, body })
     }
