@@ -4,7 +4,7 @@
 //! (a SHA-256 of the request's key) of the thread's last request are
 //! reused while what they were computed from is exactly the same.
 //!
-//! The token itself is not kept: the memo holds a keyed SipHash-1-3-128 of
+//! The token itself is not kept: the memo holds a keyed SipHash-2-4-128 of
 //! it, keyed from the partition secret. The resource key's bytes are kept
 //! and compared in full.
 
@@ -13,7 +13,7 @@ use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use ghcache_core::{Partition, PartitionSecret, ResourceId, ResourceKey};
-use siphasher::sip128::{Hasher128, SipHasher13};
+use siphasher::sip128::{Hasher128, SipHasher24};
 
 /// One proxy's view of the per-thread memo (tests run many proxies in a
 /// process, with different secrets and upstreams).
@@ -41,8 +41,11 @@ impl KeyMemo {
         // Derived from the secret, so only the proxy can compute it; from
         // bytes no header value can hold (NUL), so no request's partition.
         let derived = secret.partition_for_bytes(Some(b"\0ghcache/key-memo/v1"));
-        let mut token_key = [0u8; 16];
-        token_key.copy_from_slice(&derived.as_bytes()[..16]);
+        let token_key = derived
+            .as_bytes()
+            .first_chunk::<16>()
+            .copied()
+            .unwrap_or_default();
         KeyMemo {
             id: IDS.fetch_add(1, Relaxed),
             token_key,
@@ -67,7 +70,7 @@ impl KeyMemo {
         let Some(token) = authorization else {
             return Partition::Anonymous;
         };
-        let mut sip = SipHasher13::new_with_key(&self.token_key);
+        let mut sip = SipHasher24::new_with_key(&self.token_key);
         sip.write(token);
         let fingerprint = sip.finish128().as_u128();
         self.with_last(|last| match last.token {
@@ -82,13 +85,22 @@ impl KeyMemo {
 
     /// `ResourceId::compute(key)`.
     pub fn resource(&self, key: &ResourceKey<'_>) -> ResourceId {
+        // Every field, so that a new one cannot be left out unnoticed.
+        let ResourceKey {
+            host,
+            method,
+            path,
+            query,
+            accept,
+            api_version,
+        } = key;
         let parts = [
-            Some(key.host.as_bytes()),
-            Some(key.method.as_bytes()),
-            Some(key.path.as_bytes()),
-            Some(key.query.as_bytes()),
-            key.accept.map(str::as_bytes),
-            key.api_version.map(str::as_bytes),
+            Some(host.as_bytes()),
+            Some(method.as_bytes()),
+            Some(path.as_bytes()),
+            Some(query.as_bytes()),
+            accept.map(str::as_bytes),
+            api_version.map(str::as_bytes),
         ];
         self.with_last(|last| {
             if let Some((held, id)) = &last.resource

@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use ghcache_store::StoredHead;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -60,6 +61,10 @@ static COMMON_VALUES: [&str; 17] = [
     "GitHub.com",
 ];
 
+/// Held blocks with more lines than this are not prepared (a sane answer
+/// has a few dozen; this bounds what a thread copies and keeps).
+const MAX_LINES: usize = 256;
+
 /// The per-answer headers in the order [`Slots::fill`] writes them.
 fn per_answer() -> [&'static HeaderName; 6] {
     [
@@ -73,30 +78,14 @@ fn per_answer() -> [&'static HeaderName; 6] {
 }
 
 /// Where a prepared head takes its per-answer values: positions in
-/// [`HeaderMap::iter_mut`] order. `None` for a head that has no slots
-/// (the caller's quota is unknown): the values are inserted.
+/// [`HeaderMap::iter_mut`] order.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Slots(Option<[usize; 6]>);
+struct Slots([usize; 6]);
 
 impl Slots {
-    /// Writes `age` and, when known, the caller's quota into `headers` (a
-    /// head from [`head_for`] with these slots).
-    pub fn fill(
-        self,
-        headers: &mut HeaderMap,
-        age: HeaderValue,
-        quota: Option<(Quota, &'static str)>,
-    ) {
-        let (at, (quota, resource)) = match (self.0, quota) {
-            (Some(at), Some(quota)) => (at, quota),
-            (_, quota) => {
-                headers.insert(header::AGE, age);
-                if let Some((quota, resource)) = quota {
-                    crate::respond::quota_headers(headers, quota, resource);
-                }
-                return;
-            }
-        };
+    /// Writes `age` and the caller's quota into `headers`, a clone of the
+    /// prepared head these slots belong to.
+    fn fill(self, headers: &mut HeaderMap, age: HeaderValue, quota: Quota, resource: &'static str) {
         let [limit, remaining, used, reset] = quota.values;
         let mut values = [
             Some(age),
@@ -106,9 +95,9 @@ impl Slots {
             Some(reset),
             Some(HeaderValue::from_static(resource)),
         ];
-        let last = at.iter().copied().max().unwrap_or(0);
+        let last = self.0.iter().copied().max().unwrap_or(0);
         for (i, (_, value)) in headers.iter_mut().enumerate().take(last + 1) {
-            if let Some(k) = at.iter().position(|&slot| slot == i)
+            if let Some(k) = self.0.iter().position(|&slot| slot == i)
                 && let Some(new) = values[k].take()
             {
                 *value = new;
@@ -117,13 +106,31 @@ impl Slots {
     }
 }
 
-struct Prepared {
-    /// Which stored block this was made from (held, so it is not reused).
+/// What a prepared head is for: the block, the status and upstream its
+/// links were rewritten under (the proxy), and the client's base.
+struct Key {
     stored: StoredHead,
+    status: u16,
+    owner: u64,
     base: Arc<str>,
+}
+
+impl Key {
+    fn is(&self, stored: &StoredHead, status: u16, owner: u64, base: &Arc<str>) -> bool {
+        // The block is held here, so its address is not reused meanwhile.
+        self.stored.is_same(stored)
+            && self.status == status
+            && self.owner == owner
+            && (Arc::ptr_eq(&self.base, base) || *self.base == **base)
+    }
+}
+
+struct Prepared {
+    key: Key,
     /// This thread's copy, with a slot for each per-answer header.
     head: HeaderMap,
-    slots: Slots,
+    /// `None` only if a per-answer header could not be placed.
+    slots: Option<Slots>,
     /// The rewritten block as stored, for a caller whose quota is unknown
     /// (and so gets no quota headers of ours).
     plain: HeaderMap,
@@ -138,50 +145,120 @@ struct Table {
 }
 
 thread_local! {
-    static TABLE: RefCell<Table> = const {
-        RefCell::new(Table { addresses: [0; SLOTS], heads: [const { None }; SLOTS], next: 0 })
-    };
+    /// Allocated on a thread's first hit: other threads carry only a pointer.
+    static TABLE: RefCell<Option<Box<Table>>> = const { RefCell::new(None) };
 }
 
-/// The head to send for `stored` to a client that reached us at `base`,
-/// and where its per-answer values go. `quota_known`: whether the caller's
-/// quota will be filled in. `rewrite` points the links of a copy of the
-/// stored block at `base`; it runs once per thread, entry and base while
-/// the table holds their head.
-pub(crate) fn head_for(
-    stored: &StoredHead,
-    base: &Arc<str>,
-    quota_known: bool,
-    rewrite: impl FnOnce(&mut HeaderMap),
-) -> (HeaderMap, Slots) {
-    let address = stored.address();
-    TABLE.with_borrow_mut(|table| {
-        let held = (0..SLOTS).find(|&i| {
-            table.addresses[i] == address
-                && table.heads[i].as_ref().is_some_and(|p| {
-                    p.stored.is_same(stored) && (Arc::ptr_eq(&p.base, base) || *p.base == **base)
-                })
-        });
-        let pick = |p: &Prepared| match quota_known {
-            true => (p.head.clone(), p.slots),
-            false => (p.plain.clone(), Slots(None)),
-        };
-        if let Some(p) = held.and_then(|i| table.heads[i].as_ref()) {
-            return pick(p);
+/// One proxy's prepared heads (tests run many proxies in a process).
+#[derive(Debug)]
+pub(crate) struct Heads {
+    owner: u64,
+}
+
+impl Default for Heads {
+    fn default() -> Self {
+        static OWNERS: AtomicU64 = AtomicU64::new(0);
+        Heads {
+            owner: OWNERS.fetch_add(1, Relaxed),
         }
-        let prepared = prepare(stored, base, rewrite);
-        let sent = pick(&prepared);
-        let i = table.next;
-        table.next = (i + 1) % SLOTS;
-        table.addresses[i] = address;
-        table.heads[i] = Some(prepared);
-        sent
-    })
+    }
 }
 
-fn prepare(stored: &StoredHead, base: &Arc<str>, rewrite: impl FnOnce(&mut HeaderMap)) -> Prepared {
-    let mut plain = stored.map().clone();
+/// What a hit adds to the held block: its current `Age`, and the caller's
+/// quota when known (with the bucket it is for).
+pub(crate) struct PerAnswer {
+    pub age: HeaderValue,
+    pub quota: Option<(Quota, &'static str)>,
+}
+
+impl Heads {
+    /// The head to send for `stored` (a block held with `status`) to a
+    /// client that reached us at `base`, with `added` in it. `rewrite`
+    /// points the links of a copy of the block at `base`; it runs once per
+    /// thread, entry and base while the table holds their head.
+    pub fn head_for(
+        &self,
+        stored: &StoredHead,
+        status: u16,
+        base: &Arc<str>,
+        added: PerAnswer,
+        rewrite: impl FnOnce(&mut HeaderMap),
+    ) -> HeaderMap {
+        let PerAnswer { age, quota } = added;
+        let (mut headers, slots) = if stored.len() > MAX_LINES {
+            let mut plain = stored.map().clone();
+            rewrite(&mut plain);
+            (plain, None)
+        } else {
+            self.cached(stored, status, base, quota.is_some(), rewrite)
+        };
+        match (slots, quota) {
+            (Some(slots), Some((quota, resource))) => {
+                slots.fill(&mut headers, age, quota, resource)
+            }
+            (_, quota) => {
+                headers.insert(header::AGE, age);
+                if let Some((quota, resource)) = quota {
+                    crate::respond::quota_headers(&mut headers, quota, resource);
+                }
+            }
+        }
+        headers
+    }
+
+    /// A clone of the prepared head (with its slots) when the quota is
+    /// known, else of the rewritten block.
+    fn cached(
+        &self,
+        stored: &StoredHead,
+        status: u16,
+        base: &Arc<str>,
+        quota_known: bool,
+        rewrite: impl FnOnce(&mut HeaderMap),
+    ) -> (HeaderMap, Option<Slots>) {
+        let address = stored.address();
+        let pick = |p: &Prepared| match (quota_known, p.slots) {
+            (true, Some(slots)) => (p.head.clone(), Some(slots)),
+            _ => (p.plain.clone(), None),
+        };
+        TABLE.with_borrow_mut(|table| {
+            let table = table.get_or_insert_with(|| {
+                Box::new(Table {
+                    addresses: [0; SLOTS],
+                    heads: [const { None }; SLOTS],
+                    next: 0,
+                })
+            });
+            let held = (0..SLOTS).find(|&i| {
+                table.addresses[i] == address
+                    && table.heads[i]
+                        .as_ref()
+                        .is_some_and(|p| p.key.is(stored, status, self.owner, base))
+            });
+            if let Some(p) = held.and_then(|i| table.heads[i].as_ref()) {
+                return pick(p);
+            }
+            let key = Key {
+                stored: stored.clone(),
+                status,
+                owner: self.owner,
+                base: base.clone(),
+            };
+            let prepared = prepare(key, rewrite);
+            let sent = pick(&prepared);
+            let i = table.next;
+            table.next = (i + 1) % SLOTS;
+            table.addresses[i] = address;
+            table.heads[i] = Some(prepared);
+            sent
+        })
+    }
+}
+
+fn prepare(key: Key, rewrite: impl FnOnce(&mut HeaderMap)) -> Prepared {
+    let mut plain = key.stored.map().clone();
     rewrite(&mut plain);
+    // At most MAX_LINES + 7 lines: within what a map holds.
     let mut head = HeaderMap::with_capacity(plain.len() + per_answer().len() + 1);
     // Copied, not cloned: this thread's values count their own references,
     // and GitHub's usual names and values are static (no count at all).
@@ -209,14 +286,13 @@ fn prepare(stored: &StoredHead, base: &Arc<str>, rewrite: impl FnOnce(&mut Heade
     head.insert(X_GHCACHE.clone(), HeaderValue::from_static("HIT"));
     let names: Vec<&HeaderName> = head.iter().map(|(name, _)| name).collect();
     let at = per_answer().map(|name| names.iter().position(|n| *n == name));
-    let slots = Slots(
-        at.iter()
-            .all(Option::is_some)
-            .then(|| at.map(|i| i.unwrap_or(0))),
-    );
+    // Each was inserted just above, so each has a position.
+    let slots = at
+        .iter()
+        .all(Option::is_some)
+        .then(|| Slots(at.map(|i| i.unwrap_or(0))));
     Prepared {
-        stored: stored.clone(),
-        base: base.clone(),
+        key,
         head,
         slots,
         plain,
@@ -265,16 +341,27 @@ mod tests {
         map
     }
 
-    fn served(head: &StoredHead, age: &str, q: Option<Quota>) -> HeaderMap {
+    fn served(heads: &Heads, head: &StoredHead, age: &str, q: Option<Quota>) -> HeaderMap {
         let base: Arc<str> = Arc::from("http://127.0.0.1:1");
-        let (mut map, slots) = head_for(head, &base, q.is_some(), |_| {});
-        slots.fill(
-            &mut map,
-            HeaderValue::from_str(age).unwrap(),
-            q.map(|q| (q, "core")),
-        );
+        let added = PerAnswer {
+            age: HeaderValue::from_str(age).unwrap(),
+            quota: q.map(|q| (q, "core")),
+        };
+        let mut map = heads.head_for(head, 200, &base, added, |_| {});
         map.insert(X_GHCACHE.clone(), HeaderValue::from_static("HIT"));
         map
+    }
+
+    fn link_for(heads: &Heads, stored: &StoredHead, status: u16, base: &Arc<str>) -> String {
+        let added = PerAnswer {
+            age: HeaderValue::from_static("1"),
+            quota: Some((quota(1), "core")),
+        };
+        let rewritten = format!("{base} {status}");
+        let map = heads.head_for(stored, status, base, added, |map| {
+            map.insert(header::LINK, HeaderValue::from_str(&rewritten).unwrap());
+        });
+        map[header::LINK].to_str().unwrap().to_owned()
     }
 
     #[test]
@@ -300,11 +387,33 @@ mod tests {
             ("x-ratelimit-resource", "core"),
             ("age", "7"),
         ]);
-        for head in [&github, &bare, &repeated] {
+        // Repeated names before the slots shift their positions.
+        let shifted = stored(&[
+            ("vary", "Accept"),
+            ("vary", "Authorization"),
+            ("vary", "Cookie"),
+            ("etag", "\"x\""),
+            ("x-ratelimit-limit", "1"),
+            ("x-ratelimit-remaining", "1"),
+            ("x-ratelimit-used", "1"),
+            ("x-ratelimit-reset", "1"),
+            ("x-ratelimit-resource", "core"),
+        ]);
+        let lines: Vec<(String, String)> = (0..MAX_LINES + 10)
+            .map(|i| (format!("x-line-{i}"), i.to_string()))
+            .collect();
+        let huge = stored(
+            &lines
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        let heads = Heads::default();
+        for head in [&github, &bare, &repeated, &shifted, &huge] {
             // Twice each: built, then reused from the thread's table.
             for (age, q) in [("3", Some(quota(4000))), ("4", None), ("5", Some(quota(3)))] {
                 assert_eq!(
-                    pairs(&served(head, age, q.clone())),
+                    pairs(&served(&heads, head, age, q.clone())),
                     pairs(&inserted(head, age, q)),
                     "{head:?}"
                 );
@@ -313,35 +422,39 @@ mod tests {
     }
 
     #[test]
-    fn a_replaced_entry_or_another_base_gets_its_own_head() {
+    fn another_entry_base_status_or_proxy_gets_its_own_head() {
         let old = stored(&[("link", "<http://up/x?page=2>; rel=\"next\"")]);
-        let rewrite = |base: &str| {
-            let base = base.to_owned();
-            move |map: &mut HeaderMap| {
-                map.insert(header::LINK, HeaderValue::from_str(&base).unwrap());
-            }
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("http://a"), Arc::from("http://b"));
+        let heads = Heads::default();
+        assert_eq!(link_for(&heads, &old, 200, &a), "http://a 200");
+        assert_eq!(link_for(&heads, &old, 200, &b), "http://b 200");
+        assert_eq!(link_for(&heads, &old, 301, &a), "http://a 301");
+        // The same block, status and base again: the prepared copy.
+        let added = PerAnswer {
+            age: HeaderValue::from_static("1"),
+            quota: Some((quota(1), "core")),
         };
-        let a: Arc<str> = Arc::from("http://a");
-        let b: Arc<str> = Arc::from("http://b");
-        let link = |(map, _): (HeaderMap, Slots)| map[header::LINK].to_str().unwrap().to_owned();
-        assert_eq!(
-            link(head_for(&old, &a, true, rewrite("http://a"))),
-            "http://a"
-        );
-        assert_eq!(
-            link(head_for(&old, &b, true, rewrite("http://b"))),
-            "http://b"
-        );
-        // The same block and base again: the prepared copy, not a rewrite.
-        assert_eq!(
-            link(head_for(&old, &a, true, |_| panic!("rebuilt"))),
-            "http://a"
-        );
+        let again = heads.head_for(&old, 200, &a, added, |_| panic!("rebuilt"));
+        assert_eq!(again[header::LINK], "http://a 200");
         // An equal block stored anew is a different entry.
         let new = stored(&[("link", "<http://up/x?page=2>; rel=\"next\"")]);
-        assert_eq!(
-            link(head_for(&new, &a, true, rewrite("http://new"))),
-            "http://new"
-        );
+        let added = PerAnswer {
+            age: HeaderValue::from_static("1"),
+            quota: Some((quota(1), "core")),
+        };
+        let rebuilt = heads.head_for(&new, 200, &a, added, |map| {
+            map.insert(header::LINK, HeaderValue::from_static("rebuilt"));
+        });
+        assert_eq!(rebuilt[header::LINK], "rebuilt");
+        // Another proxy (another upstream) prepares its own.
+        let other = Heads::default();
+        let added = PerAnswer {
+            age: HeaderValue::from_static("1"),
+            quota: None,
+        };
+        let theirs = other.head_for(&old, 200, &a, added, |map| {
+            map.insert(header::LINK, HeaderValue::from_static("theirs"));
+        });
+        assert_eq!(theirs[header::LINK], "theirs");
     }
 }

@@ -120,6 +120,8 @@ pub(crate) struct Inner {
     pub(crate) secret: PartitionSecret,
     /// The last request's partition and resource id, per thread.
     pub(crate) keys: crate::memo::KeyMemo,
+    /// Ready-to-send heads of held entries, per thread.
+    pub(crate) heads: crate::prepared::Heads,
     pub(crate) peers: Arc<dyn PeerSource>,
     pub(crate) stats: Stats,
     pub(crate) quotas: QuotaTracker,
@@ -174,6 +176,7 @@ impl Proxy {
                 upstream,
                 store,
                 keys: crate::memo::KeyMemo::new(&secret),
+                heads: Default::default(),
                 secret,
                 peers: Arc::new(NoPeers),
                 stats: Stats::default(),

@@ -135,13 +135,20 @@ impl Proxy {
     ) -> Served {
         let status = StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK);
         let bucket = resource_for(&Method::GET, ctx.path());
-        let quota = self.inner.quotas.get(&ctx.partition, bucket);
-        let (mut headers, slots) =
-            prepared::head_for(&meta.headers, &ctx.proxy_base, quota.is_some(), |map| {
-                self.rewrite_for_client(status, map, &ctx.proxy_base)
-            });
-        let age = age_value(current_age_ms(meta, now_ms) / 1000);
-        slots.fill(&mut headers, age, quota.map(|q| (q, bucket)));
+        let added = prepared::PerAnswer {
+            age: age_value(current_age_ms(meta, now_ms) / 1000),
+            quota: self
+                .inner
+                .quotas
+                .get(&ctx.partition, bucket)
+                .map(|q| (q, bucket)),
+        };
+        let mut headers =
+            self.inner
+                .heads
+                .head_for(&meta.headers, meta.status, &ctx.proxy_base, added, |map| {
+                    self.rewrite_for_client(status, map, &ctx.proxy_base)
+                });
         if let Some(reason) = stale_reason {
             let reason = reason.replace('"', "'");
             headers.insert(

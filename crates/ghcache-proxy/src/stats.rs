@@ -42,19 +42,33 @@ impl Outcome {
         }
     }
 
+    /// Every outcome, by [`Outcome::index`] (checked at compile time).
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Hit,
+        Outcome::Revalidated,
+        Outcome::Synthesized,
+        Outcome::Coalesced,
+        Outcome::Miss,
+        Outcome::Bypass,
+        Outcome::Stale,
+    ];
+
+    /// Its counter: a new outcome fails to compile here until counted.
+    const fn index(self) -> usize {
+        match self {
+            Outcome::Hit => 0,
+            Outcome::Revalidated => 1,
+            Outcome::Synthesized => 2,
+            Outcome::Coalesced => 3,
+            Outcome::Miss => 4,
+            Outcome::Bypass => 5,
+            Outcome::Stale => 6,
+        }
+    }
+
     /// The outcome an `X-Ghcache` value names.
     pub fn parse(text: &str) -> Option<Outcome> {
-        [
-            Outcome::Hit,
-            Outcome::Revalidated,
-            Outcome::Synthesized,
-            Outcome::Coalesced,
-            Outcome::Miss,
-            Outcome::Bypass,
-            Outcome::Stale,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == text)
+        Outcome::ALL.into_iter().find(|o| o.as_str() == text)
     }
 
     /// [`Outcome::as_str`] as the `X-Ghcache` value.
@@ -64,18 +78,26 @@ impl Outcome {
 }
 
 /// Answers by outcome: the daemon's, and each job's.
-/// Indexed by `Outcome as usize`.
+const _: () = {
+    let mut i = 0;
+    while i < Outcome::ALL.len() {
+        assert!(Outcome::ALL[i].index() == i);
+        i += 1;
+    }
+};
+
+/// Indexed by [`Outcome::index`].
 #[derive(Debug, Default)]
-pub struct OutcomeCounters(Striped<7>);
+pub struct OutcomeCounters(Striped<{ Outcome::ALL.len() }>);
 
 impl OutcomeCounters {
     pub fn record(&self, outcome: Outcome) {
-        self.0.add(outcome as usize, 1);
+        self.0.add(outcome.index(), 1);
     }
 
     /// Answers from what was held, with their total.
     pub fn hits(&self) -> HitCounts {
-        let get = |o: Outcome| self.0.get(o as usize);
+        let get = |o: Outcome| self.0.get(o.index());
         let hits = HitCounts {
             hit: get(Outcome::Hit),
             revalidated: get(Outcome::Revalidated),
@@ -89,11 +111,11 @@ impl OutcomeCounters {
     }
 
     pub fn misses(&self) -> u64 {
-        self.0.get(Outcome::Miss as usize)
+        self.0.get(Outcome::Miss.index())
     }
 
     pub fn bypassed(&self) -> u64 {
-        self.0.get(Outcome::Bypass as usize)
+        self.0.get(Outcome::Bypass.index())
     }
 }
 

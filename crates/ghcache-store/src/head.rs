@@ -1,6 +1,7 @@
 //! The response header block an entry replays on every hit: built once when
 //! the entry is stored, shared (an `Arc`) by every read of it, so a hit
-//! clones a ready `HeaderMap` instead of parsing strings.
+//! starts from a ready `HeaderMap` (the proxy's per-thread copy of it)
+//! instead of parsing strings.
 
 use std::sync::Arc;
 
@@ -69,11 +70,16 @@ impl std::fmt::Debug for StoredHead {
     }
 }
 
-/// Pairs whose name or value is not a valid header are skipped.
+/// More lines than any answer GitHub sends (hyper's client refuses more
+/// than 100): a block past it comes from a corrupt record or a bad peer.
+pub const MAX_LINES: usize = 1024;
+
+/// Pairs whose name or value is not a valid header are skipped, and so
+/// are those past [`MAX_LINES`].
 impl From<Vec<(String, String)>> for StoredHead {
     fn from(pairs: Vec<(String, String)>) -> StoredHead {
-        let mut map = HeaderMap::with_capacity(pairs.len());
-        for (name, value) in pairs {
+        let mut map = HeaderMap::with_capacity(pairs.len().min(MAX_LINES));
+        for (name, value) in pairs.into_iter().take(MAX_LINES) {
             if let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(&value),
@@ -102,6 +108,12 @@ impl Serialize for StoredHead {
 impl<'de> Deserialize<'de> for StoredHead {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StoredHead, D::Error> {
         let pairs = Vec::<(String, String)>::deserialize(d)?;
+        if pairs.len() > MAX_LINES {
+            return Err(D::Error::custom(format!(
+                "header block of {} lines (at most {MAX_LINES})",
+                pairs.len()
+            )));
+        }
         let mut map = HeaderMap::with_capacity(pairs.len());
         for (name, value) in pairs {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(D::Error::custom)?;
@@ -120,6 +132,17 @@ impl<'de> Deserialize<'de> for StoredHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_past_the_line_limit_is_refused_not_a_panic() {
+        let lines: Vec<(String, String)> = (0..40_000)
+            .map(|i| ("vary".to_owned(), i.to_string()))
+            .collect();
+        let json = serde_json::to_string(&lines).unwrap();
+        let err = serde_json::from_str::<StoredHead>(&json).unwrap_err();
+        assert!(err.to_string().contains("40000 lines"), "{err}");
+        assert_eq!(StoredHead::from(lines).len(), MAX_LINES);
+    }
 
     #[test]
     fn non_ascii_and_repeated_values_round_trip_byte_for_byte() {
