@@ -57,7 +57,9 @@ pub fn mesh(peers: &PeerStatus, now_ms: u64) -> Vec<Finding> {
             Level::Fail,
             "mesh",
             format!(
-                "peer {} sent a {} we could not decrypt: {} (our key fingerprint is {ours})",
+                // Worded as for a connected stranger: the peer may have
+                // been disconnected for it already.
+                "peer {} holds a different cluster secret or network id: its {} could not be decrypted ({}; our key fingerprint is {ours})",
                 last.peer_id, last.message, last.hint,
             ),
             same_secret_fix,
