@@ -304,14 +304,11 @@ mod tests {
     use super::*;
 
     fn stored(pairs: &[(&str, &str)]) -> StoredHead {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        StoredHead::new(map)
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        StoredHead::from(pairs)
     }
 
     fn quota(remaining: u64) -> Quota {
