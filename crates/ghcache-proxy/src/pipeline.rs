@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ghcache_core::{ContentId, Partition, ResourceId, ResourceKey};
-use ghcache_store::{EntryMeta, Hit, StoredHead};
+use ghcache_store::{EntryMeta, HeldEntry, Hit, StoredHead};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -173,31 +173,29 @@ impl Proxy {
 
     /// Step 2: a fresh copy of our own answers at once.
     fn fresh_hit(&self, ctx: Box<Ctx>) -> ControlFlow<Served, Lookup> {
-        // A copy stored for other values of the headers its `Vary` names
-        // is not an answer to this request (RFC 9111 §4.1).
-        // Read in place: a fresh hit copies none of the entry's metadata.
         // One clock read for the whole hit.
         let now = now_ms();
+        if !ctx.client_cc.no_cache {
+            // Read in place, from this thread's memory of the entry when it
+            // has one: a fresh hit copies none of the entry's metadata.
+            let served =
+                self.inner
+                    .store
+                    .with_held_at(&ctx.resource, &ctx.partition, now, |held| {
+                        self.answers_fresh(&ctx, held, now).then(|| {
+                            self.serve_held(&ctx, held.meta(), held.body(), Outcome::Hit, None, now)
+                        })
+                    });
+            if let Some(Some(served)) = served {
+                self.count_saved(&ctx);
+                return ControlFlow::Break(served);
+            }
+        }
         let own = self
             .inner
             .store
             .get_held_at(&ctx.resource, &ctx.partition, now)
             .filter(|held| secondary_key_matches(&held.meta().vary, &ctx.headers));
-        if let Some(held) = &own
-            && !ctx.client_cc.no_cache
-            && !held.is_stale()
-            && self.is_fresh_at(&ctx, held.meta(), now)
-        {
-            self.count_saved(&ctx);
-            return ControlFlow::Break(self.serve_held(
-                &ctx,
-                held.meta(),
-                held.body(),
-                Outcome::Hit,
-                None,
-                now,
-            ));
-        }
         ControlFlow::Continue(Lookup {
             ctx,
             own: own.map(|held| held.to_hit()),
@@ -205,6 +203,15 @@ impl Proxy {
             claim: None,
             looked: None,
         })
+    }
+
+    /// Whether `held` answers this request as it stands: stored for the
+    /// values of the headers its `Vary` names (RFC 9111 §4.1), not marked
+    /// stale, and fresh enough for the client.
+    fn answers_fresh(&self, ctx: &Ctx, held: &HeldEntry, now: u64) -> bool {
+        secondary_key_matches(&held.meta().vary, &ctx.headers)
+            && !held.is_stale()
+            && self.is_fresh_at(ctx, held.meta(), now)
     }
 
     /// Step 3: a partition GitHub told to back off, or whose quota is

@@ -234,6 +234,12 @@ impl QuotaTracker {
 
     /// The last known quota, if its window has not reset yet.
     pub fn get(&self, partition: &Partition, resource: &str) -> Option<Quota> {
+        self.get_at(partition, resource, now_secs())
+    }
+
+    /// [`QuotaTracker::get`] at `now` (unix seconds): a hit passes the
+    /// clock it read already.
+    pub fn get_at(&self, partition: &Partition, resource: &str, now: u64) -> Option<Quota> {
         let key = (*partition, bucket(resource));
         let version = self.version.load(Relaxed);
         let last = LAST_READ.with_borrow(|last| match last {
@@ -244,13 +250,13 @@ impl QuotaTracker {
         });
         match last {
             Some(None) => return None,
-            Some(Some(quota)) if now_secs() < quota.reset => return Some(quota),
+            Some(Some(quota)) if now < quota.reset => return Some(quota),
             _ => {}
         }
         let mut map = self.by_partition.lock();
         let quota = map.get(&key).cloned();
         let quota = match quota {
-            Some(q) if now_secs() >= q.reset => {
+            Some(q) if now >= q.reset => {
                 map.pop(&key);
                 self.version.fetch_add(1, Relaxed);
                 None

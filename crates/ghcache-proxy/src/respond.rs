@@ -140,7 +140,7 @@ impl Proxy {
             quota: self
                 .inner
                 .quotas
-                .get(&ctx.partition, bucket)
+                .get_at(&ctx.partition, bucket, now_ms / 1000)
                 .map(|q| (q, bucket)),
         };
         let mut headers =

@@ -55,7 +55,9 @@ struct Conn {
     id: u64,
     /// Requests being answered now; 0 means idle (or still sending its head).
     busy: AtomicUsize,
-    /// When it last started or finished a request (ms since the server began).
+    /// When it opened or last finished a request (ms since the server
+    /// began). Read only while `busy` is 0, so a request's start needs no
+    /// stamp (nor a clock read).
     last_active: AtomicU64,
     close: Notify,
 }
@@ -136,9 +138,7 @@ struct Busy(Arc<Serving>);
 
 impl Busy {
     fn enter(serving: Arc<Serving>) -> Busy {
-        let conn = &serving.conn;
-        conn.busy.fetch_add(1, Ordering::AcqRel);
-        conn.last_active.store(serving.now_ms(), Ordering::Release);
+        serving.conn.busy.fetch_add(1, Ordering::AcqRel);
         Busy(serving)
     }
 }

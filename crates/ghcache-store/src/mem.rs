@@ -5,7 +5,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Relaxed, Release},
+};
 
 use bytes::Bytes;
 use ghcache_core::{ContentId, Partition, ResourceId};
@@ -19,6 +22,10 @@ pub(crate) struct Entry {
     /// Immutable after insert except the fields mirrored by the atomics.
     pub meta: EntryMeta,
     pub stale: AtomicBool,
+    /// Set (under the shard lock) when the index lets go of this entry:
+    /// replaced or removed. A thread's remembered copy is used only while
+    /// it is unset.
+    pub gone: AtomicBool,
     pub last_access_ms: AtomicU64,
     /// Logical LRU clock: ms timestamps tie too often to order evictions.
     pub tick: AtomicU64,
@@ -49,7 +56,9 @@ pub(crate) struct BlobSlot {
     pub durable: bool,
     /// Distinguishes a re-created slot from an earlier one with the same CID.
     pub generation: u64,
-    pub tick: AtomicU64,
+    /// Shared with the threads that remember this body, so that their
+    /// hits keep it recently used.
+    pub tick: Arc<AtomicU64>,
 }
 
 /// A redb change implied by a memory mutation.
@@ -152,6 +161,7 @@ impl Mem {
     pub fn new_entry(&self, meta: EntryMeta, tick: u64) -> Arc<Entry> {
         Arc::new(Entry {
             stale: AtomicBool::new(meta.stale),
+            gone: AtomicBool::new(false),
             last_access_ms: AtomicU64::new(meta.last_access_ms),
             tick: AtomicU64::new(tick),
             seq: self.seq.fetch_add(1, Relaxed),
@@ -208,6 +218,26 @@ impl Mem {
         Some(slot.body.clone().ok_or(slot.generation))
     }
 
+    /// [`Mem::resident_body`] with the slot's LRU clock, for a thread that
+    /// remembers the body to touch on its own hits.
+    pub fn resident_body_ticked(
+        &self,
+        cid: &ContentId,
+    ) -> Option<Result<(Bytes, Arc<AtomicU64>), u64>> {
+        let shard = self.blob_shard(cid).read();
+        let slot = shard.get(cid)?;
+        touch_tick(&slot.tick, &self.blob_clock);
+        Some(match &slot.body {
+            Some(body) => Ok((body.clone(), slot.tick.clone())),
+            None => Err(slot.generation),
+        })
+    }
+
+    /// Marks a remembered body used now (see [`Mem::resident_body_ticked`]).
+    pub fn touch_body(&self, tick: &AtomicU64) {
+        touch_tick(tick, &self.blob_clock);
+    }
+
     pub fn blob_exists(&self, cid: &ContentId) -> bool {
         self.blob_shard(cid).read().contains_key(cid)
     }
@@ -262,7 +292,7 @@ impl Mem {
                         body: Some(body.clone()),
                         durable: false,
                         generation,
-                        tick: AtomicU64::new(self.blob_tick()),
+                        tick: Arc::new(AtomicU64::new(self.blob_tick())),
                     },
                 );
                 self.bytes.fetch_add(len, Relaxed);
@@ -306,7 +336,11 @@ impl Mem {
             let list = shard.entry(rid).or_default();
             sink(Change::PutEntry(entry_key(&rid, &p), entry.clone()));
             match list.iter_mut().find(|(q, _)| *q == p) {
-                Some(slot) => Some(std::mem::replace(&mut slot.1, entry)),
+                Some(slot) => {
+                    let old = std::mem::replace(&mut slot.1, entry);
+                    old.gone.store(true, Release);
+                    Some(old)
+                }
                 None => {
                     list.push((p, entry));
                     self.entries.fetch_add(1, Relaxed);
@@ -348,7 +382,7 @@ impl Mem {
                 body: None,
                 durable: true,
                 generation,
-                tick: AtomicU64::new(0),
+                tick: Arc::new(AtomicU64::new(0)),
             },
         );
         self.bytes.fetch_add(len, Relaxed);
@@ -369,6 +403,7 @@ impl Mem {
             let mut gone = Vec::new();
             list.retain(|(p, e)| {
                 if pred(p, e) {
+                    e.gone.store(true, Release);
                     sink(Change::DelEntry(entry_key(rid, p)));
                     gone.push(e.clone());
                     false

@@ -34,6 +34,9 @@ enum Msg {
 }
 
 struct Shared {
+    /// Tells stores apart in each thread's remembered entries (tests run
+    /// many per process).
+    id: u64,
     mem: Mem,
     config: StoreConfig,
     path: Option<PathBuf>,
@@ -61,6 +64,8 @@ impl std::fmt::Debug for Store {
             .finish_non_exhaustive()
     }
 }
+
+mod recent;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -138,7 +143,9 @@ impl Store {
         } else {
             u64::MAX
         };
+        static IDS: AtomicU64 = AtomicU64::new(0);
         let shared = Arc::new(Shared {
+            id: IDS.fetch_add(1, Relaxed),
             mem,
             config,
             path,
@@ -209,6 +216,26 @@ impl Store {
         self.shared.mem.touch(&entry, now_ms);
         let body = self.body(&entry.meta.body_cid)?;
         Some(HeldEntry { entry, body })
+    }
+
+    /// The entry and its resident body, or the entry and its cold body
+    /// read back from disk (`Err`), without keeping the cold one in memory.
+    fn lookup_resident(
+        &self,
+        rid: &ResourceId,
+        partition: &Partition,
+        now_ms: u64,
+    ) -> Option<Result<(HeldEntry, Arc<AtomicU64>), HeldEntry>> {
+        let entry = self.shared.mem.lookup(rid, partition)?;
+        self.shared.mem.touch(&entry, now_ms);
+        let cid = entry.meta.body_cid;
+        Some(match self.shared.mem.resident_body_ticked(&cid)? {
+            Ok((body, tick)) => Ok((HeldEntry { entry, body }, tick)),
+            Err(generation) => Err(HeldEntry {
+                entry,
+                body: self.cold_body(&cid, generation)?,
+            }),
+        })
     }
 
     /// Every resource the store holds an entry for (any partition), in no

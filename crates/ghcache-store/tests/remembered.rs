@@ -1,0 +1,153 @@
+//! `Store::with_held_at` answers from each thread's memory of the entries
+//! it served last: never after the index let go of one, never across
+//! stores, and its hits count as uses for eviction.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use bytes::Bytes;
+use common::{body, meta_for, rid};
+use ghcache_core::{Partition, PartitionSecret};
+use ghcache_store::{Store, StoreConfig};
+
+fn memory_store(max_entries: u64) -> Store {
+    Store::open(
+        std::path::Path::new("/unused"),
+        StoreConfig {
+            persistence: false,
+            max_entries,
+            ..StoreConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+fn served(store: &Store, n: u64, p: &Partition) -> Option<Bytes> {
+    store.with_held_at(&rid(n), p, 1_700_000_000_000, |held| held.body().clone())
+}
+
+#[test]
+fn a_replaced_entry_is_not_answered_from_memory() {
+    let store = memory_store(100);
+    let p = Partition::Anonymous;
+    let (first, second) = (body(1, 300), body(2, 400));
+    store
+        .put(rid(1), p, meta_for(&first), first.clone())
+        .unwrap();
+    assert_eq!(served(&store, 1, &p), Some(first.clone()));
+    assert_eq!(served(&store, 1, &p), Some(first), "remembered");
+    store
+        .put(rid(1), p, meta_for(&second), second.clone())
+        .unwrap();
+    assert_eq!(served(&store, 1, &p), Some(second));
+}
+
+#[test]
+fn a_removed_or_evicted_entry_is_not_answered_from_memory() {
+    let store = memory_store(100);
+    let p = Partition::Anonymous;
+    let b = body(1, 300);
+    store.put(rid(1), p, meta_for(&b), b.clone()).unwrap();
+    assert_eq!(served(&store, 1, &p), Some(b.clone()));
+    assert_eq!(store.remove(&rid(1)), 1);
+    assert_eq!(served(&store, 1, &p), None);
+
+    // Eviction goes through the same removal.
+    let small = memory_store(1);
+    small.put(rid(1), p, meta_for(&b), b.clone()).unwrap();
+    assert_eq!(served(&small, 1, &p), Some(b));
+    let other = body(2, 300);
+    small
+        .put(rid(2), p, meta_for(&other), other.clone())
+        .unwrap();
+    small.flush();
+    assert_eq!(small.stats().entries, 1);
+    assert_eq!(served(&small, 1, &p), None, "evicted");
+    assert_eq!(served(&small, 2, &p), Some(other));
+}
+
+#[test]
+fn a_marked_entry_is_seen_stale_through_memory() {
+    let store = memory_store(100);
+    let p = Partition::Anonymous;
+    let b = body(1, 300);
+    store.put(rid(1), p, meta_for(&b), b).unwrap();
+    let stale = |store: &Store| store.with_held_at(&rid(1), &p, 0, |held| held.is_stale());
+    assert_eq!(stale(&store), Some(false));
+    store.mark_stale(&rid(1));
+    assert_eq!(stale(&store), Some(true));
+}
+
+#[test]
+fn stores_and_partitions_do_not_share_memory() {
+    let (one, two) = (memory_store(100), memory_store(100));
+    let secret = PartitionSecret::generate();
+    let (alice, bob) = (
+        secret.partition_for(Some("token a")),
+        secret.partition_for(Some("token b")),
+    );
+    let (a, b) = (body(1, 300), body(2, 300));
+    one.put(rid(1), alice, meta_for(&a), a.clone()).unwrap();
+    two.put(rid(1), alice, meta_for(&b), b.clone()).unwrap();
+    assert_eq!(served(&one, 1, &alice), Some(a.clone()));
+    assert_eq!(served(&two, 1, &alice), Some(b));
+    assert_eq!(served(&one, 1, &alice), Some(a));
+    assert_eq!(served(&one, 1, &bob), None);
+    assert_eq!(served(&one, 1, &Partition::Anonymous), None);
+}
+
+#[test]
+fn a_call_from_within_serve_takes_the_ordinary_lookup() {
+    let store = memory_store(100);
+    let p = Partition::Anonymous;
+    let (first, second) = (body(1, 300), body(2, 300));
+    store
+        .put(rid(1), p, meta_for(&first), first.clone())
+        .unwrap();
+    store
+        .put(rid(2), p, meta_for(&second), second.clone())
+        .unwrap();
+    let both = store.with_held_at(&rid(1), &p, 0, |outer| {
+        (outer.body().clone(), served(&store, 2, &p))
+    });
+    assert_eq!(both, Some((first, Some(second))));
+}
+
+#[test]
+fn hits_from_memory_keep_an_entry_from_eviction() {
+    let store = memory_store(3);
+    let p = Partition::Anonymous;
+    // Three resources a thread remembers side by side (their ids' first
+    // bytes pick different slots), so that the last read of `a` below is
+    // answered from memory, not by a fresh lookup that touches anyway.
+    let mut ns = Vec::new();
+    for n in 0.. {
+        if ns
+            .iter()
+            .all(|&m: &u64| rid(m).as_bytes()[0] % 8 != rid(n).as_bytes()[0] % 8)
+        {
+            ns.push(n);
+        }
+        if ns.len() == 3 {
+            break;
+        }
+    }
+    let [a, b, c] = [ns[0], ns[1], ns[2]];
+    for n in [a, b, c] {
+        let body = body(n, 100);
+        store.put(rid(n), p, meta_for(&body), body).unwrap();
+    }
+    for n in [a, b, c, a] {
+        assert!(served(&store, n, &p).is_some());
+    }
+    // Used in the order a, b, c, a: `b` is now the least recently used.
+    let d = body(99, 100);
+    store.put(rid(99), p, meta_for(&d), d).unwrap();
+    store.flush();
+    assert_eq!(store.stats().entries, 3);
+    assert!(
+        served(&store, b, &p).is_none(),
+        "least recently used evicted"
+    );
+    assert!(served(&store, a, &p).is_some(), "used through memory, kept");
+}
