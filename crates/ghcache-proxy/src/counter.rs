@@ -42,21 +42,51 @@ impl<const N: usize> Default for Striped<N> {
     }
 }
 
-impl<const N: usize> Striped<N> {
+/// `N` counters bumped by index: [`Striped`] where every worker thread
+/// bumps them, [`Plain`] where few requests do (a job's).
+pub trait Counters: Default {
     /// Adds `n` to counter `i` (ignored past `N`).
-    pub fn add(&self, i: usize, n: u64) {
+    fn add(&self, i: usize, n: u64);
+    /// Counter `i`.
+    fn get(&self, i: usize) -> u64;
+}
+
+impl<const N: usize> Counters for Striped<N> {
+    fn add(&self, i: usize, n: u64) {
         if let Some(counter) = self.0[stripe()].0.get(i) {
             counter.fetch_add(n, Ordering::Relaxed);
         }
     }
 
-    /// Counter `i`, summed over the stripes.
-    pub fn get(&self, i: usize) -> u64 {
+    /// Summed over the stripes.
+    fn get(&self, i: usize) -> u64 {
         self.0
             .iter()
             .filter_map(|s| s.0.get(i))
             .map(|c| c.load(Ordering::Relaxed))
             .fold(0, u64::wrapping_add)
+    }
+}
+
+/// `N` plain atomics: 8 bytes each where a stripe set takes 2 KiB.
+#[derive(Debug)]
+pub struct Plain<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Plain<N> {
+    fn default() -> Self {
+        Plain(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> Counters for Plain<N> {
+    fn add(&self, i: usize, n: u64) {
+        if let Some(counter) = self.0.get(i) {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        self.0.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 }
 
@@ -85,9 +115,8 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    #[test]
-    fn counts_from_many_threads_add_up() {
-        let counters = Arc::new(Striped::<3>::default());
+    fn counts_from_many_threads_add_up<C: Counters + Send + Sync + 'static>() {
+        let counters = Arc::new(C::default());
         let threads: Vec<_> = (0..STRIPES + 4)
             .map(|t| {
                 let counters = counters.clone();
@@ -105,5 +134,15 @@ mod tests {
         let expected = |i: usize| (0..STRIPES + 4).filter(|t| t % 3 == i).count() as u64 * 1000;
         assert_eq!([0, 1, 2].map(|i| counters.get(i)), [0, 1, 2].map(expected));
         assert_eq!(counters.get(7), 0);
+    }
+
+    #[test]
+    fn striped_counts_from_many_threads_add_up() {
+        counts_from_many_threads_add_up::<Striped<3>>();
+    }
+
+    #[test]
+    fn plain_counts_from_many_threads_add_up() {
+        counts_from_many_threads_add_up::<Plain<3>>();
     }
 }

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::report::HitCounts;
-use crate::stats::{Outcome, OutcomeCounters};
+use crate::stats::{JobOutcomeCounters, Outcome};
 
 /// Where a job's clients reach the proxy: `/_job/<id>/repos/…`.
 pub(crate) const JOB_PREFIX: &str = "/_job/";
@@ -41,7 +41,7 @@ pub(crate) const INVALID_JOB_ID: &str =
 #[derive(Debug, Default)]
 pub(crate) struct JobCounters {
     requests: AtomicU64,
-    outcomes: OutcomeCounters,
+    outcomes: JobOutcomeCounters,
     units_saved: AtomicU64,
     time_saved_us: AtomicU64,
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::counter::{HotCounter, Striped};
+use crate::counter::{Counters, HotCounter, Plain, Striped};
 use crate::quota::QuotaTracker;
 use crate::report::{
     ConnectionCounts, HitCounts, PartitionQuota, RateLimitReport, StatsReport, StoreReport,
@@ -86,11 +86,15 @@ const _: () = {
     }
 };
 
-/// Indexed by [`Outcome::index`].
+/// Indexed by [`Outcome::index`]: striped for the daemon's totals, which
+/// every request bumps; plain for a job's.
 #[derive(Debug, Default)]
-pub struct OutcomeCounters(Striped<{ Outcome::ALL.len() }>);
+pub struct OutcomeCounters<C = Striped<{ Outcome::ALL.len() }>>(C);
 
-impl OutcomeCounters {
+/// A job's outcome counters.
+pub type JobOutcomeCounters = OutcomeCounters<Plain<{ Outcome::ALL.len() }>>;
+
+impl<C: Counters> OutcomeCounters<C> {
     pub fn record(&self, outcome: Outcome) {
         self.0.add(outcome.index(), 1);
     }
