@@ -11,6 +11,7 @@
 //! daemons (that is the mesh, plugged in as a [`PeerSource`]). It never
 //! stores, logs or forwards a token anywhere but to the upstream it came for.
 
+mod body;
 mod causes;
 mod control;
 mod counter;
@@ -52,8 +53,7 @@ pub use ttl::OperationTtls;
 
 /// Error type of bodies flowing through the proxy.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type of every response the proxy produces.
-pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
+pub use body::Body;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

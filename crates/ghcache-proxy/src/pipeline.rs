@@ -11,7 +11,6 @@ use ghcache_core::{ContentId, Partition, ResourceId, ResourceKey};
 use ghcache_store::{EntryMeta, HeldEntry, Hit, StoredHead};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::causes::Cause;
@@ -33,11 +32,13 @@ use crate::respond::{
 };
 use crate::stats::Outcome;
 use crate::upstream::Fetched;
-use crate::{Body, BoxError, Proxy};
+use crate::{Body, Proxy};
 
 /// What `classify` decided for a request.
 pub(crate) enum Route {
-    Cache(Box<Ctx>),
+    /// Not boxed: a hit answers from it where it was made; steps that
+    /// wait box it ([`Lookup`]).
+    Cache(Ctx),
     Pass(Request<Incoming>),
     /// Key headers that cannot be represented exactly: never cached.
     Inexact(Request<Incoming>),
@@ -134,7 +135,7 @@ impl Proxy {
             .keys
             .partition(&self.inner.secret, authorization.map(str::as_bytes));
         let parts = request.into_parts().0;
-        Route::Cache(Box::new(Ctx {
+        Route::Cache(Ctx {
             uri: parts.uri,
             headers: parts.headers,
             head_only,
@@ -142,29 +143,19 @@ impl Proxy {
             resource,
             proxy_base,
             client_cc: cc,
-        }))
-    }
-
-    /// Steps 2–6 for a cacheable request. Steps 2 and 3 answer without
-    /// awaiting anything; the rest is boxed, so that the future of a hit
-    /// stays small (hyper moves it once per request, whatever its path).
-    pub(crate) async fn cacheable(&self, ctx: Box<Ctx>) -> Served {
-        match self.held_here(ctx) {
-            ControlFlow::Break(served) => served,
-            ControlFlow::Continue(lookup) => Box::pin(self.held_elsewhere(lookup)).await,
-        }
+        })
     }
 
     /// Steps 2 and 3: a fresh copy of our own, or a partition that must
     /// not go upstream yet.
-    fn held_here(&self, ctx: Box<Ctx>) -> ControlFlow<Served, Lookup> {
+    pub(crate) fn held_here(&self, ctx: Ctx) -> ControlFlow<Served, Lookup> {
         let lookup = self.fresh_hit(ctx)?;
         self.quota_gate(lookup)
     }
 
     /// Steps 4–6: a copy held by another partition or a peer, confirmed
     /// or replaced by GitHub.
-    async fn held_elsewhere(&self, lookup: Lookup) -> Served {
+    pub(crate) async fn held_elsewhere(&self, lookup: Lookup) -> Served {
         match self.foreign_copy(lookup).await {
             ControlFlow::Break(served) => served,
             ControlFlow::Continue(lookup) => self.ask_upstream(lookup).await,
@@ -172,7 +163,7 @@ impl Proxy {
     }
 
     /// Step 2: a fresh copy of our own answers at once.
-    fn fresh_hit(&self, ctx: Box<Ctx>) -> ControlFlow<Served, Lookup> {
+    fn fresh_hit(&self, ctx: Ctx) -> ControlFlow<Served, Lookup> {
         // One clock read for the whole hit.
         let now = now_ms();
         if !ctx.client_cc.no_cache {
@@ -197,7 +188,7 @@ impl Proxy {
             .get_held_at(&ctx.resource, &ctx.partition, now)
             .filter(|held| secondary_key_matches(&held.meta().vary, &ctx.headers));
         ControlFlow::Continue(Lookup {
-            ctx,
+            ctx: Box::new(ctx),
             own: own.map(|held| held.to_hit()),
             foreign: None,
             claim: None,
@@ -619,7 +610,7 @@ impl Proxy {
             }
         };
         let method = parts.method.clone();
-        let request = Request::from_parts(parts, body.map_err(BoxError::from).boxed_unsync());
+        let request = Request::from_parts(parts, Body::stream(body));
         match self.inner.upstream.send(request).await {
             Ok(response) => {
                 let status = response.status();

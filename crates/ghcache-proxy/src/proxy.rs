@@ -8,6 +8,7 @@
 //! Control routes (`/_ghcache/*`, `/metrics`) are the server's, not steps.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +22,7 @@ use parking_lot::Mutex;
 use crate::flight::{Flight, FlightKey};
 use crate::invalidation::Invalidations;
 use crate::peer::{NoPeers, PeerSource, PeerTrust};
-use crate::pipeline::Route;
+use crate::pipeline::{Lookup, Route};
 use crate::quota::QuotaTracker;
 use crate::report::StatsReport;
 use crate::respond::Served;
@@ -149,6 +150,22 @@ pub(crate) struct Inner {
 }
 
 type VaultSource = Arc<dyn Fn() -> crate::VaultReport + Send + Sync>;
+
+/// What [`Proxy::begin`] made of a request.
+pub(crate) enum Begun {
+    /// Answered without waiting (a hit, or a refusal of step 3).
+    Answered(Response<Body>),
+    /// Steps that wait on the network, for [`Proxy::finish`].
+    Later(Later),
+}
+
+/// A request's remaining steps (boxed: a hit's future stays small).
+pub(crate) enum Later {
+    /// Steps 4–6 of a cacheable request.
+    Lookup(Box<Lookup>),
+    /// Pass-through.
+    Pass(Box<Request<Incoming>>),
+}
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -306,12 +323,36 @@ impl Proxy {
         request: Request<Incoming>,
         base: Arc<str>,
     ) -> Response<Body> {
+        match self.begin(request, &base) {
+            Begun::Answered(response) => response,
+            Begun::Later(later) => self.finish(later, base).await,
+        }
+    }
+
+    /// Steps 1–3, which never wait: a hit is answered here. The server
+    /// calls this from hyper's service call itself, so that the request
+    /// (and hyper's read buffer, which its header values point into) is
+    /// released before hyper reads again; held into the future, hyper
+    /// allocated a new 8 KiB buffer for every request.
+    pub(crate) fn begin(&self, request: Request<Incoming>, base: &Arc<str>) -> Begun {
         self.inner.stats.requests.fetch_add(1, Relaxed);
-        let served = match self.classify(request, base.clone()) {
-            Route::Cache(ctx) => self.cacheable(ctx).await,
+        match self.classify(request, base.clone()) {
+            Route::Cache(ctx) => match self.held_here(ctx) {
+                ControlFlow::Break(served) => Begun::Answered(self.exit(served)),
+                ControlFlow::Continue(lookup) => Begun::Later(Later::Lookup(Box::new(lookup))),
+            },
             Route::Pass(request) | Route::Inexact(request) => {
-                Box::pin(self.pass_through(request, &base)).await
+                Begun::Later(Later::Pass(Box::new(request)))
             }
+        }
+    }
+
+    /// The steps that wait (boxed, so that the future of a hit stays
+    /// small: hyper moves it once per request, whatever its path).
+    pub(crate) async fn finish(&self, later: Later, base: Arc<str>) -> Response<Body> {
+        let served = match later {
+            Later::Lookup(lookup) => Box::pin(self.held_elsewhere(*lookup)).await,
+            Later::Pass(request) => Box::pin(self.pass_through(*request, &base)).await,
         };
         self.exit(served)
     }

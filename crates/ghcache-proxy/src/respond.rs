@@ -8,7 +8,7 @@ use bytes::Bytes;
 use ghcache_store::{EntryMeta, Hit};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
 
@@ -36,13 +36,11 @@ impl Served {
 }
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Body::full(bytes)
 }
 
 pub(crate) fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
+    Body::empty()
 }
 
 /// An error in GitHub's JSON shape, saying what failed.
@@ -77,7 +75,9 @@ pub(crate) fn resumed_body(prefix: Vec<u8>, rest: Incoming) -> Body {
         hyper::body::Frame::data(Bytes::from(prefix)),
     )));
     let rest = http_body_util::BodyStream::new(rest.map_err(BoxError::from));
-    http_body_util::StreamBody::new(futures_util::StreamExt::chain(prefix, rest)).boxed_unsync()
+    Body::stream(http_body_util::StreamBody::new(
+        futures_util::StreamExt::chain(prefix, rest),
+    ))
 }
 
 impl Proxy {
@@ -263,7 +263,7 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         self.rewrite_for_client(parts.status, &mut parts.headers, proxy_base);
-        Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+        Response::from_parts(parts, Body::stream(body))
     }
 }
 

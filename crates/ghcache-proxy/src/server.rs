@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::proxy::{Begun, Later};
 use crate::respond::full;
 use crate::{Body, Proxy, ProxyError};
 use http::Response;
@@ -129,6 +130,13 @@ impl Throttled {
         self.last = Some(now);
         self.suppressed = 0;
     }
+}
+
+/// What [`Proxy::start`] made of a request.
+enum Started {
+    Answered(Response<Body>),
+    Later(Later),
+    Routed(Box<http::Request<hyper::body::Incoming>>),
 }
 
 /// A request in progress on a connection, from its head to the last byte
@@ -317,6 +325,20 @@ impl Proxy {
 
     /// A request from a client: a job's (under `/_job/<id>/`), a control
     /// route, or the pipeline.
+    /// A request as the server first sees it: a job's and the control
+    /// routes go whole to [`Proxy::serve_request`]; GitHub requests begin
+    /// the pipeline at once.
+    fn start(&self, request: http::Request<hyper::body::Incoming>, base: &Arc<str>) -> Started {
+        let path = request.uri().path();
+        if path.starts_with(crate::job::JOB_PREFIX) || is_control(path) {
+            return Started::Routed(Box::new(request));
+        }
+        match self.begin(request, base) {
+            Begun::Answered(response) => Started::Answered(response),
+            Begun::Later(later) => Started::Later(later),
+        }
+    }
+
     pub(crate) async fn serve_request(
         &self,
         request: http::Request<hyper::body::Incoming>,
@@ -521,12 +543,23 @@ impl Proxy {
                 });
                 let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let serving = serving.clone();
+                    let busy = Busy::enter(serving.clone());
+                    // What needs no waiting is done in this call, not in
+                    // the future: see `Proxy::begin`.
+                    let started = serving.proxy.start(request, &serving.base);
                     async move {
-                        let busy = Busy::enter(serving.clone());
-                        let response = serving
-                            .proxy
-                            .serve_request(request, serving.base.clone())
-                            .await;
+                        let response = match started {
+                            Started::Answered(response) => response,
+                            Started::Later(later) => {
+                                serving.proxy.finish(later, serving.base.clone()).await
+                            }
+                            Started::Routed(request) => {
+                                Box::pin(
+                                    serving.proxy.serve_request(*request, serving.base.clone()),
+                                )
+                                .await
+                            }
+                        };
                         Ok::<_, std::convert::Infallible>(
                             response.map(|body| Tracked { body, _busy: busy }),
                         )
