@@ -22,6 +22,13 @@ fn memory_store(max_entries: u64) -> Store {
     .unwrap()
 }
 
+/// Stores a body of `len` bytes for resource `n` and returns it.
+fn hold(store: &Store, n: u64, p: Partition, len: usize) -> Bytes {
+    let b = body(n, len);
+    store.put(rid(n), p, meta_for(&b), b.clone()).unwrap();
+    b
+}
+
 fn served(store: &Store, n: u64, p: &Partition) -> Option<Bytes> {
     store.with_held_at(&rid(n), p, 1_700_000_000_000, |held| held.body().clone())
 }
@@ -30,12 +37,10 @@ fn served(store: &Store, n: u64, p: &Partition) -> Option<Bytes> {
 fn a_replaced_entry_is_not_answered_from_memory() {
     let store = memory_store(100);
     let p = Partition::Anonymous;
-    let (first, second) = (body(1, 300), body(2, 400));
-    store
-        .put(rid(1), p, meta_for(&first), first.clone())
-        .unwrap();
+    let first = hold(&store, 1, p, 300);
     assert_eq!(served(&store, 1, &p), Some(first.clone()));
     assert_eq!(served(&store, 1, &p), Some(first), "remembered");
+    let second = body(2, 400);
     store
         .put(rid(1), p, meta_for(&second), second.clone())
         .unwrap();
@@ -46,20 +51,16 @@ fn a_replaced_entry_is_not_answered_from_memory() {
 fn a_removed_or_evicted_entry_is_not_answered_from_memory() {
     let store = memory_store(100);
     let p = Partition::Anonymous;
-    let b = body(1, 300);
-    store.put(rid(1), p, meta_for(&b), b.clone()).unwrap();
+    let b = hold(&store, 1, p, 300);
     assert_eq!(served(&store, 1, &p), Some(b.clone()));
     assert_eq!(store.remove(&rid(1)), 1);
     assert_eq!(served(&store, 1, &p), None);
 
     // Eviction goes through the same removal.
     let small = memory_store(1);
-    small.put(rid(1), p, meta_for(&b), b.clone()).unwrap();
+    hold(&small, 1, p, 300);
     assert_eq!(served(&small, 1, &p), Some(b));
-    let other = body(2, 300);
-    small
-        .put(rid(2), p, meta_for(&other), other.clone())
-        .unwrap();
+    let other = hold(&small, 2, p, 300);
     small.flush();
     assert_eq!(small.stats().entries, 1);
     assert_eq!(served(&small, 1, &p), None, "evicted");
@@ -70,8 +71,7 @@ fn a_removed_or_evicted_entry_is_not_answered_from_memory() {
 fn a_marked_entry_is_seen_stale_through_memory() {
     let store = memory_store(100);
     let p = Partition::Anonymous;
-    let b = body(1, 300);
-    store.put(rid(1), p, meta_for(&b), b).unwrap();
+    hold(&store, 1, p, 300);
     let stale = |store: &Store| store.with_held_at(&rid(1), &p, 0, |held| held.is_stale());
     assert_eq!(stale(&store), Some(false));
     store.mark_stale(&rid(1));
@@ -86,8 +86,8 @@ fn stores_and_partitions_do_not_share_memory() {
         secret.partition_for(Some("token a")),
         secret.partition_for(Some("token b")),
     );
-    let (a, b) = (body(1, 300), body(2, 300));
-    one.put(rid(1), alice, meta_for(&a), a.clone()).unwrap();
+    let a = hold(&one, 1, alice, 300);
+    let b = body(2, 300);
     two.put(rid(1), alice, meta_for(&b), b.clone()).unwrap();
     assert_eq!(served(&one, 1, &alice), Some(a.clone()));
     assert_eq!(served(&two, 1, &alice), Some(b));
@@ -100,13 +100,7 @@ fn stores_and_partitions_do_not_share_memory() {
 fn a_call_from_within_serve_takes_the_ordinary_lookup() {
     let store = memory_store(100);
     let p = Partition::Anonymous;
-    let (first, second) = (body(1, 300), body(2, 300));
-    store
-        .put(rid(1), p, meta_for(&first), first.clone())
-        .unwrap();
-    store
-        .put(rid(2), p, meta_for(&second), second.clone())
-        .unwrap();
+    let (first, second) = (hold(&store, 1, p, 300), hold(&store, 2, p, 300));
     let both = store.with_held_at(&rid(1), &p, 0, |outer| {
         (outer.body().clone(), served(&store, 2, &p))
     });
@@ -134,15 +128,13 @@ fn hits_from_memory_keep_an_entry_from_eviction() {
     }
     let [a, b, c] = [ns[0], ns[1], ns[2]];
     for n in [a, b, c] {
-        let body = body(n, 100);
-        store.put(rid(n), p, meta_for(&body), body).unwrap();
+        hold(&store, n, p, 100);
     }
     for n in [a, b, c, a] {
         assert!(served(&store, n, &p).is_some());
     }
     // Used in the order a, b, c, a: `b` is now the least recently used.
-    let d = body(99, 100);
-    store.put(rid(99), p, meta_for(&d), d).unwrap();
+    hold(&store, 99, p, 100);
     store.flush();
     assert_eq!(store.stats().entries, 3);
     assert!(
