@@ -104,6 +104,26 @@ mod tests {
         assert!(Body::full("").is_end_stream());
     }
 
+    #[test]
+    fn nothing_follows_the_end_and_empty_bytes_send_no_frame() {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut body = Body::full("x");
+        let first = Pin::new(&mut body).poll_frame(&mut cx);
+        assert!(
+            matches!(first, Poll::Ready(Some(Ok(ref f))) if f.data_ref().is_some_and(|d| d == "x"))
+        );
+        assert!(body.is_end_stream());
+        for mut ended in [body, Body::full(""), Body::empty()] {
+            for _ in 0..2 {
+                assert!(matches!(
+                    Pin::new(&mut ended).poll_frame(&mut cx),
+                    Poll::Ready(None)
+                ));
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_stream_is_passed_through() {
         let inner = http_body_util::Full::new(Bytes::from("streamed"));

@@ -65,6 +65,11 @@ pub(crate) async fn scope<F: std::future::Future>(job: Arc<JobCounters>, f: F) -
     CURRENT.scope(job, f).await
 }
 
+/// [`scope`] for what runs without waiting.
+pub(crate) fn sync_scope<R>(job: Arc<JobCounters>, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(job, f)
+}
+
 /// The jobs seen recently, by id.
 pub(crate) struct Jobs(Mutex<lru::LruCache<Box<str>, Arc<JobCounters>>>);
 

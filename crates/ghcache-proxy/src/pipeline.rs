@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ghcache_core::{ContentId, Partition, ResourceId, ResourceKey};
-use ghcache_store::{EntryMeta, HeldEntry, Hit, StoredHead};
+use ghcache_store::{EntryMeta, Hit, StoredHead};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -166,43 +166,48 @@ impl Proxy {
     fn fresh_hit(&self, ctx: Ctx) -> ControlFlow<Served, Lookup> {
         // One clock read for the whole hit.
         let now = now_ms();
-        if !ctx.client_cc.no_cache {
-            // Read in place, from this thread's memory of the entry when it
-            // has one: a fresh hit copies none of the entry's metadata.
-            let served =
-                self.inner
-                    .store
-                    .with_held_at(&ctx.resource, &ctx.partition, now, |held| {
-                        self.answers_fresh(&ctx, held, now).then(|| {
-                            self.serve_held(&ctx, held.meta(), held.body(), Outcome::Hit, None, now)
-                        })
-                    });
-            if let Some(Some(served)) = served {
+        // Read in place, from this thread's memory of the entry when it has
+        // one: a fresh hit copies none of the entry's metadata; any other
+        // copy of ours is taken along for revalidation.
+        let held = self
+            .inner
+            .store
+            .with_held_at(&ctx.resource, &ctx.partition, now, |held| {
+                // A copy stored for other values of the headers its `Vary`
+                // names is not an answer to this request (RFC 9111 §4.1).
+                if !secondary_key_matches(&held.meta().vary, &ctx.headers) {
+                    return ControlFlow::Continue(None);
+                }
+                if !ctx.client_cc.no_cache
+                    && !held.is_stale()
+                    && self.is_fresh_at(&ctx, held.meta(), now)
+                {
+                    return ControlFlow::Break(self.serve_held(
+                        &ctx,
+                        held.meta(),
+                        held.body(),
+                        Outcome::Hit,
+                        None,
+                        now,
+                    ));
+                }
+                ControlFlow::Continue(Some(held.to_hit()))
+            });
+        let own = match held {
+            Some(ControlFlow::Break(served)) => {
                 self.count_saved(&ctx);
                 return ControlFlow::Break(served);
             }
-        }
-        let own = self
-            .inner
-            .store
-            .get_held_at(&ctx.resource, &ctx.partition, now)
-            .filter(|held| secondary_key_matches(&held.meta().vary, &ctx.headers));
+            Some(ControlFlow::Continue(own)) => own,
+            None => None,
+        };
         ControlFlow::Continue(Lookup {
             ctx: Box::new(ctx),
-            own: own.map(|held| held.to_hit()),
+            own,
             foreign: None,
             claim: None,
             looked: None,
         })
-    }
-
-    /// Whether `held` answers this request as it stands: stored for the
-    /// values of the headers its `Vary` names (RFC 9111 §4.1), not marked
-    /// stale, and fresh enough for the client.
-    fn answers_fresh(&self, ctx: &Ctx, held: &HeldEntry, now: u64) -> bool {
-        secondary_key_matches(&held.meta().vary, &ctx.headers)
-            && !held.is_stale()
-            && self.is_fresh_at(ctx, held.meta(), now)
     }
 
     /// Step 3: a partition GitHub told to back off, or whose quota is

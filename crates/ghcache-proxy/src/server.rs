@@ -136,7 +136,28 @@ impl Throttled {
 enum Started {
     Answered(Response<Body>),
     Later(Later),
+    /// A job's request that waits, with the job it counts for and the
+    /// base its links point under.
+    JobLater {
+        job: Arc<crate::job::JobCounters>,
+        later: Later,
+        base: Arc<str>,
+    },
     Routed(Box<http::Request<hyper::body::Incoming>>),
+}
+
+/// A job's request, its prefix stripped.
+enum JobRequest {
+    /// Not a well-formed job path: the answer.
+    Refused(Response<Body>),
+    /// A control route reached under the prefix (not counted).
+    Control(http::Request<hyper::body::Incoming>),
+    /// A GitHub request, counted for `job`, its links under `base`.
+    Api {
+        job: Arc<crate::job::JobCounters>,
+        request: http::Request<hyper::body::Incoming>,
+        base: Arc<str>,
+    },
 }
 
 /// A request in progress on a connection, from its head to the last byte
@@ -323,14 +344,24 @@ impl Proxy {
         }
     }
 
-    /// A request from a client: a job's (under `/_job/<id>/`), a control
-    /// route, or the pipeline.
-    /// A request as the server first sees it: a job's and the control
-    /// routes go whole to [`Proxy::serve_request`]; GitHub requests begin
-    /// the pipeline at once.
+    /// A request as the server first sees it: the pipeline's steps that
+    /// never wait run now, for a job's requests too; control routes go
+    /// whole to [`Proxy::serve_request`].
     fn start(&self, request: http::Request<hyper::body::Incoming>, base: &Arc<str>) -> Started {
         let path = request.uri().path();
-        if path.starts_with(crate::job::JOB_PREFIX) || is_control(path) {
+        if path.starts_with(crate::job::JOB_PREFIX) {
+            return match self.job_request(request, base) {
+                JobRequest::Refused(refused) => Started::Answered(refused),
+                JobRequest::Control(request) => Started::Routed(Box::new(request)),
+                JobRequest::Api { job, request, base } => {
+                    match crate::job::sync_scope(job.clone(), || self.begin(request, &base)) {
+                        Begun::Answered(response) => Started::Answered(response),
+                        Begun::Later(later) => Started::JobLater { job, later, base },
+                    }
+                }
+            };
+        }
+        if is_control(path) {
             return Started::Routed(Box::new(request));
         }
         match self.begin(request, base) {
@@ -339,6 +370,8 @@ impl Proxy {
         }
     }
 
+    /// A request from a client: a job's (under `/_job/<id>/`), a control
+    /// route, or the pipeline.
     pub(crate) async fn serve_request(
         &self,
         request: http::Request<hyper::body::Incoming>,
@@ -357,13 +390,36 @@ impl Proxy {
         request: http::Request<hyper::body::Incoming>,
         base: Arc<str>,
     ) -> Response<Body> {
+        match self.job_request(request, &base) {
+            JobRequest::Refused(refused) => refused,
+            // The daemon's own routes are not GitHub answers: not counted.
+            JobRequest::Control(request) => Box::pin(self.serve_direct(request, base)).await,
+            JobRequest::Api { job, request, base } => {
+                crate::job::scope(job, self.handle(request, base)).await
+            }
+        }
+    }
+
+    /// A request under `/_job/<id>/` with the prefix stripped, or the
+    /// refusal of a malformed one (not counted, as before the pipeline).
+    fn job_request(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+        base: &Arc<str>,
+    ) -> JobRequest {
         let (mut parts, body) = request.into_parts();
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let Some((id, rest)) = crate::job::split(pq) else {
-            return error_response(http::StatusCode::NOT_FOUND, "not a job path");
+            return JobRequest::Refused(error_response(
+                http::StatusCode::NOT_FOUND,
+                "not a job path",
+            ));
         };
         if !crate::job::valid_job_id(id) {
-            return error_response(http::StatusCode::BAD_REQUEST, crate::job::INVALID_JOB_ID);
+            return JobRequest::Refused(error_response(
+                http::StatusCode::BAD_REQUEST,
+                crate::job::INVALID_JOB_ID,
+            ));
         }
         let rest = if rest.starts_with('/') {
             rest.to_owned()
@@ -374,14 +430,23 @@ impl Proxy {
         let job = self.inner.jobs.enter(id);
         match rest.parse::<http::Uri>() {
             Ok(uri) => parts.uri = uri,
-            Err(_) => return error_response(http::StatusCode::BAD_REQUEST, "invalid request path"),
+            Err(_) => {
+                return JobRequest::Refused(error_response(
+                    http::StatusCode::BAD_REQUEST,
+                    "invalid request path",
+                ));
+            }
         }
         let request = http::Request::from_parts(parts, body);
         if is_control(request.uri().path()) {
-            // The daemon's own routes are not GitHub answers: not counted.
-            return Box::pin(self.serve_direct(request, base)).await;
+            JobRequest::Control(request)
+        } else {
+            JobRequest::Api {
+                job,
+                request,
+                base: job_base,
+            }
         }
-        crate::job::scope(job, self.handle(request, job_base)).await
     }
 
     /// `/_ghcache/jobs/<id>`: `POST` registers a job (setup-github-cache),
@@ -552,6 +617,9 @@ impl Proxy {
                             Started::Answered(response) => response,
                             Started::Later(later) => {
                                 serving.proxy.finish(later, serving.base.clone()).await
+                            }
+                            Started::JobLater { job, later, base } => {
+                                crate::job::scope(job, serving.proxy.finish(later, base)).await
                             }
                             Started::Routed(request) => {
                                 Box::pin(

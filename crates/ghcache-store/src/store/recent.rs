@@ -21,6 +21,11 @@ use crate::types::HeldEntry;
 /// more than the ordinary lookup).
 const SLOTS: usize = 8;
 
+/// Larger bodies are not remembered: a thread keeps at most 8 MiB alive
+/// after the store has let go of them (trimmed, evicted, replaced), until
+/// their slots are reused.
+const MAX_REMEMBERED_BODY: usize = 1 << 20;
+
 struct Remembered {
     store: u64,
     rid: ResourceId,
@@ -39,7 +44,8 @@ impl Store {
     /// Calls `serve` with the entry for (`rid`, `partition`), as
     /// [`Store::get_held_at`] finds it, and returns its answer; `None` when
     /// nothing is held. A body that is only on disk is read for this call
-    /// and not remembered: what stays in memory is the store's to budget.
+    /// and not remembered (what stays in memory is the store's to budget),
+    /// nor is one over 1 MiB.
     pub fn with_held_at<R>(
         &self,
         rid: &ResourceId,
@@ -69,16 +75,21 @@ impl Store {
                     self.shared.mem.touch_body(&r.body_tick);
                     r
                 }
-                None => match self.lookup_resident(rid, partition, now_ms)? {
-                    Ok((held, body_tick)) => slot.insert(Remembered {
-                        store: self.shared.id,
-                        rid: *rid,
-                        partition: *partition,
-                        held,
-                        body_tick,
-                    }),
-                    Err(cold) => return Some(serve(&cold)),
-                },
+                None => {
+                    // What is not current is let go of at once, found or not.
+                    *slot = None;
+                    match self.lookup_resident(rid, partition, now_ms)? {
+                        Ok((held, body_tick)) if held.body.len() <= MAX_REMEMBERED_BODY => slot
+                            .insert(Remembered {
+                                store: self.shared.id,
+                                rid: *rid,
+                                partition: *partition,
+                                held,
+                                body_tick,
+                            }),
+                        Ok((held, _)) | Err(held) => return Some(serve(&held)),
+                    }
+                }
             };
             Some(serve(&remembered.held))
         })
