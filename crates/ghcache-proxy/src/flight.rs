@@ -14,7 +14,7 @@ use crate::causes::Cause;
 use crate::foreign::Foreign;
 use crate::headers;
 use crate::pipeline::Ctx;
-use crate::respond::{empty, resumed_body};
+use crate::respond::resumed_body;
 use crate::upstream::{Fetched, UpstreamFailure};
 use crate::{Body, Proxy};
 
@@ -256,7 +256,7 @@ impl Proxy {
         if !headers.contains_key(header::USER_AGENT) {
             headers.insert(header::USER_AGENT, HeaderValue::from_static("ghcache"));
         }
-        let mut request = Request::new(empty());
+        let mut request = Request::new(Body::empty());
         *request.uri_mut() = self.inner.upstream.uri(ctx.path_and_query())?;
         *request.headers_mut() = headers;
         Ok(request)

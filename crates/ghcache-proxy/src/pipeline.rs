@@ -27,8 +27,7 @@ use crate::invalidation::{affected_paths, cacheable_path};
 use crate::proxy::{MAX_TTL, now_ms};
 use crate::quota::resource_for;
 use crate::respond::{
-    Served, current_age_ms, full, github_error, is_rate_limit_refusal, resumed_body,
-    upstream_failed,
+    Served, current_age_ms, github_error, is_rate_limit_refusal, resumed_body, upstream_failed,
 };
 use crate::stats::Outcome;
 use crate::upstream::Fetched;
@@ -686,7 +685,7 @@ impl Proxy {
         match self.inner.upstream.read_body(body, 64 << 10, budget).await {
             Ok(Ok(body)) => {
                 let fetched = self.read_answer(partition, parts, body, now_ms());
-                let mut response = Response::new(full(fetched.body));
+                let mut response = Response::new(Body::full(fetched.body));
                 *response.status_mut() = fetched.status;
                 *response.headers_mut() = fetched.headers;
                 response

@@ -35,21 +35,13 @@ impl Served {
     }
 }
 
-pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Body::full(bytes)
-}
-
-pub(crate) fn empty() -> Body {
-    Body::empty()
-}
-
 /// An error in GitHub's JSON shape, saying what failed.
 pub(crate) fn github_error(status: StatusCode, message: &str) -> Response<Body> {
     let body = json!({
         "message": message,
         "documentation_url": "https://docs.github.com/rest",
     });
-    let mut response = Response::new(full(body.to_string()));
+    let mut response = Response::new(Body::full(body.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -159,11 +151,11 @@ impl Proxy {
         let (status, body) = if not_modified_for(ctx, meta) {
             headers.remove(header::CONTENT_TYPE);
             headers.remove(header::CONTENT_LENGTH);
-            (StatusCode::NOT_MODIFIED, empty())
+            (StatusCode::NOT_MODIFIED, Body::empty())
         } else if ctx.head_only {
-            (status, empty())
+            (status, Body::empty())
         } else {
-            (status, full(body.clone()))
+            (status, Body::full(body.clone()))
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -182,9 +174,9 @@ impl Proxy {
             HeaderValue::from(fetched.body.len()),
         );
         let body = if ctx.head_only {
-            empty()
+            Body::empty()
         } else {
-            full(fetched.body.clone())
+            Body::full(fetched.body.clone())
         };
         let mut response = Response::new(body);
         *response.status_mut() = fetched.status;
@@ -207,7 +199,7 @@ impl Proxy {
 
     /// GitHub's refusal, replayed while its back-off lasts.
     pub(crate) fn replay_refusal(&self, refusal: &Refusal) -> Response<Body> {
-        let mut response = Response::new(full(refusal.body.clone()));
+        let mut response = Response::new(Body::full(refusal.body.clone()));
         *response.status_mut() = refusal.status;
         *response.headers_mut() = refusal.headers.clone();
         let wait = refusal

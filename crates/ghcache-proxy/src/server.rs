@@ -17,7 +17,6 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::proxy::{Begun, Later};
-use crate::respond::full;
 use crate::{Body, Proxy, ProxyError};
 use http::Response;
 use http::header::{self, HeaderValue};
@@ -268,7 +267,7 @@ fn error_response(status: http::StatusCode, message: &str) -> Response<Body> {
 }
 
 fn json_response(value: &serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(full(value.to_string()));
+    let mut r = Response::new(Body::full(value.to_string()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -303,7 +302,7 @@ async fn extension_reply(
             ),
         ),
     };
-    let mut r = Response::new(full(reply.body));
+    let mut r = Response::new(Body::full(reply.body));
     *r.status_mut() = reply.status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -333,7 +332,7 @@ impl Proxy {
                 let peers = i.peers.describe().await;
                 let text =
                     crate::metrics::render(self.stats_report(), &peers, counters, i.registry.get());
-                let mut r = Response::new(full(text));
+                let mut r = Response::new(Body::full(text));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
@@ -505,7 +504,7 @@ impl Proxy {
             if let Some(response) = self.control(&path).await {
                 return response;
             }
-            let mut r = Response::new(full(
+            let mut r = Response::new(Body::full(
                 serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
                     .to_string(),
             ));
