@@ -77,7 +77,7 @@ impl Outcome {
     }
 }
 
-/// Answers by outcome: the daemon's, and each job's.
+// `Outcome::ALL` lists every outcome at its own index.
 const _: () = {
     let mut i = 0;
     while i < Outcome::ALL.len() {
@@ -86,8 +86,9 @@ const _: () = {
     }
 };
 
-/// Indexed by [`Outcome::index`]: striped for the daemon's totals, which
-/// every request bumps; plain for a job's.
+/// Answers by outcome: the daemon's, and each job's. Indexed by
+/// [`Outcome::index`]: striped for the daemon's totals, which every
+/// request bumps; plain for a job's.
 #[derive(Debug, Default)]
 pub struct OutcomeCounters<C = Striped<{ Outcome::ALL.len() }>>(C);
 
