@@ -1,5 +1,5 @@
-//! The proxy: configuration, shared state, and `handle`, the pipeline's one
-//! entry and one exit. The steps live in `pipeline` (cacheable requests),
+//! The proxy: configuration, shared state, and the pipeline's one entry
+//! (`begin`, then `finish` for what waits) and one exit (`exit`). The steps live in `pipeline` (cacheable requests),
 //! `flight` (the coalesced upstream exchange) and `respond` (building the
 //! answers); `exit` counts every response and sets `X-Ghcache` on it.
 //!
@@ -316,20 +316,9 @@ impl Proxy {
         self.inner.invalidated.since(path, stored_at_ms)
     }
 
-    /// Handles one GitHub API request: the pipeline's one entry and exit.
-    /// `base` is where the client reached us (`http://IP:PORT`).
-    pub(crate) async fn handle(
-        &self,
-        request: Request<Incoming>,
-        base: Arc<str>,
-    ) -> Response<Body> {
-        match self.begin(request, &base) {
-            Begun::Answered(response) => response,
-            Begun::Later(later) => self.finish(later, base).await,
-        }
-    }
-
-    /// Steps 1–3, which never wait: a hit is answered here. The server
+    /// The pipeline's entry for one GitHub API request; `base` is where
+    /// the client reached us (`http://IP:PORT`). Steps 1–3, which never
+    /// wait: a hit is answered here. The server
     /// calls this from hyper's service call itself, so that the request
     /// (and hyper's read buffer, which its header values point into) is
     /// released before hyper reads again; held into the future, hyper

@@ -142,7 +142,9 @@ enum Started {
         later: Later,
         base: Arc<str>,
     },
-    Routed(Box<http::Request<hyper::body::Incoming>>),
+    /// A control route (`/_ghcache/*`, `/metrics`), also under a job's
+    /// prefix: not counted.
+    Control(Box<http::Request<hyper::body::Incoming>>),
 }
 
 /// A job's request, its prefix stripped.
@@ -220,6 +222,26 @@ impl hyper::body::Body for Tracked {
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
     }
+}
+
+/// The future of one request, after [`Proxy::start`]: what waits, then
+/// the body tracked until sent. It stays small (a test bounds it): hyper
+/// moves it into place once per request, and what awaits is boxed.
+async fn respond(
+    serving: Arc<Serving>,
+    started: Started,
+    busy: Busy,
+) -> Result<Response<Tracked>, std::convert::Infallible> {
+    let proxy = &serving.proxy;
+    let response = match started {
+        Started::Answered(response) => response,
+        Started::Later(later) => proxy.finish(later, serving.base.clone()).await,
+        Started::JobLater { job, later, base } => {
+            crate::job::scope(job, proxy.finish(later, base)).await
+        }
+        Started::Control(request) => Box::pin(proxy.serve_control(*request)).await,
+    };
+    Ok(response.map(|body| Tracked { body, _busy: busy }))
 }
 
 /// Closes a connection asked to go: an idle one (between requests, or one
@@ -344,14 +366,14 @@ impl Proxy {
     }
 
     /// A request as the server first sees it: the pipeline's steps that
-    /// never wait run now, for a job's requests too; control routes go
-    /// whole to [`Proxy::serve_request`].
+    /// never wait run now, for a job's requests too; control routes are
+    /// answered in [`respond`].
     fn start(&self, request: http::Request<hyper::body::Incoming>, base: &Arc<str>) -> Started {
         let path = request.uri().path();
         if path.starts_with(crate::job::JOB_PREFIX) {
             return match self.job_request(request, base) {
                 JobRequest::Refused(refused) => Started::Answered(refused),
-                JobRequest::Control(request) => Started::Routed(Box::new(request)),
+                JobRequest::Control(request) => Started::Control(Box::new(request)),
                 JobRequest::Api { job, request, base } => {
                     match crate::job::sync_scope(job.clone(), || self.begin(request, &base)) {
                         Begun::Answered(response) => Started::Answered(response),
@@ -361,41 +383,11 @@ impl Proxy {
             };
         }
         if is_control(path) {
-            return Started::Routed(Box::new(request));
+            return Started::Control(Box::new(request));
         }
         match self.begin(request, base) {
             Begun::Answered(response) => Started::Answered(response),
             Begun::Later(later) => Started::Later(later),
-        }
-    }
-
-    /// A request from a client: a job's (under `/_job/<id>/`), a control
-    /// route, or the pipeline.
-    pub(crate) async fn serve_request(
-        &self,
-        request: http::Request<hyper::body::Incoming>,
-        base: Arc<str>,
-    ) -> Response<Body> {
-        if request.uri().path().starts_with(crate::job::JOB_PREFIX) {
-            return Box::pin(self.serve_job(request, base)).await;
-        }
-        self.serve_direct(request, base).await
-    }
-
-    /// A job's request: the prefix stripped, links rewritten back under it,
-    /// counted for the job as well as the daemon.
-    async fn serve_job(
-        &self,
-        request: http::Request<hyper::body::Incoming>,
-        base: Arc<str>,
-    ) -> Response<Body> {
-        match self.job_request(request, &base) {
-            JobRequest::Refused(refused) => refused,
-            // The daemon's own routes are not GitHub answers: not counted.
-            JobRequest::Control(request) => Box::pin(self.serve_direct(request, base)).await,
-            JobRequest::Api { job, request, base } => {
-                crate::job::scope(job, self.handle(request, base)).await
-            }
         }
     }
 
@@ -473,18 +465,6 @@ impl Proxy {
                 "this daemon has no record of that job: it made no request through its GHCACHE_API_URL, the daemon restarted, or more than 1024 jobs came after it",
             ),
         }
-    }
-
-    async fn serve_direct(
-        &self,
-        request: http::Request<hyper::body::Incoming>,
-        base: Arc<str>,
-    ) -> Response<Body> {
-        if is_control(request.uri().path()) {
-            // Boxed: the pipeline's future stays small.
-            return Box::pin(self.serve_control(request)).await;
-        }
-        self.handle(request, base).await
     }
 
     async fn serve_control(&self, request: http::Request<hyper::body::Incoming>) -> Response<Body> {
@@ -611,26 +591,7 @@ impl Proxy {
                     // What needs no waiting is done in this call, not in
                     // the future: see `Proxy::begin`.
                     let started = serving.proxy.start(request, &serving.base);
-                    async move {
-                        let response = match started {
-                            Started::Answered(response) => response,
-                            Started::Later(later) => {
-                                serving.proxy.finish(later, serving.base.clone()).await
-                            }
-                            Started::JobLater { job, later, base } => {
-                                crate::job::scope(job, serving.proxy.finish(later, base)).await
-                            }
-                            Started::Routed(request) => {
-                                Box::pin(
-                                    serving.proxy.serve_request(*request, serving.base.clone()),
-                                )
-                                .await
-                            }
-                        };
-                        Ok::<_, std::convert::Infallible>(
-                            response.map(|body| Tracked { body, _busy: busy }),
-                        )
-                    }
+                    respond(serving, started, busy)
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let conns = conns.clone();
@@ -771,16 +732,11 @@ mod tests {
     /// 10,208 bytes (debug build) before they were.
     #[test]
     fn the_future_of_a_request_stays_small() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = ghcache_store::Store::open(dir.path(), Default::default()).expect("store");
-        let proxy = crate::Proxy::new(
-            crate::ProxyConfig::new(([127, 0, 0, 1], 0).into(), "http://127.0.0.1:1"),
-            Arc::new(store),
-            ghcache_core::PartitionSecret::generate(),
-        )
-        .expect("proxy");
-        let serve = |r: http::Request<hyper::body::Incoming>| proxy.serve_request(r, "x".into());
-        let size = size_of_output(&serve);
+        let respond =
+            |(serving, started, busy): (Arc<super::Serving>, super::Started, super::Busy)| {
+                super::respond(serving, started, busy)
+            };
+        let size = size_of_output(&respond);
         assert!(size <= 4096, "a request's future is {size} bytes");
     }
 }
