@@ -209,21 +209,11 @@ impl Mem {
         }
     }
 
-    /// The in-memory body if resident. `Err(generation)` when the slot exists
-    /// but its body lives only in redb.
-    pub fn resident_body(&self, cid: &ContentId) -> Option<Result<Bytes, u64>> {
-        let shard = self.blob_shard(cid).read();
-        let slot = shard.get(cid)?;
-        touch_tick(&slot.tick, &self.blob_clock);
-        Some(slot.body.clone().ok_or(slot.generation))
-    }
-
-    /// [`Mem::resident_body`] with the slot's LRU clock, for a thread that
-    /// remembers the body to touch on its own hits.
-    pub fn resident_body_ticked(
-        &self,
-        cid: &ContentId,
-    ) -> Option<Result<(Bytes, Arc<AtomicU64>), u64>> {
+    /// The in-memory body if resident, with the slot's LRU clock (for a
+    /// thread that remembers the body to touch on its own hits).
+    /// `Err(generation)` when the slot exists but its body lives only in
+    /// redb.
+    pub fn resident_body(&self, cid: &ContentId) -> Option<Result<(Bytes, Arc<AtomicU64>), u64>> {
         let shard = self.blob_shard(cid).read();
         let slot = shard.get(cid)?;
         touch_tick(&slot.tick, &self.blob_clock);
@@ -233,7 +223,7 @@ impl Mem {
         })
     }
 
-    /// Marks a remembered body used now (see [`Mem::resident_body_ticked`]).
+    /// Marks a remembered body used now (see [`Mem::resident_body`]).
     pub fn touch_body(&self, tick: &AtomicU64) {
         touch_tick(tick, &self.blob_clock);
     }

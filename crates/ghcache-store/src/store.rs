@@ -212,15 +212,16 @@ impl Store {
         partition: &Partition,
         now_ms: u64,
     ) -> Option<HeldEntry> {
-        let entry = self.shared.mem.lookup(rid, partition)?;
-        self.shared.mem.touch(&entry, now_ms);
-        let body = self.body(&entry.meta.body_cid)?;
-        Some(HeldEntry { entry, body })
+        self.lookup(rid, partition, now_ms)
+            .map(|found| match found {
+                Ok((held, _)) | Err(held) => held,
+            })
     }
 
-    /// The entry and its resident body, or the entry and its cold body
-    /// read back from disk (`Err`), without keeping the cold one in memory.
-    fn lookup_resident(
+    /// The entry and its resident body with the body's LRU clock, or
+    /// (`Err`) the entry and its body read back from disk, which a thread
+    /// must not remember: what stays in memory is the store's to budget.
+    fn lookup(
         &self,
         rid: &ResourceId,
         partition: &Partition,
@@ -229,7 +230,7 @@ impl Store {
         let entry = self.shared.mem.lookup(rid, partition)?;
         self.shared.mem.touch(&entry, now_ms);
         let cid = entry.meta.body_cid;
-        Some(match self.shared.mem.resident_body_ticked(&cid)? {
+        Some(match self.shared.mem.resident_body(&cid)? {
             Ok((body, tick)) => Ok((HeldEntry { entry, body }, tick)),
             Err(generation) => Err(HeldEntry {
                 entry,
@@ -379,7 +380,7 @@ impl Store {
 
     fn body(&self, cid: &ContentId) -> Option<Bytes> {
         match self.shared.mem.resident_body(cid)? {
-            Ok(body) => Some(body),
+            Ok((body, _)) => Some(body),
             Err(generation) => self.cold_body(cid, generation),
         }
     }

@@ -78,7 +78,7 @@ impl Store {
                 None => {
                     // What is not current is let go of at once, found or not.
                     *slot = None;
-                    match self.lookup_resident(rid, partition, now_ms)? {
+                    match self.lookup(rid, partition, now_ms)? {
                         Ok((held, body_tick)) if held.body.len() <= MAX_REMEMBERED_BODY => slot
                             .insert(Remembered {
                                 store: self.shared.id,
