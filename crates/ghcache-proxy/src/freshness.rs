@@ -157,7 +157,7 @@ pub(crate) fn secondary_key(
 fn is_field_name(name: &str) -> bool {
     !name.is_empty()
         && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+            matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'..=b'`' | b'|' | b'~')
         })
 }
 
@@ -172,6 +172,26 @@ pub(crate) fn secondary_key_matches(key: &[(String, Option<String>)], request: &
         let mut values = request.get_all(name.as_str()).iter();
         match stored {
             None => values.next().is_none(),
+            Some(stored) if stored.is_ascii() => {
+                // The request's lines joined by '\n': here bytes and chars
+                // agree, so compared as slices.
+                let mut rest = stored.as_bytes();
+                let mut first = true;
+                for value in values {
+                    if !first {
+                        let Some((b'\n', after)) = rest.split_first() else {
+                            return false;
+                        };
+                        rest = after;
+                    }
+                    first = false;
+                    let Some(after) = rest.strip_prefix(value.as_bytes()) else {
+                        return false;
+                    };
+                    rest = after;
+                }
+                !first && rest.is_empty()
+            }
             Some(stored) => {
                 // The request's lines joined by '\n', compared without
                 // allocating: stored chars are the bytes as Latin-1.

@@ -278,6 +278,60 @@ pub fn cache_control(headers: &HeaderMap) -> CacheControl {
     cc
 }
 
+/// Which of the request headers a hit asks about are present, from one
+/// pass over the request's names: a hit looks up only those present (most
+/// requests carry none of them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Present(u8);
+
+impl Present {
+    pub const CACHE_CONTROL: Present = Present(1);
+    pub const PRAGMA: Present = Present(1 << 1);
+    pub const COOKIE: Present = Present(1 << 2);
+    pub const RANGE: Present = Present(1 << 3);
+    pub const OTP: Present = Present(1 << 4);
+    pub const API_VERSION: Present = Present(1 << 5);
+    pub const IF_NONE_MATCH: Present = Present(1 << 6);
+    pub const IF_MODIFIED_SINCE: Present = Present(1 << 7);
+
+    fn named(name: &HeaderName) -> Present {
+        let known: [(&HeaderName, Present); 8] = [
+            (&header::CACHE_CONTROL, Present::CACHE_CONTROL),
+            (&header::PRAGMA, Present::PRAGMA),
+            (&header::COOKIE, Present::COOKIE),
+            (&header::RANGE, Present::RANGE),
+            (&X_GITHUB_OTP, Present::OTP),
+            (&X_GITHUB_API_VERSION, Present::API_VERSION),
+            (&header::IF_NONE_MATCH, Present::IF_NONE_MATCH),
+            (&header::IF_MODIFIED_SINCE, Present::IF_MODIFIED_SINCE),
+        ];
+        known
+            .into_iter()
+            .find(|(known, _)| *known == name)
+            .map_or(Present(0), |(_, bit)| bit)
+    }
+
+    pub fn of(headers: &HeaderMap) -> Present {
+        Present(
+            headers
+                .keys()
+                .fold(0, |bits, name| bits | Present::named(name).0),
+        )
+    }
+
+    /// Whether any of `names` (bits or-ed together) is present.
+    pub fn any(self, names: Present) -> bool {
+        self.0 & names.0 != 0
+    }
+}
+
+impl std::ops::BitOr for Present {
+    type Output = Present;
+    fn bitor(self, other: Present) -> Present {
+        Present(self.0 | other.0)
+    }
+}
+
 /// A key header's one value, exactly: `Ok(None)` when absent, `Err(())`
 /// when it is repeated or not visible ASCII (it cannot be keyed exactly).
 #[allow(clippy::result_unit_err)]
@@ -320,6 +374,48 @@ pub fn value(text: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn present_names_exactly_the_headers_a_request_carries() {
+        let names = [
+            ("cache-control", Present::CACHE_CONTROL),
+            ("pragma", Present::PRAGMA),
+            ("cookie", Present::COOKIE),
+            ("range", Present::RANGE),
+            ("x-github-otp", Present::OTP),
+            ("x-github-api-version", Present::API_VERSION),
+            ("if-none-match", Present::IF_NONE_MATCH),
+            ("if-modified-since", Present::IF_MODIFIED_SINCE),
+        ];
+        let mut all = Present::default();
+        for (name, bit) in names {
+            let mut map = HeaderMap::new();
+            map.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+            // Written as a client might: any case, repeated.
+            let upper = HeaderName::from_bytes(name.to_uppercase().as_bytes()).unwrap();
+            map.append(upper.clone(), HeaderValue::from_static("a"));
+            map.append(upper, HeaderValue::from_static("b"));
+            let present = Present::of(&map);
+            assert_eq!(present, bit, "{name}");
+            assert!(present.any(bit), "{name}");
+            all = all | bit;
+        }
+        assert_eq!(all, Present(u8::MAX), "every bit is one name's");
+        let mut others = HeaderMap::new();
+        for name in [
+            "accept",
+            "authorization",
+            "user-agent",
+            "x-github-otp-x",
+            "set-cookie",
+        ] {
+            others.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        assert_eq!(Present::of(&others), Present::default());
+    }
 
     #[test]
     fn synthesis_follows_the_observed_scheme() {

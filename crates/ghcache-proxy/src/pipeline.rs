@@ -20,8 +20,8 @@ use crate::freshness::{
     explicit_lifetime, initial_age_ms, refuse_to_store, secondary_key, secondary_key_matches,
 };
 use crate::headers::{
-    self, CacheControl, cache_control, etag_like, header_str, merge_not_modified, stored_head,
-    synthesize_etag,
+    self, CacheControl, Present, cache_control, etag_like, header_str, merge_not_modified,
+    stored_head, synthesize_etag,
 };
 use crate::invalidation::{affected_paths, cacheable_path};
 use crate::proxy::{MAX_TTL, now_ms};
@@ -55,6 +55,8 @@ pub(crate) struct Ctx {
     pub proxy_base: Arc<str>,
     /// The client's `Cache-Control` (parsed once, in classify).
     pub client_cc: CacheControl,
+    /// Which of the headers a hit asks about the request carries.
+    pub present: Present,
 }
 
 impl Ctx {
@@ -100,10 +102,13 @@ impl Proxy {
             _ => return Route::Pass(request),
         };
         let headers = request.headers();
-        let cc = cache_control(headers);
-        let personal = headers.contains_key(header::COOKIE)
-            || headers.contains_key(&headers::X_GITHUB_OTP)
-            || headers.contains_key(header::RANGE);
+        let present = Present::of(headers);
+        let cc = if present.any(Present::CACHE_CONTROL | Present::PRAGMA) {
+            cache_control(headers)
+        } else {
+            CacheControl::default()
+        };
+        let personal = present.any(Present::COOKIE | Present::OTP | Present::RANGE);
         if !self.inner.config.cache_enabled
             || cc.no_store
             || personal
@@ -113,10 +118,15 @@ impl Proxy {
         }
         // The key must be built from exactly what is forwarded: a repeated
         // or non-visible-ASCII key header would otherwise key as absent.
+        let api_version = if present.any(Present::API_VERSION) {
+            headers::exact_single(headers, &headers::X_GITHUB_API_VERSION)
+        } else {
+            Ok(None)
+        };
         let (Ok(authorization), Ok(accept), Ok(api_version)) = (
             headers::exact_single(headers, header::AUTHORIZATION),
             headers::exact_single(headers, header::ACCEPT),
-            headers::exact_single(headers, &headers::X_GITHUB_API_VERSION),
+            api_version,
         ) else {
             return Route::Inexact(request);
         };
@@ -142,6 +152,7 @@ impl Proxy {
             resource,
             proxy_base,
             client_cc: cc,
+            present,
         })
     }
 

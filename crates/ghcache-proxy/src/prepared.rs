@@ -77,31 +77,26 @@ fn per_answer() -> [&'static HeaderName; 6] {
     ]
 }
 
-/// Where a prepared head takes its per-answer values: positions in
-/// [`HeaderMap::iter_mut`] order.
+/// A prepared head whose per-answer headers are its first lines, in
+/// [`per_answer`] order: a hit overwrites them in place, with no search.
 #[derive(Clone, Copy, Debug)]
-struct Slots([usize; 6]);
+struct Slots;
 
 impl Slots {
     /// Writes `age` and the caller's quota into `headers`, a clone of the
     /// prepared head these slots belong to.
     fn fill(self, headers: &mut HeaderMap, age: HeaderValue, quota: Quota, resource: &'static str) {
         let [limit, remaining, used, reset] = quota.values;
-        let mut values = [
-            Some(age),
-            Some(limit),
-            Some(remaining),
-            Some(used),
-            Some(reset),
-            Some(HeaderValue::from_static(resource)),
+        let values = [
+            age,
+            limit,
+            remaining,
+            used,
+            reset,
+            HeaderValue::from_static(resource),
         ];
-        let last = self.0.iter().copied().max().unwrap_or(0);
-        for (i, (_, value)) in headers.iter_mut().enumerate().take(last + 1) {
-            if let Some(k) = self.0.iter().position(|&slot| slot == i)
-                && let Some(new) = values[k].take()
-            {
-                *value = new;
-            }
+        for ((_, slot), value) in headers.iter_mut().zip(values) {
+            *slot = value;
         }
     }
 }
@@ -260,9 +255,17 @@ fn prepare(key: Key, rewrite: impl FnOnce(&mut HeaderMap)) -> Prepared {
     rewrite(&mut plain);
     // At most MAX_LINES + 7 lines: within what a map holds.
     let mut head = HeaderMap::with_capacity(plain.len() + per_answer().len() + 1);
+    // The per-answer lines first (where a field's line goes among other
+    // fields' carries no meaning), so [`Slots::fill`] finds them at once.
+    for name in per_answer() {
+        head.insert(name.clone(), HeaderValue::from_static("0"));
+    }
     // Copied, not cloned: this thread's values count their own references,
     // and GitHub's usual names and values are static (no count at all).
-    for (name, value) in &plain {
+    for (name, value) in plain
+        .iter()
+        .filter(|(name, _)| !per_answer().contains(name))
+    {
         let name = COMMON_NAMES
             .iter()
             .find(|common| *common == name)
@@ -278,19 +281,10 @@ fn prepare(key: Key, rewrite: impl FnOnce(&mut HeaderMap)) -> Prepared {
         copy.set_sensitive(value.is_sensitive());
         head.append(name, copy);
     }
-    // Inserted as a hit inserts them: in place of held values (one value,
-    // where the first was), else last. The exit overwrites `X-Ghcache`.
-    for name in per_answer() {
-        head.insert(name.clone(), HeaderValue::from_static("0"));
-    }
+    // The exit leaves a value it would write unchanged.
     head.insert(X_GHCACHE.clone(), HeaderValue::from_static("HIT"));
-    let names: Vec<&HeaderName> = head.iter().map(|(name, _)| name).collect();
-    let at = per_answer().map(|name| names.iter().position(|n| *n == name));
-    // Each was inserted just above, so each has a position.
-    let slots = at
-        .iter()
-        .all(Option::is_some)
-        .then(|| Slots(at.map(|i| i.unwrap_or(0))));
+    let first: Vec<&HeaderName> = head.iter().map(|(name, _)| name).take(6).collect();
+    let slots = (first == per_answer()).then_some(Slots);
     Prepared {
         key,
         head,

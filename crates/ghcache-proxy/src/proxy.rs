@@ -363,9 +363,14 @@ impl Proxy {
             0
         };
         crate::job::record(outcome, saved_us);
-        response
-            .headers_mut()
-            .insert(crate::headers::X_GHCACHE.clone(), outcome.header_value());
+        let value = outcome.header_value();
+        let headers = response.headers_mut();
+        // A prepared head carries `HIT` already: a look is cheaper than a
+        // re-insert. Anything but that one value is replaced.
+        let mut held = headers.get_all(&crate::headers::X_GHCACHE).iter();
+        if held.next() != Some(&value) || held.next().is_some() {
+            headers.insert(crate::headers::X_GHCACHE.clone(), value);
+        }
         response
     }
 

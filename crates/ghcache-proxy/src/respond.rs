@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::freshness::parse_date;
-use crate::headers::{self, header_str, if_none_match_matches};
+use crate::headers::{self, Present, header_str, if_none_match_matches};
 use crate::pipeline::Ctx;
 use crate::prepared;
 use crate::proxy::now_ms;
@@ -294,7 +294,11 @@ pub(crate) fn current_age_ms(meta: &EntryMeta, now_ms: u64) -> u64 {
 /// (RFC 9110 §13.1: `If-None-Match` wins; `If-Modified-Since` against the
 /// stored `Last-Modified`, else its `Date`).
 fn not_modified_for(ctx: &Ctx, meta: &EntryMeta) -> bool {
-    if !matches!(meta.status, 200 | 203) {
+    if !matches!(meta.status, 200 | 203)
+        || !ctx
+            .present
+            .any(Present::IF_NONE_MATCH | Present::IF_MODIFIED_SINCE)
+    {
         return false;
     }
     if let Some(inm) = header_str(&ctx.headers, header::IF_NONE_MATCH) {
