@@ -66,7 +66,7 @@ static COMMON_VALUES: [&str; 17] = [
 const MAX_LINES: usize = 256;
 
 /// The per-answer headers in the order [`Slots::fill`] writes them.
-fn per_answer() -> [&'static HeaderName; 6] {
+fn per_answer() -> [&'static HeaderName; 7] {
     [
         &header::AGE,
         &X_RATELIMIT_LIMIT,
@@ -74,6 +74,7 @@ fn per_answer() -> [&'static HeaderName; 6] {
         &X_RATELIMIT_USED,
         &X_RATELIMIT_RESET,
         &X_RATELIMIT_RESOURCE,
+        &X_GHCACHE,
     ]
 }
 
@@ -83,9 +84,15 @@ fn per_answer() -> [&'static HeaderName; 6] {
 struct Slots;
 
 impl Slots {
-    /// Writes `age` and the caller's quota into `headers`, a clone of the
-    /// prepared head these slots belong to.
-    fn fill(self, headers: &mut HeaderMap, age: HeaderValue, quota: Quota, resource: &'static str) {
+    /// Writes `age`, the caller's quota and the outcome into `headers`, a
+    /// clone of the prepared head these slots belong to.
+    fn fill(
+        self,
+        headers: &mut HeaderMap,
+        age: HeaderValue,
+        (quota, resource): (Quota, &'static str),
+        outcome: HeaderValue,
+    ) {
         let [limit, remaining, used, reset] = quota.values;
         let values = [
             age,
@@ -94,6 +101,7 @@ impl Slots {
             used,
             reset,
             HeaderValue::from_static(resource),
+            outcome,
         ];
         for ((_, slot), value) in headers.iter_mut().zip(values) {
             *slot = value;
@@ -159,11 +167,19 @@ impl Default for Heads {
     }
 }
 
-/// What a hit adds to the held block: its current `Age`, and the caller's
-/// quota when known (with the bucket it is for).
+/// What a hit adds to the held block: its current `Age`, the caller's
+/// quota when known (with the bucket it is for), and its `X-Ghcache`.
 pub(crate) struct PerAnswer {
     pub age: HeaderValue,
     pub quota: Option<(Quota, &'static str)>,
+    pub outcome: HeaderValue,
+}
+
+/// A head to send, and whether it says its outcome already (else the
+/// exit writes `X-Ghcache`).
+pub(crate) struct Head {
+    pub map: HeaderMap,
+    pub has_outcome: bool,
 }
 
 impl Heads {
@@ -178,8 +194,12 @@ impl Heads {
         base: &Arc<str>,
         added: PerAnswer,
         rewrite: impl FnOnce(&mut HeaderMap),
-    ) -> HeaderMap {
-        let PerAnswer { age, quota } = added;
+    ) -> Head {
+        let PerAnswer {
+            age,
+            quota,
+            outcome,
+        } = added;
         let (mut headers, slots) = if stored.len() > MAX_LINES {
             let mut plain = stored.map().clone();
             rewrite(&mut plain);
@@ -187,18 +207,23 @@ impl Heads {
         } else {
             self.cached(stored, status, base, quota.is_some(), rewrite)
         };
-        match (slots, quota) {
-            (Some(slots), Some((quota, resource))) => {
-                slots.fill(&mut headers, age, quota, resource)
+        let has_outcome = match (slots, quota) {
+            (Some(slots), Some(quota)) => {
+                slots.fill(&mut headers, age, quota, outcome);
+                true
             }
             (_, quota) => {
                 headers.insert(header::AGE, age);
                 if let Some((quota, resource)) = quota {
                     crate::respond::quota_headers(&mut headers, quota, resource);
                 }
+                false
             }
+        };
+        Head {
+            map: headers,
+            has_outcome,
         }
-        headers
     }
 
     /// A clone of the prepared head (with its slots) when the quota is
@@ -281,9 +306,11 @@ fn prepare(key: Key, rewrite: impl FnOnce(&mut HeaderMap)) -> Prepared {
         copy.set_sensitive(value.is_sensitive());
         head.append(name, copy);
     }
-    // The exit leaves a value it would write unchanged.
-    head.insert(X_GHCACHE.clone(), HeaderValue::from_static("HIT"));
-    let first: Vec<&HeaderName> = head.iter().map(|(name, _)| name).take(6).collect();
+    let first: Vec<&HeaderName> = head
+        .iter()
+        .map(|(name, _)| name)
+        .take(per_answer().len())
+        .collect();
     let slots = (first == per_answer()).then_some(Slots);
     Prepared {
         key,
@@ -334,12 +361,21 @@ mod tests {
 
     fn served(heads: &Heads, head: &StoredHead, age: &str, q: Option<Quota>) -> HeaderMap {
         let base: Arc<str> = Arc::from("http://127.0.0.1:1");
+        let prepared = head.len() <= MAX_LINES && q.is_some();
         let added = PerAnswer {
             age: HeaderValue::from_str(age).unwrap(),
             quota: q.map(|q| (q, "core")),
+            outcome: HeaderValue::from_static("HIT"),
         };
-        let mut map = heads.head_for(head, 200, &base, added, |_| {});
-        map.insert(X_GHCACHE.clone(), HeaderValue::from_static("HIT"));
+        let Head {
+            mut map,
+            has_outcome,
+        } = heads.head_for(head, 200, &base, added, |_| {});
+        assert_eq!(has_outcome, prepared);
+        // As the exit does.
+        if !has_outcome {
+            map.insert(X_GHCACHE.clone(), HeaderValue::from_static("HIT"));
+        }
         map
     }
 
@@ -347,12 +383,13 @@ mod tests {
         let added = PerAnswer {
             age: HeaderValue::from_static("1"),
             quota: Some((quota(1), "core")),
+            outcome: HeaderValue::from_static("HIT"),
         };
         let rewritten = format!("{base} {status}");
         let map = heads.head_for(stored, status, base, added, |map| {
             map.insert(header::LINK, HeaderValue::from_str(&rewritten).unwrap());
         });
-        map[header::LINK].to_str().unwrap().to_owned()
+        map.map[header::LINK].to_str().unwrap().to_owned()
     }
 
     #[test]
@@ -424,28 +461,31 @@ mod tests {
         let added = PerAnswer {
             age: HeaderValue::from_static("1"),
             quota: Some((quota(1), "core")),
+            outcome: HeaderValue::from_static("HIT"),
         };
         let again = heads.head_for(&old, 200, &a, added, |_| panic!("rebuilt"));
-        assert_eq!(again[header::LINK], "http://a 200");
+        assert_eq!(again.map[header::LINK], "http://a 200");
         // An equal block stored anew is a different entry.
         let new = stored(&[("link", "<http://up/x?page=2>; rel=\"next\"")]);
         let added = PerAnswer {
             age: HeaderValue::from_static("1"),
             quota: Some((quota(1), "core")),
+            outcome: HeaderValue::from_static("HIT"),
         };
         let rebuilt = heads.head_for(&new, 200, &a, added, |map| {
             map.insert(header::LINK, HeaderValue::from_static("rebuilt"));
         });
-        assert_eq!(rebuilt[header::LINK], "rebuilt");
+        assert_eq!(rebuilt.map[header::LINK], "rebuilt");
         // Another proxy (another upstream) prepares its own.
         let other = Heads::default();
         let added = PerAnswer {
             age: HeaderValue::from_static("1"),
             quota: None,
+            outcome: HeaderValue::from_static("HIT"),
         };
         let theirs = other.head_for(&old, 200, &a, added, |map| {
             map.insert(header::LINK, HeaderValue::from_static("theirs"));
         });
-        assert_eq!(theirs[header::LINK], "theirs");
+        assert_eq!(theirs.map[header::LINK], "theirs");
     }
 }

@@ -351,6 +351,7 @@ impl Proxy {
         let Served {
             mut response,
             outcome,
+            has_outcome,
         } = served;
         let stats = &self.inner.stats;
         stats.record(outcome);
@@ -365,10 +366,15 @@ impl Proxy {
         crate::job::record(outcome, saved_us);
         let value = outcome.header_value();
         let headers = response.headers_mut();
-        // A prepared head carries `HIT` already: a look is cheaper than a
-        // re-insert. Anything but that one value is replaced.
-        let mut held = headers.get_all(&crate::headers::X_GHCACHE).iter();
-        if held.next() != Some(&value) || held.next().is_some() {
+        if has_outcome {
+            debug_assert_eq!(
+                headers
+                    .get_all(&crate::headers::X_GHCACHE)
+                    .iter()
+                    .collect::<Vec<_>>(),
+                [&value]
+            );
+        } else {
             headers.insert(crate::headers::X_GHCACHE.clone(), value);
         }
         response

@@ -27,11 +27,18 @@ use crate::{Body, BoxError, Proxy};
 pub(crate) struct Served {
     pub response: Response<Body>,
     pub outcome: Outcome,
+    /// The head says `X-Ghcache: <outcome>` already (a prepared head's
+    /// slot): the exit need not write it.
+    pub has_outcome: bool,
 }
 
 impl Served {
     pub fn new(response: Response<Body>, outcome: Outcome) -> Served {
-        Served { response, outcome }
+        Served {
+            response,
+            outcome,
+            has_outcome: false,
+        }
     }
 }
 
@@ -134,13 +141,17 @@ impl Proxy {
                 .quotas
                 .get_at(&ctx.partition, bucket, now_ms / 1000)
                 .map(|q| (q, bucket)),
+            outcome: outcome.header_value(),
         };
-        let mut headers =
-            self.inner
-                .heads
-                .head_for(&meta.headers, meta.status, &ctx.proxy_base, added, |map| {
-                    self.rewrite_for_client(status, map, &ctx.proxy_base)
-                });
+        let prepared::Head {
+            map: mut headers,
+            has_outcome,
+        } = self
+            .inner
+            .heads
+            .head_for(&meta.headers, meta.status, &ctx.proxy_base, added, |map| {
+                self.rewrite_for_client(status, map, &ctx.proxy_base)
+            });
         if let Some(reason) = stale_reason {
             let reason = reason.replace('"', "'");
             headers.insert(
@@ -160,7 +171,11 @@ impl Proxy {
         let mut response = Response::new(body);
         *response.status_mut() = status;
         *response.headers_mut() = headers;
-        Served::new(response, outcome)
+        Served {
+            response,
+            outcome,
+            has_outcome,
+        }
     }
 
     /// Serves an upstream response as received.
