@@ -352,15 +352,14 @@ pub fn exact_single(
 /// Every value of a header, byte for byte (joined by `\n`, which no value
 /// can contain), or `None` when absent.
 pub fn exact_bytes(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
-    for value in headers.get_all(name) {
-        let buf = out.get_or_insert_with(Vec::new);
-        if !buf.is_empty() {
-            buf.push(b'\n');
-        }
-        buf.extend_from_slice(value.as_bytes());
+    let mut values = headers.get_all(name).iter();
+    let mut out = values.next()?.as_bytes().to_vec();
+    // Between every two values, empty ones too: `["", "v"]` is not `["v"]`.
+    for value in values {
+        out.push(b'\n');
+        out.extend_from_slice(value.as_bytes());
     }
-    out
+    Some(out)
 }
 
 pub fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
@@ -401,6 +400,25 @@ mod tests {
             all = all | bit;
         }
         assert_eq!(all, Present(u8::MAX), "every bit is one name's");
+        // All of them in one request, among others, in either order.
+        let mut every = HeaderMap::new();
+        for (name, _) in names.iter().chain(names.iter().rev()) {
+            every.insert(header::USER_AGENT, HeaderValue::from_static("x"));
+            every.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+            every.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        }
+        assert_eq!(Present::of(&every), Present(u8::MAX));
+        let mut reversed = HeaderMap::new();
+        for (name, _) in names.iter().rev() {
+            reversed.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        assert_eq!(Present::of(&reversed), Present(u8::MAX));
         let mut others = HeaderMap::new();
         for name in [
             "accept",
@@ -482,6 +500,18 @@ mod tests {
         assert!(h[header::AUTHORIZATION].is_sensitive());
         assert!(!h[header::ACCEPT].is_sensitive());
         assert!(!format!("{h:?}").contains("ghp_secret"));
+    }
+
+    #[test]
+    fn exact_bytes_keeps_every_value_apart_empty_ones_too() {
+        let mut h = HeaderMap::new();
+        assert_eq!(exact_bytes(&h, header::ACCEPT), None);
+        h.append(header::ACCEPT, value(""));
+        assert_eq!(exact_bytes(&h, header::ACCEPT).unwrap(), b"");
+        h.append(header::ACCEPT, value("v"));
+        assert_eq!(exact_bytes(&h, header::ACCEPT).unwrap(), b"\nv");
+        h.append(header::ACCEPT, value(""));
+        assert_eq!(exact_bytes(&h, header::ACCEPT).unwrap(), b"\nv\n");
     }
 
     #[test]

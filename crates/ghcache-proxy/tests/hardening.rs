@@ -81,6 +81,62 @@ fn echo(seen: &Seen) -> Response<Full<Bytes>> {
     )
 }
 
+// The hit path looks up only the request headers one pass found present
+// (`Present`): each one it asks about must still change the answer.
+#[tokio::test]
+async fn each_request_header_a_hit_depends_on_still_changes_the_answer() {
+    let up = origin(echo).await;
+    let f = front(&up.base_url(), |_| {}).await;
+    let token: (&str, &[u8]) = ("authorization", b"token tokA");
+    let path = "/repos/acme/held";
+    assert_eq!(f.get(path, &[token]).await.outcome(), "MISS");
+    let held = f.get(path, &[token]).await;
+    assert_eq!(held.outcome(), "HIT");
+    let etag = held.header("etag").unwrap().to_owned();
+
+    // Personal requests go to GitHub as they are.
+    for extra in [
+        ("cookie", &b"session=1"[..]),
+        ("x-github-otp", b"123456"),
+        ("range", b"bytes=0-1"),
+        ("cache-control", b"no-store"),
+    ] {
+        let before = up.requests();
+        let reply = f.get(path, &[token, extra]).await;
+        assert_eq!(reply.outcome(), "BYPASS", "{}", extra.0);
+        assert_eq!(up.requests(), before + 1, "{}", extra.0);
+    }
+    // Asked to revalidate: GitHub is asked, whichever header says so.
+    for extra in [("cache-control", &b"no-cache"[..]), ("pragma", b"no-cache")] {
+        let before = up.requests();
+        let reply = f.get(path, &[token, extra]).await;
+        assert_ne!(reply.outcome(), "HIT", "{}", extra.0);
+        assert_eq!(up.requests(), before + 1, "{}", extra.0);
+    }
+    // The API version is part of the key; twice, it cannot be keyed.
+    let version: (&str, &[u8]) = ("x-github-api-version", b"2022-11-28");
+    assert_eq!(f.get(path, &[token, version]).await.outcome(), "MISS");
+    assert_eq!(f.get(path, &[token, version]).await.outcome(), "HIT");
+    let twice = f.get(path, &[token, version, version]).await;
+    assert_eq!(twice.outcome(), "BYPASS");
+    // Conditionals are answered from the held copy.
+    let before = up.requests();
+    let not_modified = f
+        .get(path, &[token, ("if-none-match", etag.as_bytes())])
+        .await;
+    assert_eq!((not_modified.status, not_modified.outcome()), (304, "HIT"));
+    // Against the held copy's date (its `Date`: the origin sends no
+    // `Last-Modified`).
+    for (since, status) in [
+        (&b"Tue, 01 Jan 2030 00:00:00 GMT"[..], 304),
+        (b"Mon, 01 Jan 1990 00:00:00 GMT", 200),
+    ] {
+        let reply = f.get(path, &[token, ("if-modified-since", since)]).await;
+        assert_eq!((reply.status, reply.outcome()), (status, "HIT"));
+    }
+    assert_eq!(up.requests(), before);
+}
+
 // Item 1: a key header that is not visible ASCII was keyed as absent.
 #[tokio::test]
 async fn a_non_ascii_authorization_is_passed_through_and_never_served_to_others() {
