@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 
 use crate::headers::{CacheControl, exact_bytes, header_str};
 
@@ -161,15 +161,32 @@ fn is_field_name(name: &str) -> bool {
         })
 }
 
+/// `X-Requested-With`, which every `Vary` of GitHub's JSON answers names.
+static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+
+/// The names a stored secondary key usually holds (those `Vary` names that
+/// [`COVERED`] leaves), parsed once: looked up by `&str`, a name is
+/// validated and parsed again on every hit.
+fn usual_name(name: &str) -> Option<&'static HeaderName> {
+    match name {
+        "x-requested-with" => Some(&X_REQUESTED_WITH),
+        "origin" => Some(&header::ORIGIN),
+        "accept-language" => Some(&header::ACCEPT_LANGUAGE),
+        "user-agent" => Some(&header::USER_AGENT),
+        _ => None,
+    }
+}
+
 /// Whether this request selects a response stored with `key`.
 pub(crate) fn secondary_key_matches(key: &[(String, Option<String>)], request: &HeaderMap) -> bool {
     key.iter().all(|(name, stored)| {
-        // Looked up by `&str`: parsing a custom name into a `HeaderName`
-        // would allocate on every hit.
-        if !is_field_name(name) {
-            return false;
-        }
-        let mut values = request.get_all(name.as_str()).iter();
+        let mut values = match usual_name(name) {
+            Some(known) => request.get_all(known).iter(),
+            // Looked up by `&str`: parsing a custom name into a
+            // `HeaderName` would allocate on every hit.
+            None if is_field_name(name) => request.get_all(name.as_str()).iter(),
+            None => return false,
+        };
         match stored {
             None => values.next().is_none(),
             Some(stored) if stored.is_ascii() => {
@@ -218,7 +235,6 @@ pub(crate) fn secondary_key_matches(key: &[(String, Option<String>)], request: &
 mod tests {
     use super::*;
     use crate::headers::{cache_control, value};
-    use http::header::HeaderName;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -316,5 +332,30 @@ mod tests {
             &map(&[("foo", "a"), ("foo", "b"), ("x-requested-with", "1")])
         ));
         assert!(!secondary_key_matches(&key, &map(&[])));
+    }
+
+    #[test]
+    fn usual_names_match_as_any_other_name() {
+        for name in [
+            "x-requested-with",
+            "origin",
+            "accept-language",
+            "user-agent",
+        ] {
+            let known = usual_name(name).unwrap();
+            assert_eq!(*known, HeaderName::from_bytes(name.as_bytes()).unwrap());
+            let with = map(&[(name, "a"), (name, "b")]);
+            let present = vec![(name.to_owned(), Some("a\nb".to_owned()))];
+            let absent = vec![(name.to_owned(), None)];
+            assert!(secondary_key_matches(&present, &with), "{name}");
+            assert!(!secondary_key_matches(&present, &map(&[(name, "a")])));
+            assert!(!secondary_key_matches(&present, &map(&[])));
+            assert!(secondary_key_matches(&absent, &map(&[])));
+            assert!(!secondary_key_matches(&absent, &with));
+            // A name as no request can carry it is never matched.
+            let upper = vec![(name.to_uppercase(), None)];
+            assert!(!secondary_key_matches(&upper, &map(&[])));
+        }
+        assert_eq!(usual_name("foo"), None);
     }
 }
