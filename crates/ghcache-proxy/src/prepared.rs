@@ -130,10 +130,8 @@ impl Key {
 
 struct Prepared {
     key: Key,
-    /// This thread's copy, with a slot for each per-answer header.
+    /// This thread's copy, its per-answer headers first ([`Slots`]).
     head: HeaderMap,
-    /// `None` only if a per-answer header could not be placed.
-    slots: Option<Slots>,
     /// The rewritten block as stored, for a caller whose quota is unknown
     /// (and so gets no quota headers of ours).
     plain: HeaderMap,
@@ -237,9 +235,9 @@ impl Heads {
         rewrite: impl FnOnce(&mut HeaderMap),
     ) -> (HeaderMap, Option<Slots>) {
         let address = stored.address();
-        let pick = |p: &Prepared| match (quota_known, p.slots) {
-            (true, Some(slots)) => (p.head.clone(), Some(slots)),
-            _ => (p.plain.clone(), None),
+        let pick = |p: &Prepared| match quota_known {
+            true => (p.head.clone(), Some(Slots)),
+            false => (p.plain.clone(), None),
         };
         TABLE.with_borrow_mut(|table| {
             let table = table.get_or_insert_with(|| {
@@ -306,18 +304,7 @@ fn prepare(key: Key, rewrite: impl FnOnce(&mut HeaderMap)) -> Prepared {
         copy.set_sensitive(value.is_sensitive());
         head.append(name, copy);
     }
-    let first: Vec<&HeaderName> = head
-        .iter()
-        .map(|(name, _)| name)
-        .take(per_answer().len())
-        .collect();
-    let slots = (first == per_answer()).then_some(Slots);
-    Prepared {
-        key,
-        head,
-        slots,
-        plain,
-    }
+    Prepared { key, head, plain }
 }
 
 #[cfg(test)]
