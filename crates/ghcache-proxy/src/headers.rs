@@ -311,17 +311,67 @@ impl Present {
             .map_or(Present(0), |(_, bit)| bit)
     }
 
-    pub fn of(headers: &HeaderMap) -> Present {
-        Present(
-            headers
-                .keys()
-                .fold(0, |bits, name| bits | Present::named(name).0),
-        )
-    }
-
     /// Whether any of `names` (bits or-ed together) is present.
     pub fn any(self, names: Present) -> bool {
         self.0 & names.0 != 0
+    }
+}
+
+/// One pass over a request's headers: which of those a hit asks about it
+/// carries, and its `Authorization` and `Accept` values (the key's), so
+/// that none of them is looked up by name.
+pub(crate) struct Scan<'a> {
+    pub present: Present,
+    pub authorization: Values<'a>,
+    pub accept: Values<'a>,
+}
+
+/// A key header's values, as far as keying needs them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Values<'a> {
+    Absent,
+    One(&'a HeaderValue),
+    Repeated,
+}
+
+impl<'a> Values<'a> {
+    fn and(self, value: &'a HeaderValue) -> Values<'a> {
+        match self {
+            Values::Absent => Values::One(value),
+            _ => Values::Repeated,
+        }
+    }
+
+    /// As [`exact_single`]: `Ok(None)` when absent, `Err(())` when
+    /// repeated or not visible ASCII.
+    #[allow(clippy::result_unit_err)]
+    pub fn exact(self) -> Result<Option<&'a str>, ()> {
+        match self {
+            Values::Absent => Ok(None),
+            Values::One(value) => value.to_str().map(Some).map_err(|_| ()),
+            Values::Repeated => Err(()),
+        }
+    }
+}
+
+impl<'a> Scan<'a> {
+    pub fn of(headers: &'a HeaderMap) -> Scan<'a> {
+        let mut scan = Scan {
+            present: Present::default(),
+            authorization: Values::Absent,
+            accept: Values::Absent,
+        };
+        // Every value, so a repeated name is seen as repeated.
+        for (name, value) in headers {
+            if name == header::AUTHORIZATION {
+                scan.authorization = scan.authorization.and(value);
+            } else if name == header::ACCEPT {
+                scan.accept = scan.accept.and(value);
+            } else {
+                scan.present = scan.present | Present::named(name);
+            }
+        }
+        scan
     }
 }
 
@@ -394,7 +444,7 @@ mod tests {
             let upper = HeaderName::from_bytes(name.to_uppercase().as_bytes()).unwrap();
             map.append(upper.clone(), HeaderValue::from_static("a"));
             map.append(upper, HeaderValue::from_static("b"));
-            let present = Present::of(&map);
+            let present = Scan::of(&map).present;
             assert_eq!(present, bit, "{name}");
             assert!(present.any(bit), "{name}");
             all = all | bit;
@@ -410,7 +460,7 @@ mod tests {
             );
             every.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         }
-        assert_eq!(Present::of(&every), Present(u8::MAX));
+        assert_eq!(Scan::of(&every).present, Present(u8::MAX));
         let mut reversed = HeaderMap::new();
         for (name, _) in names.iter().rev() {
             reversed.append(
@@ -418,7 +468,7 @@ mod tests {
                 HeaderValue::from_static("v"),
             );
         }
-        assert_eq!(Present::of(&reversed), Present(u8::MAX));
+        assert_eq!(Scan::of(&reversed).present, Present(u8::MAX));
         let mut others = HeaderMap::new();
         for name in [
             "accept",
@@ -432,7 +482,7 @@ mod tests {
                 HeaderValue::from_static("v"),
             );
         }
-        assert_eq!(Present::of(&others), Present::default());
+        assert_eq!(Scan::of(&others).present, Present::default());
     }
 
     #[test]
@@ -512,6 +562,50 @@ mod tests {
         assert_eq!(exact_bytes(&h, header::ACCEPT).unwrap(), b"\nv");
         h.append(header::ACCEPT, value(""));
         assert_eq!(exact_bytes(&h, header::ACCEPT).unwrap(), b"\nv\n");
+    }
+
+    #[test]
+    fn a_scan_reads_the_key_headers_as_exact_single_does() {
+        let mut maps = vec![HeaderMap::new()];
+        let values = [
+            value("token a"),
+            value("application/vnd.github+json"),
+            value(""),
+            HeaderValue::from_bytes(b"token\xa0x").unwrap(),
+        ];
+        for name in [header::AUTHORIZATION, header::ACCEPT] {
+            for first in &values {
+                let mut one = HeaderMap::new();
+                one.insert(header::USER_AGENT, value("x"));
+                one.append(name.clone(), first.clone());
+                maps.push(one.clone());
+                for second in &values {
+                    let mut two = one.clone();
+                    two.append(name.clone(), second.clone());
+                    maps.push(two);
+                }
+            }
+        }
+        // Both at once, repeated apart by other names.
+        let mut both = HeaderMap::new();
+        both.append(header::ACCEPT, value("a"));
+        both.append(header::COOKIE, value("c"));
+        both.append(header::AUTHORIZATION, value("token a"));
+        both.append(header::ACCEPT, value("b"));
+        maps.push(both);
+        for map in &maps {
+            let scan = Scan::of(map);
+            assert_eq!(
+                scan.authorization.exact(),
+                exact_single(map, header::AUTHORIZATION),
+                "{map:?}"
+            );
+            assert_eq!(
+                scan.accept.exact(),
+                exact_single(map, header::ACCEPT),
+                "{map:?}"
+            );
+        }
     }
 
     #[test]

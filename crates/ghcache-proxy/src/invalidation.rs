@@ -26,7 +26,9 @@ const WATERMARK_KEY: [u8; 16] = [0; 16];
 
 /// Whether a request path is within the bounds the cache handles.
 pub fn cacheable_path(path: &str) -> bool {
-    path.len() <= MAX_PATH_BYTES && segments(path) <= MAX_DEPTH
+    // Each segment but the last takes a `/` besides a byte of its own: a
+    // path this short has at most `MAX_DEPTH` (and needs no count).
+    path.len() < 2 * MAX_DEPTH + 1 || (path.len() <= MAX_PATH_BYTES && segments(path) <= MAX_DEPTH)
 }
 
 /// Non-empty `/`-separated segments: a byte that is not `/` and starts
@@ -217,6 +219,25 @@ impl Invalidations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_path_is_cacheable_as_its_segments_say() {
+        // The densest paths (one byte a segment) around the length the
+        // short cut trusts, with and without slashes at the ends.
+        for len in 0..=2 * MAX_DEPTH + 8 {
+            for unit in ["a/", "/a", "ab/", "/"] {
+                for tail in ["", "/"] {
+                    let path: String = unit.chars().cycle().take(len).chain(tail.chars()).collect();
+                    assert_eq!(
+                        cacheable_path(&path),
+                        segments(&path) <= MAX_DEPTH,
+                        "{path} ({} segments)",
+                        segments(&path)
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn writes_invalidate_their_collections() {

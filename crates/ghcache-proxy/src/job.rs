@@ -110,6 +110,60 @@ impl Jobs {
     }
 }
 
+/// How often a connection's reuse of its last job also marks the job as
+/// used in [`Jobs`]: a job in use is forgotten only if more than
+/// `MAX_JOBS` others arrive within this long.
+const RECENCY_REFRESH_MS: u64 = 1000;
+
+/// The job of a connection's last request. A job's clients keep their
+/// connections under its prefix, so the next request is for the same
+/// job: its counters and link base are reused, not looked up in the
+/// shared registry and formatted anew on every request.
+#[derive(Default)]
+pub(crate) struct LastJob(Mutex<Option<Remembered>>);
+
+struct Remembered {
+    id: Box<str>,
+    job: Arc<JobCounters>,
+    /// `<client base>/_job/<id>`: where the job's links point.
+    base: Arc<str>,
+    /// When the registry last saw it used (`now_ms` of that request).
+    entered_ms: u64,
+}
+
+impl LastJob {
+    /// The counters of job `id` (a valid id) and the base its links point
+    /// under, for a client that reached us at `client_base`. `now_ms` is
+    /// the connection's clock (it only paces [`RECENCY_REFRESH_MS`]).
+    pub(crate) fn get(
+        &self,
+        jobs: &Jobs,
+        id: &str,
+        client_base: &str,
+        now_ms: u64,
+    ) -> (Arc<JobCounters>, Arc<str>) {
+        let mut last = self.0.lock();
+        if let Some(held) = last.as_mut().filter(|held| *held.id == *id) {
+            if now_ms.saturating_sub(held.entered_ms) >= RECENCY_REFRESH_MS {
+                // Marks it used; a job forgotten meanwhile starts anew, as
+                // it would on a connection of its own.
+                held.job = jobs.enter(id);
+                held.entered_ms = now_ms;
+            }
+            return (held.job.clone(), held.base.clone());
+        }
+        let job = jobs.enter(id);
+        let base: Arc<str> = format!("{client_base}{JOB_PREFIX}{id}").into();
+        *last = Some(Remembered {
+            id: id.into(),
+            job: job.clone(),
+            base: base.clone(),
+            entered_ms: now_ms,
+        });
+        (job, base)
+    }
+}
+
 /// What one job was served (`GET /_ghcache/jobs/<id>`), counted exactly as
 /// the daemon's totals are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +227,38 @@ mod tests {
         assert!(jobs.report("job-00000000").is_none());
         assert!(jobs.report(&format!("job-{:08}", MAX_JOBS + 9)).is_some());
         assert_eq!(jobs.0.lock().len(), MAX_JOBS);
+    }
+
+    #[test]
+    fn a_connections_last_job_is_reused_and_kept_in_the_registry() {
+        let jobs = Jobs::default();
+        let last = LastJob::default();
+        let (held, base) = last.get(&jobs, "job-kept0000", "http://h:1", 0);
+        assert_eq!(&*base, "http://h:1/_job/job-kept0000");
+        let (again, same_base) = last.get(&jobs, "job-kept0000", "http://h:1", 10);
+        assert!(Arc::ptr_eq(&held, &again) && Arc::ptr_eq(&base, &same_base));
+        // Another job on the connection, then the first again: each its own.
+        let (other, other_base) = last.get(&jobs, "job-other000", "http://h:1", 20);
+        assert!(!Arc::ptr_eq(&held, &other));
+        assert_eq!(&*other_base, "http://h:1/_job/job-other000");
+        let (back, _) = last.get(&jobs, "job-kept0000", "http://h:1", 30);
+        assert!(
+            Arc::ptr_eq(&held, &back),
+            "the registry's counters, found again"
+        );
+        // A job in use stays the registry's most recent within a refresh.
+        for n in 0..MAX_JOBS - 1 {
+            jobs.enter(&format!("job-{n:08}"));
+        }
+        let (refreshed, _) = last.get(&jobs, "job-kept0000", "http://h:1", 30 + RECENCY_REFRESH_MS);
+        assert!(Arc::ptr_eq(&held, &refreshed));
+        jobs.enter("job-newcomer");
+        assert!(
+            jobs.report("job-kept0000").is_some(),
+            "forgotten while in use"
+        );
+        // Without that refresh it would have been the least recent.
+        assert!(jobs.report("job-other000").is_none());
     }
 
     #[tokio::test]

@@ -102,7 +102,8 @@ impl Proxy {
             _ => return Route::Pass(request),
         };
         let headers = request.headers();
-        let present = Present::of(headers);
+        let scan = headers::Scan::of(headers);
+        let present = scan.present;
         let cc = if present.any(Present::CACHE_CONTROL | Present::PRAGMA) {
             cache_control(headers)
         } else {
@@ -123,11 +124,9 @@ impl Proxy {
         } else {
             Ok(None)
         };
-        let (Ok(authorization), Ok(accept), Ok(api_version)) = (
-            headers::exact_single(headers, header::AUTHORIZATION),
-            headers::exact_single(headers, header::ACCEPT),
-            api_version,
-        ) else {
+        let (Ok(authorization), Ok(accept), Ok(api_version)) =
+            (scan.authorization.exact(), scan.accept.exact(), api_version)
+        else {
             return Route::Inexact(request);
         };
         let uri = request.uri();

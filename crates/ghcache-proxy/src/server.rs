@@ -189,6 +189,8 @@ struct Serving {
     base: Arc<str>,
     /// When the server began: connection times count from it.
     started: Instant,
+    /// The job this connection's last request was for.
+    last_job: crate::job::LastJob,
 }
 
 impl Serving {
@@ -368,10 +370,10 @@ impl Proxy {
     /// A request as the server first sees it: the pipeline's steps that
     /// never wait run now, for a job's requests too; control routes are
     /// answered in [`respond`].
-    fn start(&self, request: http::Request<hyper::body::Incoming>, base: &Arc<str>) -> Started {
+    fn start(&self, request: http::Request<hyper::body::Incoming>, serving: &Serving) -> Started {
         let path = request.uri().path();
         if path.starts_with(crate::job::JOB_PREFIX) {
-            return match self.job_request(request, base) {
+            return match self.job_request(request, serving) {
                 JobRequest::Refused(refused) => Started::Answered(refused),
                 JobRequest::Control(request) => Started::Control(Box::new(request)),
                 JobRequest::Api { job, request, base } => {
@@ -385,7 +387,7 @@ impl Proxy {
         if is_control(path) {
             return Started::Control(Box::new(request));
         }
-        match self.begin(request, base) {
+        match self.begin(request, &serving.base) {
             Begun::Answered(response) => Started::Answered(response),
             Begun::Later(later) => Started::Later(later),
         }
@@ -396,7 +398,7 @@ impl Proxy {
     fn job_request(
         &self,
         request: http::Request<hyper::body::Incoming>,
-        base: &Arc<str>,
+        serving: &Serving,
     ) -> JobRequest {
         let (mut parts, body) = request.into_parts();
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -412,14 +414,17 @@ impl Proxy {
                 crate::job::INVALID_JOB_ID,
             ));
         }
-        let rest = if rest.starts_with('/') {
-            rest.to_owned()
-        } else {
-            format!("/{rest}")
+        let uri = match rest.starts_with('/') {
+            true => http::Uri::try_from(rest),
+            false => http::Uri::try_from(format!("/{rest}")),
         };
-        let job_base: Arc<str> = format!("{base}{}{id}", crate::job::JOB_PREFIX).into();
-        let job = self.inner.jobs.enter(id);
-        match rest.parse::<http::Uri>() {
+        // The time of the connection's last answer: it only paces how
+        // often the job registry hears that the job is still in use.
+        let now_ms = serving.conn.last_active.load(Ordering::Relaxed);
+        let (job, job_base) = serving
+            .last_job
+            .get(&self.inner.jobs, id, &serving.base, now_ms);
+        match uri {
             Ok(uri) => parts.uri = uri,
             Err(_) => {
                 return JobRequest::Refused(error_response(
@@ -584,13 +589,14 @@ impl Proxy {
                     conn: conn.clone(),
                     base,
                     started,
+                    last_job: Default::default(),
                 });
                 let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let serving = serving.clone();
                     let busy = Busy::enter(serving.clone());
                     // What needs no waiting is done in this call, not in
                     // the future: see `Proxy::begin`.
-                    let started = serving.proxy.start(request, &serving.base);
+                    let started = serving.proxy.start(request, &serving);
                     respond(serving, started, busy)
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service);

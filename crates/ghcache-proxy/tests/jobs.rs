@@ -142,6 +142,50 @@ async fn concurrent_jobs_are_attributed_apart() {
     );
 }
 
+/// A connection remembers its last job: requests for other jobs, and
+/// outside any job, on the same connection are each counted where they
+/// belong, and each job's links point under its own prefix.
+#[tokio::test]
+async fn jobs_that_take_turns_on_one_connection_are_attributed_apart() {
+    let rig = rig(FakeHubConfig::default()).await;
+    let world = rig.hub.world();
+    let alice = world.pat("alice").to_owned();
+    let repo = format!("/repos/{}", world.public_repo());
+    let runs = format!("{repo}/actions/runs?per_page=1");
+    let (a, b) = ("job-turns-aaaa", "job-turns-bbbb");
+    // Sequential requests of one client: one keep-alive connection.
+    for (job, path) in [
+        (Some(a), &repo),
+        (Some(b), &repo),
+        (Some(a), &repo),
+        (None, &repo),
+    ]
+    .into_iter()
+    .chain([(Some(a), &runs), (Some(b), &runs), (Some(a), &runs)])
+    {
+        let reply = match job {
+            Some(job) => job_get(&rig, job, path, Some(&alice)).await,
+            None => rig.get(path, Some(&alice)).await,
+        };
+        assert_eq!(reply.status, 200);
+        if let Some(link) = reply.header("link") {
+            let prefix = format!("<{}/_job/{}/", rig.proxy.base_url(), job.unwrap());
+            assert!(link.starts_with(&prefix), "{job:?}: {link}");
+        }
+    }
+    let (a, b) = (report(&rig, a).await, report(&rig, b).await);
+    assert_eq!((a.requests, b.requests), (4, 2));
+    // b asks only for what a fetched already.
+    assert_eq!((a.hits.total, b.hits.total), (2, 2));
+    let stats: ghcache_proxy::StatsReport =
+        ghcache_proxy::control_get_as(rig.proxy.addr(), "/_ghcache/stats")
+            .await
+            .unwrap();
+    assert_eq!(stats.requests, 7);
+    // The client's connection, and the one this read came on.
+    assert_eq!(stats.connections.total, 2, "the client used one connection");
+}
+
 #[tokio::test]
 async fn links_keep_the_job_prefix_so_pages_stay_attributed() {
     let rig = rig(FakeHubConfig::default()).await;
