@@ -116,9 +116,10 @@ impl Jobs {
 const RECENCY_REFRESH_MS: u64 = 1000;
 
 /// The job of a connection's last request. A job's clients keep their
-/// connections under its prefix, so the next request is for the same
-/// job: its counters and link base are reused, not looked up in the
-/// shared registry and formatted anew on every request.
+/// connections under its prefix, and pollers ask for one path again and
+/// again: the job's counters, its link base and the stripped target are
+/// reused while the next request repeats them, not validated, looked up in
+/// the shared registry, formatted and parsed anew on every request.
 #[derive(Default)]
 pub(crate) struct LastJob(Mutex<Option<Remembered>>);
 
@@ -129,38 +130,86 @@ struct Remembered {
     base: Arc<str>,
     /// When the registry last saw it used (`now_ms` of that request).
     entered_ms: u64,
+    /// The last request's target, its prefix stripped.
+    target: Option<http::Uri>,
+}
+
+/// A request under a job's prefix, stripped of it.
+pub(crate) struct JobPath {
+    pub job: Arc<JobCounters>,
+    pub base: Arc<str>,
+    pub target: http::Uri,
+}
+
+/// Why a path under the job prefix was refused (each says what to fix).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `/_job/` with nothing after it.
+    NotAJobPath,
+    InvalidId,
+    InvalidTarget,
 }
 
 impl LastJob {
-    /// The counters of job `id` (a valid id) and the base its links point
-    /// under, for a client that reached us at `client_base`. `now_ms` is
-    /// the connection's clock (it only paces [`RECENCY_REFRESH_MS`]).
-    pub(crate) fn get(
+    /// `path_and_query` (under [`JOB_PREFIX`]) as its job, the base its
+    /// links point under, and its target without the prefix, for a client
+    /// that reached us at `client_base`. `now_ms` is the connection's clock
+    /// (it only paces [`RECENCY_REFRESH_MS`]).
+    pub(crate) fn strip(
         &self,
         jobs: &Jobs,
-        id: &str,
+        path_and_query: &str,
         client_base: &str,
         now_ms: u64,
-    ) -> (Arc<JobCounters>, Arc<str>) {
+    ) -> Result<JobPath, Refusal> {
+        let (id, rest) = split(path_and_query).ok_or(Refusal::NotAJobPath)?;
         let mut last = self.0.lock();
-        if let Some(held) = last.as_mut().filter(|held| *held.id == *id) {
-            if now_ms.saturating_sub(held.entered_ms) >= RECENCY_REFRESH_MS {
-                // Marks it used; a job forgotten meanwhile starts anew, as
-                // it would on a connection of its own.
-                held.job = jobs.enter(id);
-                held.entered_ms = now_ms;
+        let held = match last.as_mut().filter(|held| *held.id == *id) {
+            Some(held) => {
+                if now_ms.saturating_sub(held.entered_ms) >= RECENCY_REFRESH_MS {
+                    // Marks it used; a job forgotten meanwhile starts anew,
+                    // as it would on a connection of its own.
+                    held.job = jobs.enter(id);
+                    held.entered_ms = now_ms;
+                }
+                held
             }
-            return (held.job.clone(), held.base.clone());
-        }
-        let job = jobs.enter(id);
-        let base: Arc<str> = format!("{client_base}{JOB_PREFIX}{id}").into();
-        *last = Some(Remembered {
-            id: id.into(),
-            job: job.clone(),
-            base: base.clone(),
-            entered_ms: now_ms,
-        });
-        (job, base)
+            None => {
+                if !valid_job_id(id) {
+                    return Err(Refusal::InvalidId);
+                }
+                last.insert(Remembered {
+                    id: id.into(),
+                    job: jobs.enter(id),
+                    base: format!("{client_base}{JOB_PREFIX}{id}").into(),
+                    entered_ms: now_ms,
+                    target: None,
+                })
+            }
+        };
+        let target = match &held.target {
+            Some(target)
+                if target
+                    .path_and_query()
+                    .is_some_and(|pq| pq.as_str() == rest) =>
+            {
+                target.clone()
+            }
+            _ => {
+                let target = match rest.starts_with('/') {
+                    true => http::Uri::try_from(rest),
+                    false => http::Uri::try_from(format!("/{rest}")),
+                }
+                .map_err(|_| Refusal::InvalidTarget)?;
+                held.target = Some(target.clone());
+                target
+            }
+        };
+        Ok(JobPath {
+            job: held.job.clone(),
+            base: held.base.clone(),
+            target,
+        })
     }
 }
 
@@ -233,25 +282,38 @@ mod tests {
     fn a_connections_last_job_is_reused_and_kept_in_the_registry() {
         let jobs = Jobs::default();
         let last = LastJob::default();
-        let (held, base) = last.get(&jobs, "job-kept0000", "http://h:1", 0);
-        assert_eq!(&*base, "http://h:1/_job/job-kept0000");
-        let (again, same_base) = last.get(&jobs, "job-kept0000", "http://h:1", 10);
-        assert!(Arc::ptr_eq(&held, &again) && Arc::ptr_eq(&base, &same_base));
+        let strip = |pq: &str, now_ms| last.strip(&jobs, pq, "http://h:1", now_ms);
+        let first = strip("/_job/job-kept0000/repos/o/r?page=2", 0).unwrap();
+        assert_eq!(&*first.base, "http://h:1/_job/job-kept0000");
+        assert_eq!(first.target, "/repos/o/r?page=2");
+        let again = strip("/_job/job-kept0000/repos/o/r?page=2", 10).unwrap();
+        assert!(Arc::ptr_eq(&first.job, &again.job) && Arc::ptr_eq(&first.base, &again.base));
+        assert_eq!(again.target, "/repos/o/r?page=2");
+        // Another target of the same job, then one without a path.
+        assert_eq!(
+            strip("/_job/job-kept0000/repos/o/r", 10).unwrap().target,
+            "/repos/o/r"
+        );
+        assert_eq!(strip("/_job/job-kept0000?x=1", 10).unwrap().target, "/?x=1");
+        assert_eq!(strip("/_job/job-kept0000", 10).unwrap().target, "/");
         // Another job on the connection, then the first again: each its own.
-        let (other, other_base) = last.get(&jobs, "job-other000", "http://h:1", 20);
-        assert!(!Arc::ptr_eq(&held, &other));
-        assert_eq!(&*other_base, "http://h:1/_job/job-other000");
-        let (back, _) = last.get(&jobs, "job-kept0000", "http://h:1", 30);
+        let other = strip("/_job/job-other000/repos/o/r", 20).unwrap();
+        assert!(!Arc::ptr_eq(&first.job, &other.job));
+        assert_eq!(&*other.base, "http://h:1/_job/job-other000");
+        let back = strip("/_job/job-kept0000/repos/o/r", 30).unwrap();
         assert!(
-            Arc::ptr_eq(&held, &back),
+            Arc::ptr_eq(&first.job, &back.job),
             "the registry's counters, found again"
         );
+        // Refusals, whatever was remembered.
+        assert_eq!(strip("/_job/bad/repos", 30).err(), Some(Refusal::InvalidId));
+        assert_eq!(strip("/repos/o/r", 30).err(), Some(Refusal::NotAJobPath));
         // A job in use stays the registry's most recent within a refresh.
         for n in 0..MAX_JOBS - 1 {
             jobs.enter(&format!("job-{n:08}"));
         }
-        let (refreshed, _) = last.get(&jobs, "job-kept0000", "http://h:1", 30 + RECENCY_REFRESH_MS);
-        assert!(Arc::ptr_eq(&held, &refreshed));
+        let refreshed = strip("/_job/job-kept0000/repos/o/r", 30 + RECENCY_REFRESH_MS).unwrap();
+        assert!(Arc::ptr_eq(&first.job, &refreshed.job));
         jobs.enter("job-newcomer");
         assert!(
             jobs.report("job-kept0000").is_some(),

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::job::Refusal;
 use crate::proxy::{Begun, Later};
 use crate::{Body, Proxy, ProxyError};
 use http::Response;
@@ -402,37 +403,32 @@ impl Proxy {
     ) -> JobRequest {
         let (mut parts, body) = request.into_parts();
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let Some((id, rest)) = crate::job::split(pq) else {
-            return JobRequest::Refused(error_response(
-                http::StatusCode::NOT_FOUND,
-                "not a job path",
-            ));
-        };
-        if !crate::job::valid_job_id(id) {
-            return JobRequest::Refused(error_response(
-                http::StatusCode::BAD_REQUEST,
-                crate::job::INVALID_JOB_ID,
-            ));
-        }
-        let uri = match rest.starts_with('/') {
-            true => http::Uri::try_from(rest),
-            false => http::Uri::try_from(format!("/{rest}")),
-        };
         // The time of the connection's last answer: it only paces how
         // often the job registry hears that the job is still in use.
         let now_ms = serving.conn.last_active.load(Ordering::Relaxed);
-        let (job, job_base) = serving
+        let crate::job::JobPath {
+            job,
+            base: job_base,
+            target,
+        } = match serving
             .last_job
-            .get(&self.inner.jobs, id, &serving.base, now_ms);
-        match uri {
-            Ok(uri) => parts.uri = uri,
-            Err(_) => {
-                return JobRequest::Refused(error_response(
-                    http::StatusCode::BAD_REQUEST,
-                    "invalid request path",
-                ));
+            .strip(&self.inner.jobs, pq, &serving.base, now_ms)
+        {
+            Ok(stripped) => stripped,
+            Err(refusal) => {
+                let (status, message) = match refusal {
+                    Refusal::NotAJobPath => (http::StatusCode::NOT_FOUND, "not a job path"),
+                    Refusal::InvalidId => {
+                        (http::StatusCode::BAD_REQUEST, crate::job::INVALID_JOB_ID)
+                    }
+                    Refusal::InvalidTarget => {
+                        (http::StatusCode::BAD_REQUEST, "invalid request path")
+                    }
+                };
+                return JobRequest::Refused(error_response(status, message));
             }
-        }
+        };
+        parts.uri = target;
         let request = http::Request::from_parts(parts, body);
         if is_control(request.uri().path()) {
             JobRequest::Control(request)
