@@ -66,25 +66,64 @@ impl KeyMemo {
     }
 
     /// `secret.partition_for_bytes(authorization)`.
+    #[cfg(test)]
     pub fn partition(&self, secret: &PartitionSecret, authorization: Option<&[u8]>) -> Partition {
-        let Some(token) = authorization else {
-            return Partition::Anonymous;
-        };
+        let fingerprint = self.fingerprint(authorization);
+        self.with_last(|last| Self::remembered_partition(last, secret, authorization, fingerprint))
+    }
+
+    /// A request's two keys, `ResourceId::compute(key)` and
+    /// `secret.partition_for_bytes(authorization)`, from one visit to the
+    /// thread's memo.
+    pub fn keys(
+        &self,
+        key: &ResourceKey<'_>,
+        secret: &PartitionSecret,
+        authorization: Option<&[u8]>,
+    ) -> (ResourceId, Partition) {
+        let fingerprint = self.fingerprint(authorization);
+        self.with_last(|last| {
+            (
+                Self::remembered_resource(last, key),
+                Self::remembered_partition(last, secret, authorization, fingerprint),
+            )
+        })
+    }
+
+    /// The token's keyed hash (computed outside the memo's borrow).
+    fn fingerprint(&self, authorization: Option<&[u8]>) -> Option<u128> {
+        let token = authorization?;
         let mut sip = SipHasher24::new_with_key(&self.token_key);
         sip.write(token);
-        let fingerprint = sip.finish128().as_u128();
-        self.with_last(|last| match last.token {
+        Some(sip.finish128().as_u128())
+    }
+
+    fn remembered_partition(
+        last: &mut Last,
+        secret: &PartitionSecret,
+        authorization: Option<&[u8]>,
+        fingerprint: Option<u128>,
+    ) -> Partition {
+        let (Some(token), Some(fingerprint)) = (authorization, fingerprint) else {
+            return Partition::Anonymous;
+        };
+        match last.token {
             Some((held, partition)) if held == fingerprint => partition,
             _ => {
                 let partition = secret.partition_for_bytes(Some(token));
                 last.token = Some((fingerprint, partition));
                 partition
             }
-        })
+        }
     }
 
     /// `ResourceId::compute(key)`.
+    #[cfg(test)]
     pub fn resource(&self, key: &ResourceKey<'_>) -> ResourceId {
+        self.with_last(|last| Self::remembered_resource(last, key))
+    }
+
+    fn remembered_resource(last: &mut Last, key: &ResourceKey<'_>) -> ResourceId {
         // Every field, so that a new one cannot be left out unnoticed.
         let ResourceKey {
             host,
@@ -102,29 +141,27 @@ impl KeyMemo {
             accept.map(str::as_bytes),
             api_version.map(str::as_bytes),
         ];
-        self.with_last(|last| {
-            if let Some((held, id)) = &last.resource
-                && encodes(held, &parts)
-            {
-                return *id;
-            }
-            let id = ResourceId::compute(key);
-            let mut encoded = last.resource.take().map(|(v, _)| v).unwrap_or_default();
-            encoded.clear();
-            encoded.shrink_to(4096);
-            for part in parts {
-                match part {
-                    None => encoded.push(0),
-                    Some(bytes) => {
-                        encoded.push(1);
-                        encoded.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-                        encoded.extend_from_slice(bytes);
-                    }
+        if let Some((held, id)) = &last.resource
+            && encodes(held, &parts)
+        {
+            return *id;
+        }
+        let id = ResourceId::compute(key);
+        let mut encoded = last.resource.take().map(|(v, _)| v).unwrap_or_default();
+        encoded.clear();
+        encoded.shrink_to(4096);
+        for part in parts {
+            match part {
+                None => encoded.push(0),
+                Some(bytes) => {
+                    encoded.push(1);
+                    encoded.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                    encoded.extend_from_slice(bytes);
                 }
             }
-            last.resource = Some((encoded, id));
-            id
-        })
+        }
+        last.resource = Some((encoded, id));
+        id
     }
 }
 
@@ -195,6 +232,16 @@ mod tests {
         ];
         for key in &keys {
             assert_eq!(memo.resource(key), ResourceId::compute(key), "{key:?}");
+        }
+        // Both at once, as a request asks, with tokens and keys changing apart.
+        for (key, token) in keys.iter().zip(tokens.iter().cycle()) {
+            for token in [Some(*token), None] {
+                assert_eq!(
+                    memo.keys(key, &secret, token),
+                    (ResourceId::compute(key), secret.partition_for_bytes(token)),
+                    "{key:?}"
+                );
+            }
         }
     }
 

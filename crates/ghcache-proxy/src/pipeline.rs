@@ -130,18 +130,18 @@ impl Proxy {
             return Route::Inexact(request);
         };
         let uri = request.uri();
-        let resource = self.inner.keys.resource(&ResourceKey {
-            host: &self.inner.upstream.host,
-            method: "GET",
-            path: uri.path(),
-            query: uri.query().unwrap_or(""),
-            accept,
-            api_version,
-        });
-        let partition = self
-            .inner
-            .keys
-            .partition(&self.inner.secret, authorization.map(str::as_bytes));
+        let (resource, partition) = self.inner.keys.keys(
+            &ResourceKey {
+                host: &self.inner.upstream.host,
+                method: "GET",
+                path: uri.path(),
+                query: uri.query().unwrap_or(""),
+                accept,
+                api_version,
+            },
+            &self.inner.secret,
+            authorization.map(str::as_bytes),
+        );
         let parts = request.into_parts().0;
         Route::Cache(Ctx {
             uri: parts.uri,

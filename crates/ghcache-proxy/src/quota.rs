@@ -31,7 +31,7 @@ const MAX_BACKOFF_SECS: u64 = 3600;
 /// GitHub: "wait for at least one minute" when a secondary limit names no time.
 const SECONDARY_DEFAULT_SECS: u64 = 60;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Quota {
     pub limit: u64,
     pub remaining: u64,
@@ -42,6 +42,23 @@ pub struct Quota {
     /// observed: every hit sends them, cloned rather than formatted.
     #[serde(skip)]
     pub values: [HeaderValue; 4],
+}
+
+/// Every hit clones the caller's quota: element by element, which the
+/// derived array clone (through an iterator) is not.
+impl Clone for Quota {
+    fn clone(&self) -> Quota {
+        let [limit, remaining, used, reset] = &self.values;
+        Quota {
+            values: [
+                limit.clone(),
+                remaining.clone(),
+                used.clone(),
+                reset.clone(),
+            ],
+            ..*self
+        }
+    }
 }
 
 impl Quota {

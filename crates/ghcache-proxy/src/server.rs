@@ -604,6 +604,8 @@ impl Proxy {
                     // shared broadcast receiver took a contended lock on
                     // every poll of every connection.
                     let result = tokio::select! {
+                        // In order: no random pick on every poll.
+                        biased;
                         result = connection.as_mut() => result,
                         _ = conn.close.notified() => finish(connection, &conn).await,
                     };
