@@ -155,16 +155,8 @@ impl Invalidations {
         if self.latest_ms.load(Relaxed) < stored_at_ms {
             return false;
         }
-        {
-            // Until the first write, hits skip hashing the path.
-            let state = self.state.lock();
-            if state.watermark >= stored_at_ms {
-                return true;
-            }
-            if state.at.is_empty() {
-                return false;
-            }
-        }
+        // Hashed before the lock, which every worker's hits take: it is
+        // held only for the lookup, and once.
         let k = key(path.trim_end_matches('/').as_bytes());
         let state = self.state.lock();
         state.watermark >= stored_at_ms || state.at.get(&k).is_some_and(|at| *at >= stored_at_ms)
