@@ -93,7 +93,7 @@ impl Proxy {
             if trusted
                 && !ctx.client_cc.no_cache
                 && self.is_fresh(ctx, &copy.hit.meta)
-                && secondary_key_matches(&copy.hit.meta.vary, &ctx.headers)
+                && secondary_key_matches(&copy.hit.meta.vary, &ctx.headers, ctx.present)
             {
                 self.count_saved(ctx);
                 self.keep(ctx, copy.hit.meta.clone(), copy.hit.body.clone());

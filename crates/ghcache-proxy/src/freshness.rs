@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName};
 
-use crate::headers::{CacheControl, exact_bytes, header_str};
+use crate::headers::{CacheControl, Present, exact_bytes, header_str};
 
 /// Statuses whose responses are stored. 404 and 410 are not: GitHub says
 /// 404 both for "absent" and for "not yours", a resource may appear at any
@@ -167,21 +167,30 @@ static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with"
 /// The names a stored secondary key usually holds (those `Vary` names that
 /// [`COVERED`] leaves), parsed once: looked up by `&str`, a name is
 /// validated and parsed again on every hit.
-fn usual_name(name: &str) -> Option<&'static HeaderName> {
+/// With each, its bit in [`Present`]: a request's scan says whether it
+/// carries the name at all.
+fn usual_name(name: &str) -> Option<(&'static HeaderName, Present)> {
     match name {
-        "x-requested-with" => Some(&X_REQUESTED_WITH),
-        "origin" => Some(&header::ORIGIN),
-        "accept-language" => Some(&header::ACCEPT_LANGUAGE),
-        "user-agent" => Some(&header::USER_AGENT),
+        "x-requested-with" => Some((&X_REQUESTED_WITH, Present::X_REQUESTED_WITH)),
+        "origin" => Some((&header::ORIGIN, Present::ORIGIN)),
+        "accept-language" => Some((&header::ACCEPT_LANGUAGE, Present::ACCEPT_LANGUAGE)),
+        "user-agent" => Some((&header::USER_AGENT, Present::USER_AGENT)),
         _ => None,
     }
 }
 
-/// Whether this request selects a response stored with `key`.
-pub(crate) fn secondary_key_matches(key: &[(String, Option<String>)], request: &HeaderMap) -> bool {
+/// Whether this request selects a response stored with `key`. `present`
+/// is the request's scan ([`crate::headers::Scan`]): a usual name it
+/// lacks is not looked up.
+pub(crate) fn secondary_key_matches(
+    key: &[(String, Option<String>)],
+    request: &HeaderMap,
+    present: Present,
+) -> bool {
     key.iter().all(|(name, stored)| {
         let mut values = match usual_name(name) {
-            Some(known) => request.get_all(known).iter(),
+            Some((_, bit)) if !present.any(bit) => return stored.is_none(),
+            Some((known, _)) => request.get_all(known).iter(),
             // Looked up by `&str`: parsing a custom name into a
             // `HeaderName` would allocate on every hit.
             None if is_field_name(name) => request.get_all(name.as_str()).iter(),
@@ -234,6 +243,16 @@ pub(crate) fn secondary_key_matches(key: &[(String, Option<String>)], request: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::headers::Scan;
+
+    /// As a hit asks (with the request's scan), checked against looking
+    /// every name up (nothing known absent).
+    fn matches(key: &[(String, Option<String>)], request: &HeaderMap) -> bool {
+        let scanned = secondary_key_matches(key, request, Scan::of(request).present);
+        let looked_up = secondary_key_matches(key, request, Present::ALL);
+        assert_eq!(scanned, looked_up, "{key:?} {request:?}");
+        scanned
+    }
     use crate::headers::{cache_control, value};
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -325,13 +344,13 @@ mod tests {
                 ("foo".to_owned(), Some("a\nb".to_owned()))
             ]
         );
-        assert!(secondary_key_matches(&key, &request));
-        assert!(!secondary_key_matches(&key, &map(&[("foo", "a")])));
-        assert!(!secondary_key_matches(
+        assert!(matches(&key, &request));
+        assert!(!matches(&key, &map(&[("foo", "a")])));
+        assert!(!matches(
             &key,
             &map(&[("foo", "a"), ("foo", "b"), ("x-requested-with", "1")])
         ));
-        assert!(!secondary_key_matches(&key, &map(&[])));
+        assert!(!matches(&key, &map(&[])));
     }
 
     #[test]
@@ -342,19 +361,19 @@ mod tests {
             "accept-language",
             "user-agent",
         ] {
-            let known = usual_name(name).unwrap();
+            let (known, _) = usual_name(name).unwrap();
             assert_eq!(*known, HeaderName::from_bytes(name.as_bytes()).unwrap());
             let with = map(&[(name, "a"), (name, "b")]);
             let present = vec![(name.to_owned(), Some("a\nb".to_owned()))];
             let absent = vec![(name.to_owned(), None)];
-            assert!(secondary_key_matches(&present, &with), "{name}");
-            assert!(!secondary_key_matches(&present, &map(&[(name, "a")])));
-            assert!(!secondary_key_matches(&present, &map(&[])));
-            assert!(secondary_key_matches(&absent, &map(&[])));
-            assert!(!secondary_key_matches(&absent, &with));
+            assert!(matches(&present, &with), "{name}");
+            assert!(!matches(&present, &map(&[(name, "a")])));
+            assert!(!matches(&present, &map(&[])));
+            assert!(matches(&absent, &map(&[])));
+            assert!(!matches(&absent, &with));
             // A name as no request can carry it is never matched.
             let upper = vec![(name.to_uppercase(), None)];
-            assert!(!secondary_key_matches(&upper, &map(&[])));
+            assert!(!matches(&upper, &map(&[])));
         }
         assert_eq!(usual_name("foo"), None);
     }

@@ -18,7 +18,6 @@ use sha2::{Digest, Sha256};
 /// Names the hit path sets or looks up, parsed once: a `&str` name is
 /// parsed and validated again on every use.
 pub static X_GHCACHE: HeaderName = HeaderName::from_static("x-ghcache");
-pub static X_GITHUB_OTP: HeaderName = HeaderName::from_static("x-github-otp");
 pub static X_GITHUB_API_VERSION: HeaderName = HeaderName::from_static("x-github-api-version");
 pub static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 pub static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
@@ -282,7 +281,7 @@ pub fn cache_control(headers: &HeaderMap) -> CacheControl {
 /// pass over the request's names: a hit looks up only those present (most
 /// requests carry none of them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Present(u8);
+pub(crate) struct Present(u16);
 
 impl Present {
     pub const CACHE_CONTROL: Present = Present(1);
@@ -293,22 +292,33 @@ impl Present {
     pub const API_VERSION: Present = Present(1 << 5);
     pub const IF_NONE_MATCH: Present = Present(1 << 6);
     pub const IF_MODIFIED_SINCE: Present = Present(1 << 7);
+    // Names a stored `Vary` usually leaves in the secondary key.
+    pub const X_REQUESTED_WITH: Present = Present(1 << 8);
+    pub const ORIGIN: Present = Present(1 << 9);
+    pub const ACCEPT_LANGUAGE: Present = Present(1 << 10);
+    pub const USER_AGENT: Present = Present(1 << 11);
+    /// Every name: nothing is known absent (so everything is looked up).
+    #[cfg(test)]
+    pub const ALL: Present = Present((1 << 12) - 1);
 
+    /// Matched as a string: the compiler sorts the names by length, so
+    /// most of a request's names are told apart by it alone.
     fn named(name: &HeaderName) -> Present {
-        let known: [(&HeaderName, Present); 8] = [
-            (&header::CACHE_CONTROL, Present::CACHE_CONTROL),
-            (&header::PRAGMA, Present::PRAGMA),
-            (&header::COOKIE, Present::COOKIE),
-            (&header::RANGE, Present::RANGE),
-            (&X_GITHUB_OTP, Present::OTP),
-            (&X_GITHUB_API_VERSION, Present::API_VERSION),
-            (&header::IF_NONE_MATCH, Present::IF_NONE_MATCH),
-            (&header::IF_MODIFIED_SINCE, Present::IF_MODIFIED_SINCE),
-        ];
-        known
-            .into_iter()
-            .find(|(known, _)| *known == name)
-            .map_or(Present(0), |(_, bit)| bit)
+        match name.as_str() {
+            "cache-control" => Present::CACHE_CONTROL,
+            "pragma" => Present::PRAGMA,
+            "cookie" => Present::COOKIE,
+            "range" => Present::RANGE,
+            "x-github-otp" => Present::OTP,
+            "x-github-api-version" => Present::API_VERSION,
+            "if-none-match" => Present::IF_NONE_MATCH,
+            "if-modified-since" => Present::IF_MODIFIED_SINCE,
+            "x-requested-with" => Present::X_REQUESTED_WITH,
+            "origin" => Present::ORIGIN,
+            "accept-language" => Present::ACCEPT_LANGUAGE,
+            "user-agent" => Present::USER_AGENT,
+            _ => Present(0),
+        }
     }
 
     /// Whether any of `names` (bits or-ed together) is present.
@@ -435,6 +445,10 @@ mod tests {
             ("x-github-api-version", Present::API_VERSION),
             ("if-none-match", Present::IF_NONE_MATCH),
             ("if-modified-since", Present::IF_MODIFIED_SINCE),
+            ("x-requested-with", Present::X_REQUESTED_WITH),
+            ("origin", Present::ORIGIN),
+            ("accept-language", Present::ACCEPT_LANGUAGE),
+            ("user-agent", Present::USER_AGENT),
         ];
         let mut all = Present::default();
         for (name, bit) in names {
@@ -449,18 +463,18 @@ mod tests {
             assert!(present.any(bit), "{name}");
             all = all | bit;
         }
-        assert_eq!(all, Present(u8::MAX), "every bit is one name's");
+        assert_eq!(all, Present::ALL, "every bit is one name's");
         // All of them in one request, among others, in either order.
         let mut every = HeaderMap::new();
         for (name, _) in names.iter().chain(names.iter().rev()) {
-            every.insert(header::USER_AGENT, HeaderValue::from_static("x"));
+            every.insert(header::HOST, HeaderValue::from_static("x"));
             every.append(
                 HeaderName::from_bytes(name.as_bytes()).unwrap(),
                 HeaderValue::from_static("v"),
             );
             every.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         }
-        assert_eq!(Scan::of(&every).present, Present(u8::MAX));
+        assert_eq!(Scan::of(&every).present, Present::ALL);
         let mut reversed = HeaderMap::new();
         for (name, _) in names.iter().rev() {
             reversed.append(
@@ -468,14 +482,15 @@ mod tests {
                 HeaderValue::from_static("v"),
             );
         }
-        assert_eq!(Scan::of(&reversed).present, Present(u8::MAX));
+        assert_eq!(Scan::of(&reversed).present, Present::ALL);
         let mut others = HeaderMap::new();
         for name in [
             "accept",
             "authorization",
-            "user-agent",
+            "host",
             "x-github-otp-x",
             "set-cookie",
+            "user-agent-x",
         ] {
             others.insert(
                 HeaderName::from_bytes(name.as_bytes()).unwrap(),

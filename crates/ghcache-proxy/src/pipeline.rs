@@ -184,7 +184,7 @@ impl Proxy {
             .with_held_at(&ctx.resource, &ctx.partition, now, |held| {
                 // A copy stored for other values of the headers its `Vary`
                 // names is not an answer to this request (RFC 9111 §4.1).
-                if !secondary_key_matches(&held.meta().vary, &ctx.headers) {
+                if !secondary_key_matches(&held.meta().vary, &ctx.headers, ctx.present) {
                     return ControlFlow::Continue(None);
                 }
                 if !ctx.client_cc.no_cache

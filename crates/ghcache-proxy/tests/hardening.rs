@@ -137,6 +137,56 @@ async fn each_request_header_a_hit_depends_on_still_changes_the_answer() {
     assert_eq!(up.requests(), before);
 }
 
+/// GitHub's `Vary`, and one naming the other usual names.
+fn varies(seen: &Seen) -> Response<Full<Bytes>> {
+    let mut response = echo(seen);
+    for vary in [
+        "Accept, Authorization, Cookie, X-GitHub-OTP",
+        "Accept-Encoding, Accept, X-Requested-With",
+        "User-Agent, Origin, Accept-Language",
+    ] {
+        response
+            .headers_mut()
+            .append("vary", http::HeaderValue::from_static(vary));
+    }
+    response
+}
+
+// A hit skips looking up the usual `Vary` names a request's scan did not
+// find: a request that carries one must still not get a copy stored
+// without it.
+#[tokio::test]
+async fn each_usual_vary_name_a_request_carries_selects_another_copy() {
+    let up = origin(varies).await;
+    let f = front(&up.base_url(), |_| {}).await;
+    let token: (&str, &[u8]) = ("authorization", b"token tokA");
+    let path = "/repos/acme/varied";
+    assert_eq!(f.get(path, &[token]).await.outcome(), "MISS");
+    assert_eq!(f.get(path, &[token]).await.outcome(), "HIT");
+    for extra in [
+        ("x-requested-with", &b"XMLHttpRequest"[..]),
+        ("user-agent", b"another-client/1.0"),
+        ("origin", b"https://example.com"),
+        ("accept-language", b"de"),
+    ] {
+        // Stored without it: asked for with it, GitHub is asked.
+        let before = up.requests();
+        let with = f.get(path, &[token, extra]).await;
+        assert_ne!(with.outcome(), "HIT", "{}", extra.0);
+        assert_eq!(up.requests(), before + 1, "{}", extra.0);
+        // Stored with it now: asked for without it, GitHub is asked again.
+        assert_eq!(
+            f.get(path, &[token, extra]).await.outcome(),
+            "HIT",
+            "{}",
+            extra.0
+        );
+        let without = f.get(path, &[token]).await;
+        assert_ne!(without.outcome(), "HIT", "{}", extra.0);
+        assert_eq!(f.get(path, &[token]).await.outcome(), "HIT", "{}", extra.0);
+    }
+}
+
 // Item 1: a key header that is not visible ASCII was keyed as absent.
 #[tokio::test]
 async fn a_non_ascii_authorization_is_passed_through_and_never_served_to_others() {
