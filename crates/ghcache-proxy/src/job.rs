@@ -8,7 +8,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,9 @@ pub(crate) struct JobCounters {
     outcomes: JobOutcomeCounters,
     units_saved: AtomicU64,
     time_saved_us: AtomicU64,
+    /// Dropped from [`Jobs`] (the least recently used of too many): a
+    /// connection that remembers these counters enters the job anew.
+    forgotten: AtomicBool,
 }
 
 /// Counts an answer for the job this task serves, if any.
@@ -89,7 +92,9 @@ impl Jobs {
             return job.clone();
         }
         let job = Arc::new(JobCounters::default());
-        jobs.put(id.into(), job.clone());
+        if let Some((_, dropped)) = jobs.push(id.into(), job.clone()) {
+            dropped.forgotten.store(true, Relaxed);
+        }
         job
     }
 
@@ -112,7 +117,8 @@ impl Jobs {
 
 /// How often a connection's reuse of its last job also marks the job as
 /// used in [`Jobs`]: a job in use is forgotten only if more than
-/// `MAX_JOBS` others arrive within this long.
+/// `MAX_JOBS` others arrive within this long (and then entered anew on
+/// the connection's next request).
 const RECENCY_REFRESH_MS: u64 = 1000;
 
 /// The job of a connection's last request. A job's clients keep their
@@ -166,9 +172,11 @@ impl LastJob {
         let mut last = self.0.lock();
         let held = match last.as_mut().filter(|held| *held.id == *id) {
             Some(held) => {
-                if now_ms.saturating_sub(held.entered_ms) >= RECENCY_REFRESH_MS {
-                    // Marks it used; a job forgotten meanwhile starts anew,
-                    // as it would on a connection of its own.
+                if now_ms.saturating_sub(held.entered_ms) >= RECENCY_REFRESH_MS
+                    || held.job.forgotten.load(Relaxed)
+                {
+                    // Marks it used; a job the registry dropped meanwhile
+                    // counts on in what the registry now holds for it.
                     held.job = jobs.enter(id);
                     held.entered_ms = now_ms;
                 }
@@ -321,6 +329,17 @@ mod tests {
         );
         // Without that refresh it would have been the least recent.
         assert!(jobs.report("job-other000").is_none());
+        // Dropped between two requests (here within a refresh): the next
+        // request counts in the registry's counters, not the dropped ones.
+        for n in 0..MAX_JOBS {
+            jobs.enter(&format!("job-b{n:07}"));
+        }
+        assert!(jobs.report("job-kept0000").is_none());
+        let after = strip("/_job/job-kept0000/repos/o/r", 31 + RECENCY_REFRESH_MS).unwrap();
+        assert!(!Arc::ptr_eq(&first.job, &after.job));
+        assert!(Arc::ptr_eq(&after.job, &jobs.enter("job-kept0000")));
+        let again = strip("/_job/job-kept0000/repos/o/r", 32 + RECENCY_REFRESH_MS).unwrap();
+        assert!(Arc::ptr_eq(&after.job, &again.job), "remembered again");
     }
 
     #[tokio::test]

@@ -403,9 +403,9 @@ impl Proxy {
     ) -> JobRequest {
         let (mut parts, body) = request.into_parts();
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        // The time of the connection's last answer: it only paces how
-        // often the job registry hears that the job is still in use.
-        let now_ms = serving.conn.last_active.load(Ordering::Relaxed);
+        // Paces how often the job registry hears that the job is in use
+        // (now: the connection's last answer may be long past).
+        let now_ms = serving.now_ms();
         let crate::job::JobPath {
             job,
             base: job_base,
