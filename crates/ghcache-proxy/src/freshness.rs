@@ -170,13 +170,14 @@ static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with"
 /// With each, its bit in [`Present`]: a request's scan says whether it
 /// carries the name at all.
 fn usual_name(name: &str) -> Option<(&'static HeaderName, Present)> {
-    match name {
-        "x-requested-with" => Some((&X_REQUESTED_WITH, Present::X_REQUESTED_WITH)),
-        "origin" => Some((&header::ORIGIN, Present::ORIGIN)),
-        "accept-language" => Some((&header::ACCEPT_LANGUAGE, Present::ACCEPT_LANGUAGE)),
-        "user-agent" => Some((&header::USER_AGENT, Present::USER_AGENT)),
-        _ => None,
-    }
+    let known = match name {
+        "x-requested-with" => &X_REQUESTED_WITH,
+        "origin" => &header::ORIGIN,
+        "accept-language" => &header::ACCEPT_LANGUAGE,
+        "user-agent" => &header::USER_AGENT,
+        _ => return None,
+    };
+    Some((known, Present::named(known)))
 }
 
 /// Whether this request selects a response stored with `key`. `present`
@@ -361,8 +362,9 @@ mod tests {
             "accept-language",
             "user-agent",
         ] {
-            let (known, _) = usual_name(name).unwrap();
+            let (known, bit) = usual_name(name).unwrap();
             assert_eq!(*known, HeaderName::from_bytes(name.as_bytes()).unwrap());
+            assert_ne!(bit, Present::default(), "{name} has a bit of its own");
             let with = map(&[(name, "a"), (name, "b")]);
             let present = vec![(name.to_owned(), Some("a\nb".to_owned()))];
             let absent = vec![(name.to_owned(), None)];

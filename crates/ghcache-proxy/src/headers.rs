@@ -303,7 +303,7 @@ impl Present {
 
     /// Matched as a string: the compiler sorts the names by length, so
     /// most of a request's names are told apart by it alone.
-    fn named(name: &HeaderName) -> Present {
+    pub fn named(name: &HeaderName) -> Present {
         match name.as_str() {
             "cache-control" => Present::CACHE_CONTROL,
             "pragma" => Present::PRAGMA,
@@ -336,8 +336,9 @@ pub(crate) struct Scan<'a> {
     pub accept: Values<'a>,
 }
 
-/// A key header's values, as far as keying needs them.
-#[derive(Clone, Copy, Debug)]
+/// A key header's values, as far as keying needs them. No `Debug`: it
+/// holds the `Authorization` value.
+#[derive(Clone, Copy)]
 pub(crate) enum Values<'a> {
     Absent,
     One(&'a HeaderValue),
@@ -399,14 +400,11 @@ pub fn exact_single(
     headers: &HeaderMap,
     name: impl header::AsHeaderName,
 ) -> Result<Option<&str>, ()> {
-    let mut values = headers.get_all(name).iter();
-    let Some(first) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(());
-    }
-    first.to_str().map(Some).map_err(|_| ())
+    headers
+        .get_all(name)
+        .iter()
+        .fold(Values::Absent, Values::and)
+        .exact()
 }
 
 /// Every value of a header, byte for byte (joined by `\n`, which no value

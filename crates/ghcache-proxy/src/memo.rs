@@ -65,13 +65,6 @@ impl KeyMemo {
         })
     }
 
-    /// `secret.partition_for_bytes(authorization)`.
-    #[cfg(test)]
-    pub fn partition(&self, secret: &PartitionSecret, authorization: Option<&[u8]>) -> Partition {
-        let fingerprint = self.fingerprint(authorization);
-        self.with_last(|last| Self::remembered_partition(last, secret, authorization, fingerprint))
-    }
-
     /// A request's two keys, `ResourceId::compute(key)` and
     /// `secret.partition_for_bytes(authorization)`, from one visit to the
     /// thread's memo.
@@ -115,12 +108,6 @@ impl KeyMemo {
                 partition
             }
         }
-    }
-
-    /// `ResourceId::compute(key)`.
-    #[cfg(test)]
-    pub fn resource(&self, key: &ResourceKey<'_>) -> ResourceId {
-        self.with_last(|last| Self::remembered_resource(last, key))
     }
 
     fn remembered_resource(last: &mut Last, key: &ResourceKey<'_>) -> ResourceId {
@@ -208,6 +195,11 @@ mod tests {
         }
     }
 
+    /// The partition alone, as a request for `/` asks.
+    fn partition(memo: &KeyMemo, secret: &PartitionSecret, token: Option<&[u8]>) -> Partition {
+        memo.keys(&key("/", "", None), secret, token).1
+    }
+
     #[test]
     fn remembered_keys_are_the_keys_computed_afresh() {
         let secret = PartitionSecret::from_key([7; 32]);
@@ -215,11 +207,11 @@ mod tests {
         let tokens: [&[u8]; 3] = [b"token a", b"token b", b"token a"];
         for token in tokens.into_iter().chain(tokens) {
             assert_eq!(
-                memo.partition(&secret, Some(token)),
+                partition(&memo, &secret, Some(token)),
                 secret.partition_for_bytes(Some(token))
             );
         }
-        assert_eq!(memo.partition(&secret, None), Partition::Anonymous);
+        assert_eq!(partition(&memo, &secret, None), Partition::Anonymous);
         // Field boundaries count: moving bytes between fields is another key.
         let keys = [
             key("/repos/o/r", "a=1", Some("json")),
@@ -231,7 +223,11 @@ mod tests {
             key("/repos/o/r", "a=1", Some("json")),
         ];
         for key in &keys {
-            assert_eq!(memo.resource(key), ResourceId::compute(key), "{key:?}");
+            assert_eq!(
+                memo.keys(key, &secret, None).0,
+                ResourceId::compute(key),
+                "{key:?}"
+            );
         }
         // Both at once, as a request asks, with tokens and keys changing apart.
         for (key, token) in keys.iter().zip(tokens.iter().cycle()) {
@@ -253,9 +249,9 @@ mod tests {
         );
         let (memo_one, memo_two) = (KeyMemo::new(&one), KeyMemo::new(&two));
         let token = Some(&b"same token"[..]);
-        let first = memo_one.partition(&one, token);
-        let second = memo_two.partition(&two, token);
+        let first = partition(&memo_one, &one, token);
+        let second = partition(&memo_two, &two, token);
         assert_ne!(first, second);
-        assert_eq!(memo_one.partition(&one, token), first);
+        assert_eq!(partition(&memo_one, &one, token), first);
     }
 }
