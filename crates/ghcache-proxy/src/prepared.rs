@@ -21,6 +21,7 @@ use crate::headers::{
     X_RATELIMIT_USED,
 };
 use crate::quota::Quota;
+use crate::stats::Outcome;
 
 /// Heads kept per worker thread.
 const SLOTS: usize = 64;
@@ -65,7 +66,7 @@ static COMMON_VALUES: [&str; 17] = [
 /// has a few dozen; this bounds what a thread copies and keeps).
 const MAX_LINES: usize = 256;
 
-/// The per-answer headers in the order [`Slots::fill`] writes them.
+/// The per-answer headers in the order [`Prepared::fill`] writes them.
 fn per_answer() -> [&'static HeaderName; 7] {
     [
         &header::AGE,
@@ -78,35 +79,15 @@ fn per_answer() -> [&'static HeaderName; 7] {
     ]
 }
 
-/// A prepared head whose per-answer headers are its first lines, in
-/// [`per_answer`] order: a hit overwrites them in place, with no search.
-#[derive(Clone, Copy, Debug)]
-struct Slots;
-
-impl Slots {
-    /// Writes `age`, the caller's quota and the outcome into `headers`, a
-    /// clone of the prepared head these slots belong to.
-    fn fill(
-        self,
-        headers: &mut HeaderMap,
-        age: HeaderValue,
-        (quota, resource): (Quota, &'static str),
-        outcome: HeaderValue,
-    ) {
-        let [limit, remaining, used, reset] = quota.values;
-        let values = [
-            age,
-            limit,
-            remaining,
-            used,
-            reset,
-            HeaderValue::from_static(resource),
-            outcome,
-        ];
-        for ((_, slot), value) in headers.iter_mut().zip(values) {
-            *slot = value;
-        }
-    }
+/// What a prepared head's per-answer lines hold: a hit that would write
+/// the same writes nothing (a poller's hits differ only when a second
+/// passes or its quota moves).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Filled {
+    age_secs: u64,
+    quota: [u64; 4],
+    resource: &'static str,
+    outcome: Outcome,
 }
 
 /// What a prepared head is for: the block, the status and upstream its
@@ -130,11 +111,38 @@ impl Key {
 
 struct Prepared {
     key: Key,
-    /// This thread's copy, its per-answer headers first ([`Slots`]).
+    /// This thread's copy, its per-answer headers first, in
+    /// [`per_answer`] order: a hit overwrites them in place, with no
+    /// search, and sends a clone.
     head: HeaderMap,
+    /// What `head`'s per-answer lines hold (`None`: placeholders).
+    filled: Option<Filled>,
     /// The rewritten block as stored, for a caller whose quota is unknown
     /// (and so gets no quota headers of ours).
     plain: HeaderMap,
+}
+
+impl Prepared {
+    /// Points the per-answer lines of `head` at `want`, from `quota`.
+    fn fill(&mut self, want: Filled, quota: &Quota) {
+        if self.filled == Some(want) {
+            return;
+        }
+        let [limit, remaining, used, reset] = &quota.values;
+        let values = [
+            crate::respond::age_value(want.age_secs),
+            limit.clone(),
+            remaining.clone(),
+            used.clone(),
+            reset.clone(),
+            HeaderValue::from_static(want.resource),
+            want.outcome.header_value(),
+        ];
+        for ((_, slot), value) in self.head.iter_mut().zip(values) {
+            *slot = value;
+        }
+        self.filled = Some(want);
+    }
 }
 
 /// A thread's prepared heads, found by a scan of their blocks' addresses
@@ -165,12 +173,13 @@ impl Default for Heads {
     }
 }
 
-/// What a hit adds to the held block: its current `Age`, the caller's
-/// quota when known (with the bucket it is for), and its `X-Ghcache`.
-pub(crate) struct PerAnswer {
-    pub age: HeaderValue,
-    pub quota: Option<(Quota, &'static str)>,
-    pub outcome: HeaderValue,
+/// What a hit adds to the held block: its current `Age` (seconds), the
+/// caller's quota when known (with the bucket it is for), and its
+/// `X-Ghcache`.
+pub(crate) struct PerAnswer<'q> {
+    pub age_secs: u64,
+    pub quota: Option<(&'q Quota, &'static str)>,
+    pub outcome: Outcome,
 }
 
 /// A head to send, and whether it says its outcome already (else the
@@ -190,54 +199,43 @@ impl Heads {
         stored: &StoredHead,
         status: u16,
         base: &Arc<str>,
-        added: PerAnswer,
+        added: PerAnswer<'_>,
         rewrite: impl FnOnce(&mut HeaderMap),
     ) -> Head {
-        let PerAnswer {
-            age,
-            quota,
-            outcome,
-        } = added;
-        let (mut headers, slots) = if stored.len() > MAX_LINES {
-            let mut plain = stored.map().clone();
-            rewrite(&mut plain);
-            (plain, None)
-        } else {
-            self.cached(stored, status, base, quota.is_some(), rewrite)
-        };
-        let has_outcome = match (slots, quota) {
-            (Some(slots), Some(quota)) => {
-                slots.fill(&mut headers, age, quota, outcome);
-                true
-            }
-            (_, quota) => {
-                headers.insert(header::AGE, age);
-                if let Some((quota, resource)) = quota {
-                    crate::respond::quota_headers(&mut headers, quota, resource);
-                }
-                false
-            }
-        };
-        Head {
-            map: headers,
-            has_outcome,
+        if stored.len() <= MAX_LINES {
+            return self.cached(stored, status, base, added, rewrite);
         }
+        let mut plain = stored.map().clone();
+        rewrite(&mut plain);
+        inserted(plain, &added)
     }
 
-    /// A clone of the prepared head (with its slots) when the quota is
-    /// known, else of the rewritten block.
+    /// A clone of the prepared head, its per-answer lines filled, when the
+    /// quota is known; else of the rewritten block, with `added` inserted.
     fn cached(
         &self,
         stored: &StoredHead,
         status: u16,
         base: &Arc<str>,
-        quota_known: bool,
+        added: PerAnswer<'_>,
         rewrite: impl FnOnce(&mut HeaderMap),
-    ) -> (HeaderMap, Option<Slots>) {
+    ) -> Head {
         let address = stored.address();
-        let pick = |p: &Prepared| match quota_known {
-            true => (p.head.clone(), Some(Slots)),
-            false => (p.plain.clone(), None),
+        let send = |p: &mut Prepared| match added.quota {
+            Some((quota, resource)) => {
+                let want = Filled {
+                    age_secs: added.age_secs,
+                    quota: [quota.limit, quota.remaining, quota.used, quota.reset],
+                    resource,
+                    outcome: added.outcome,
+                };
+                p.fill(want, quota);
+                Head {
+                    map: p.head.clone(),
+                    has_outcome: true,
+                }
+            }
+            None => inserted(p.plain.clone(), &added),
         };
         TABLE.with_borrow_mut(|table| {
             let table = table.get_or_insert_with(|| {
@@ -253,8 +251,8 @@ impl Heads {
                         .as_ref()
                         .is_some_and(|p| p.key.is(stored, status, self.owner, base))
             });
-            if let Some(p) = held.and_then(|i| table.heads[i].as_ref()) {
-                return pick(p);
+            if let Some(p) = held.and_then(|i| table.heads[i].as_mut()) {
+                return send(p);
             }
             let key = Key {
                 stored: stored.clone(),
@@ -262,14 +260,23 @@ impl Heads {
                 owner: self.owner,
                 base: base.clone(),
             };
-            let prepared = prepare(key, rewrite);
-            let sent = pick(&prepared);
             let i = table.next;
             table.next = (i + 1) % SLOTS;
             table.addresses[i] = address;
-            table.heads[i] = Some(prepared);
-            sent
+            send(table.heads[i].insert(prepare(key, rewrite)))
         })
+    }
+}
+
+/// `map` with `Age` and the quota inserted (the exit adds `X-Ghcache`).
+fn inserted(mut map: HeaderMap, added: &PerAnswer<'_>) -> Head {
+    map.insert(header::AGE, crate::respond::age_value(added.age_secs));
+    if let Some((quota, resource)) = added.quota {
+        crate::respond::quota_headers(&mut map, quota, resource);
+    }
+    Head {
+        map,
+        has_outcome: false,
     }
 }
 
@@ -279,7 +286,7 @@ fn prepare(key: Key, rewrite: impl FnOnce(&mut HeaderMap)) -> Prepared {
     // At most MAX_LINES + 7 lines: within what a map holds.
     let mut head = HeaderMap::with_capacity(plain.len() + per_answer().len() + 1);
     // The per-answer lines first (where a field's line goes among other
-    // fields' carries no meaning), so [`Slots::fill`] finds them at once.
+    // fields' carries no meaning), so [`Prepared::fill`] finds them at once.
     for name in per_answer() {
         head.insert(name.clone(), HeaderValue::from_static("0"));
     }
@@ -304,7 +311,12 @@ fn prepare(key: Key, rewrite: impl FnOnce(&mut HeaderMap)) -> Prepared {
         copy.set_sensitive(value.is_sensitive());
         head.append(name, copy);
     }
-    Prepared { key, head, plain }
+    Prepared {
+        key,
+        head,
+        filled: None,
+        plain,
+    }
 }
 
 #[cfg(test)]
@@ -336,9 +348,9 @@ mod tests {
 
     /// What a hit sent before heads were prepared: the stored block,
     /// rewritten, then `Age` and the quota inserted.
-    fn inserted(head: &StoredHead, age: &str, q: Option<Quota>) -> HeaderMap {
+    fn inserted(head: &StoredHead, age: u64, q: Option<&Quota>) -> HeaderMap {
         let mut map = head.map().clone();
-        map.insert(header::AGE, HeaderValue::from_str(age).unwrap());
+        map.insert(header::AGE, HeaderValue::from(age));
         if let Some(q) = q {
             crate::respond::quota_headers(&mut map, q, "core");
         }
@@ -346,13 +358,13 @@ mod tests {
         map
     }
 
-    fn served(heads: &Heads, head: &StoredHead, age: &str, q: Option<Quota>) -> HeaderMap {
+    fn served(heads: &Heads, head: &StoredHead, age: u64, q: Option<&Quota>) -> HeaderMap {
         let base: Arc<str> = Arc::from("http://127.0.0.1:1");
         let prepared = head.len() <= MAX_LINES && q.is_some();
         let added = PerAnswer {
-            age: HeaderValue::from_str(age).unwrap(),
+            age_secs: age,
             quota: q.map(|q| (q, "core")),
-            outcome: HeaderValue::from_static("HIT"),
+            outcome: Outcome::Hit,
         };
         let Head {
             mut map,
@@ -368,9 +380,9 @@ mod tests {
 
     fn link_for(heads: &Heads, stored: &StoredHead, status: u16, base: &Arc<str>) -> String {
         let added = PerAnswer {
-            age: HeaderValue::from_static("1"),
-            quota: Some((quota(1), "core")),
-            outcome: HeaderValue::from_static("HIT"),
+            age_secs: 1,
+            quota: Some((&quota(1), "core")),
+            outcome: Outcome::Hit,
         };
         let rewritten = format!("{base} {status}");
         let map = heads.head_for(stored, status, base, added, |map| {
@@ -426,13 +438,48 @@ mod tests {
         let heads = Heads::default();
         for head in [&github, &bare, &repeated, &shifted, &huge] {
             // Twice each: built, then reused from the thread's table.
-            for (age, q) in [("3", Some(quota(4000))), ("4", None), ("5", Some(quota(3)))] {
+            for (age, q) in [(3, Some(quota(4000))), (4, None), (5, Some(quota(3)))] {
                 assert_eq!(
-                    pairs(&served(&heads, head, age, q.clone())),
-                    pairs(&inserted(head, age, q)),
+                    pairs(&served(&heads, head, age, q.as_ref())),
+                    pairs(&inserted(head, age, q.as_ref())),
                     "{head:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_prepared_heads_added_lines_follow_every_change_of_what_a_hit_adds() {
+        let github = stored(&[("etag", "\"a\""), ("x-ratelimit-remaining", "1")]);
+        let heads = Heads::default();
+        let base: Arc<str> = Arc::from("http://a");
+        let q = |limit, remaining, used, reset| Quota::new(limit, remaining, used, reset);
+        // Each answer after the first changes one thing it adds, or none.
+        let answers = [
+            (1, q(5000, 10, 4990, 1_700_000_000), "core", Outcome::Hit),
+            (1, q(5000, 10, 4990, 1_700_000_000), "core", Outcome::Hit),
+            (2, q(5000, 10, 4990, 1_700_000_000), "core", Outcome::Hit),
+            (2, q(5001, 10, 4990, 1_700_000_000), "core", Outcome::Hit),
+            (2, q(5001, 9, 4990, 1_700_000_000), "core", Outcome::Hit),
+            (2, q(5001, 9, 4991, 1_700_000_000), "core", Outcome::Hit),
+            (2, q(5001, 9, 4991, 1_700_000_001), "core", Outcome::Hit),
+            (2, q(5001, 9, 4991, 1_700_000_001), "search", Outcome::Hit),
+            (2, q(5001, 9, 4991, 1_700_000_001), "search", Outcome::Stale),
+            (1, q(5000, 10, 4990, 1_700_000_000), "core", Outcome::Hit),
+        ];
+        for (age, quota, resource, outcome) in &answers {
+            let added = PerAnswer {
+                age_secs: *age,
+                quota: Some((quota, resource)),
+                outcome: *outcome,
+            };
+            let sent = heads.head_for(&github, 200, &base, added, |_| {});
+            assert!(sent.has_outcome);
+            let mut expected = github.map().clone();
+            expected.insert(header::AGE, HeaderValue::from(*age));
+            crate::respond::quota_headers(&mut expected, quota, resource);
+            expected.insert(X_GHCACHE.clone(), outcome.header_value());
+            assert_eq!(pairs(&sent.map), pairs(&expected));
         }
     }
 
@@ -446,18 +493,18 @@ mod tests {
         assert_eq!(link_for(&heads, &old, 301, &a), "http://a 301");
         // The same block, status and base again: the prepared copy.
         let added = PerAnswer {
-            age: HeaderValue::from_static("1"),
-            quota: Some((quota(1), "core")),
-            outcome: HeaderValue::from_static("HIT"),
+            age_secs: 1,
+            quota: Some((&quota(1), "core")),
+            outcome: Outcome::Hit,
         };
         let again = heads.head_for(&old, 200, &a, added, |_| panic!("rebuilt"));
         assert_eq!(again.map[header::LINK], "http://a 200");
         // An equal block stored anew is a different entry.
         let new = stored(&[("link", "<http://up/x?page=2>; rel=\"next\"")]);
         let added = PerAnswer {
-            age: HeaderValue::from_static("1"),
-            quota: Some((quota(1), "core")),
-            outcome: HeaderValue::from_static("HIT"),
+            age_secs: 1,
+            quota: Some((&quota(1), "core")),
+            outcome: Outcome::Hit,
         };
         let rebuilt = heads.head_for(&new, 200, &a, added, |map| {
             map.insert(header::LINK, HeaderValue::from_static("rebuilt"));
@@ -466,9 +513,9 @@ mod tests {
         // Another proxy (another upstream) prepares its own.
         let other = Heads::default();
         let added = PerAnswer {
-            age: HeaderValue::from_static("1"),
+            age_secs: 1,
             quota: None,
-            outcome: HeaderValue::from_static("HIT"),
+            outcome: Outcome::Hit,
         };
         let theirs = other.head_for(&old, 200, &a, added, |map| {
             map.insert(header::LINK, HeaderValue::from_static("theirs"));

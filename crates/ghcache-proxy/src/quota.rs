@@ -254,41 +254,63 @@ impl QuotaTracker {
         self.get_at(partition, resource, now_secs())
     }
 
-    /// [`QuotaTracker::get`] at `now` (unix seconds): a hit passes the
-    /// clock it read already.
+    /// [`QuotaTracker::get`] at `now` (unix seconds).
     pub fn get_at(&self, partition: &Partition, resource: &str, now: u64) -> Option<Quota> {
+        self.with_at(partition, resource, now, |quota| quota.cloned())
+    }
+
+    /// `f` of the quota [`QuotaTracker::get_at`] returns, read in place: a
+    /// hit passes the clock it read already, and a thread's repeated reads
+    /// of one partition copy nothing ([`LastRead`]).
+    pub fn with_at<R>(
+        &self,
+        partition: &Partition,
+        resource: &str,
+        now: u64,
+        f: impl FnOnce(Option<&Quota>) -> R,
+    ) -> R {
         let key = (*partition, bucket(resource));
         let version = self.version.load(Relaxed);
-        let last = LAST_READ.with_borrow(|last| match last {
-            Some(l) if l.tracker == self.id && l.version == version && l.key == key => {
-                Some(l.quota.clone())
+        LAST_READ.with(|cell| {
+            if let Ok(last) = cell.try_borrow()
+                && let Some(l) = last.as_ref()
+                && l.tracker == self.id
+                && l.version == version
+                && l.key == key
+                && l.quota.as_ref().is_none_or(|q| now < q.reset)
+            {
+                return f(l.quota.as_ref());
             }
-            _ => None,
-        });
-        match last {
-            Some(None) => return None,
-            Some(Some(quota)) if now < quota.reset => return Some(quota),
-            _ => {}
-        }
+            let (quota, version) = self.read_locked(&key, now);
+            match cell.try_borrow_mut() {
+                Ok(mut last) => {
+                    let l = last.insert(LastRead {
+                        tracker: self.id,
+                        version,
+                        key,
+                        quota: quota.as_ref().map(Quota::detached),
+                    });
+                    f(l.quota.as_ref())
+                }
+                // Read from within `f` (nothing does): no memo then.
+                Err(_) => f(quota.as_ref()),
+            }
+        })
+    }
+
+    /// The shared record and the version it was read at (a record past its
+    /// reset is forgotten).
+    fn read_locked(&self, key: &(Partition, &'static str), now: u64) -> (Option<Quota>, u64) {
         let mut map = self.by_partition.lock();
-        let quota = map.get(&key).cloned();
-        let quota = match quota {
+        let quota = match map.get(key).cloned() {
             Some(q) if now >= q.reset => {
-                map.pop(&key);
+                map.pop(key);
                 self.version.fetch_add(1, Relaxed);
                 None
             }
             other => other,
         };
-        let version = self.version.load(Relaxed);
-        drop(map);
-        LAST_READ.set(Some(LastRead {
-            tracker: self.id,
-            version,
-            key,
-            quota: quota.as_ref().map(Quota::detached),
-        }));
-        quota
+        (quota, self.version.load(Relaxed))
     }
 
     /// `Some(quota)` when the partition is known to have nothing left and

@@ -134,23 +134,26 @@ impl Proxy {
     ) -> Served {
         let status = StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK);
         let bucket = resource_for(&Method::GET, ctx.path());
-        let added = prepared::PerAnswer {
-            age: age_value(current_age_ms(meta, now_ms) / 1000),
-            quota: self
-                .inner
-                .quotas
-                .get_at(&ctx.partition, bucket, now_ms / 1000)
-                .map(|q| (q, bucket)),
-            outcome: outcome.header_value(),
-        };
+        let age_secs = current_age_ms(meta, now_ms) / 1000;
         let prepared::Head {
             map: mut headers,
             has_outcome,
         } = self
             .inner
-            .heads
-            .head_for(&meta.headers, meta.status, &ctx.proxy_base, added, |map| {
-                self.rewrite_for_client(status, map, &ctx.proxy_base)
+            .quotas
+            .with_at(&ctx.partition, bucket, now_ms / 1000, |quota| {
+                let added = prepared::PerAnswer {
+                    age_secs,
+                    quota: quota.map(|q| (q, bucket)),
+                    outcome,
+                };
+                self.inner.heads.head_for(
+                    &meta.headers,
+                    meta.status,
+                    &ctx.proxy_base,
+                    added,
+                    |map| self.rewrite_for_client(status, map, &ctx.proxy_base),
+                )
             });
         if let Some(reason) = stale_reason {
             let reason = reason.replace('"', "'");
@@ -204,7 +207,7 @@ impl Proxy {
             StatusCode::FORBIDDEN,
             "API rate limit exceeded (ghcache holds requests for this token until the limit resets). Authenticated requests get a higher rate limit; conditional requests that GitHub answers 304 are free.",
         );
-        quota_headers(response.headers_mut(), quota, bucket);
+        quota_headers(response.headers_mut(), &quota, bucket);
         response.headers_mut().insert(
             "x-ghcache-reason",
             HeaderValue::from_static("quota-exhausted"),
@@ -276,7 +279,7 @@ impl Proxy {
 
 /// An `Age` value. The first hour's are rendered once, as static values a
 /// hit clones for free; later ones are formatted.
-fn age_value(secs: u64) -> HeaderValue {
+pub(crate) fn age_value(secs: u64) -> HeaderValue {
     const RENDERED: usize = 3600;
     static VALUES: OnceLock<Vec<HeaderValue>> = OnceLock::new();
     let values = VALUES.get_or_init(|| {
@@ -354,8 +357,8 @@ fn mentions_secondary_limit(body: &[u8]) -> bool {
             .any(|w| w.eq_ignore_ascii_case(NEEDLE))
 }
 
-pub(crate) fn quota_headers(headers: &mut HeaderMap, quota: Quota, resource: &'static str) {
-    let [limit, remaining, used, reset] = quota.values;
+pub(crate) fn quota_headers(headers: &mut HeaderMap, quota: &Quota, resource: &'static str) {
+    let [limit, remaining, used, reset] = quota.values.clone();
     headers.insert(headers::X_RATELIMIT_LIMIT.clone(), limit);
     headers.insert(headers::X_RATELIMIT_REMAINING.clone(), remaining);
     headers.insert(headers::X_RATELIMIT_USED.clone(), used);
