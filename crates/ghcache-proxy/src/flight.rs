@@ -72,8 +72,10 @@ impl Proxy {
         let authenticated = ctx.authorization().is_some();
         let proxy_base = ctx.proxy_base.clone();
         let flight_key = key.clone();
-        // Spawned so that a client hanging up never cancels the others' answer.
-        let task = tokio::spawn(async move {
+        // Spawned so that a client hanging up never cancels the others' answer;
+        // its exchange counts for the job whose request led it.
+        let job = crate::job::current();
+        let task = tokio::spawn(crate::job::scope_if(job, async move {
             let result = match request {
                 Err(failure) => FlightResult::Failed(Arc::new(failure)),
                 Ok(request) => {
@@ -90,7 +92,7 @@ impl Proxy {
             };
             this.inner.flights.lock().remove(&flight_key);
             result
-        });
+        }));
         let flight: Flight = async move {
             task.await.unwrap_or_else(|e| {
                 FlightResult::Failed(Arc::new(UpstreamFailure {
@@ -217,6 +219,7 @@ impl Proxy {
             stats.units_spent.fetch_add(1, Relaxed);
             self.inner.causes.count(cause);
         }
+        crate::job::upstream_exchange(!free);
         self.inner.quotas.observe(partition, headers);
         if authenticated && status != StatusCode::UNAUTHORIZED {
             self.inner.accepted.lock().put(*partition, ());

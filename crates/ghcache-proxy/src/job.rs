@@ -44,6 +44,8 @@ pub(crate) struct JobCounters {
     outcomes: JobOutcomeCounters,
     units_saved: AtomicU64,
     time_saved_us: AtomicU64,
+    upstream_requests: AtomicU64,
+    units_spent: AtomicU64,
     /// Dropped from [`Jobs`] (the least recently used of too many): a
     /// connection that remembers these counters enters the job anew.
     forgotten: AtomicBool,
@@ -61,6 +63,33 @@ pub(crate) fn record(outcome: Outcome, saved_us: u64) {
 /// Counts a rate-limit unit saved for the job this task serves, if any.
 pub(crate) fn unit_saved() {
     let _ = CURRENT.try_with(|job| job.units_saved.fetch_add(1, Relaxed));
+}
+
+/// Counts an upstream exchange (and the unit it cost, if any) for the job
+/// this task serves, if any.
+pub(crate) fn upstream_exchange(unit_spent: bool) {
+    let _ = CURRENT.try_with(|job| {
+        job.upstream_requests.fetch_add(1, Relaxed);
+        if unit_spent {
+            job.units_spent.fetch_add(1, Relaxed);
+        }
+    });
+}
+
+/// The job this task serves, for work it hands to another task.
+pub(crate) fn current() -> Option<Arc<JobCounters>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
+/// Runs `f` as `job`'s, when there is one.
+pub(crate) async fn scope_if<F: std::future::Future>(
+    job: Option<Arc<JobCounters>>,
+    f: F,
+) -> F::Output {
+    match job {
+        Some(job) => CURRENT.scope(job, f).await,
+        None => f.await,
+    }
 }
 
 /// Runs `f` with `job`'s counters as the task's current job.
@@ -110,6 +139,8 @@ impl Jobs {
             bypass: job.outcomes.bypassed(),
             units_saved: get(&job.units_saved),
             time_saved_us: get(&job.time_saved_us),
+            upstream_requests: get(&job.upstream_requests),
+            units_spent: get(&job.units_spent),
             mean_upstream_latency_us: 0,
         })
     }
@@ -237,6 +268,12 @@ pub struct JobReport {
     /// Upstream time `HIT`s saved: each counts the daemon's mean upstream
     /// latency measured until that moment (µs).
     pub time_saved_us: u64,
+    /// Requests the job's own requests sent to GitHub (a fetch others
+    /// shared counts for the job whose request led it).
+    pub upstream_requests: u64,
+    /// Rate-limit units those cost (a `304` to an authenticated request
+    /// and `/rate_limit` are free).
+    pub units_spent: u64,
     /// The daemon's mean upstream latency now (µs), for the report's text.
     pub mean_upstream_latency_us: u64,
 }

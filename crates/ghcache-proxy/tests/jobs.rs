@@ -104,6 +104,12 @@ async fn a_jobs_report_equals_the_daemons_counters() {
     assert_eq!(job.units_saved, stats.rate_limit.units_saved);
     assert_eq!(job.units_saved, 3);
     assert_eq!(job.time_saved_us, stats.time_saved_us);
+    // GitHub was asked four times: the first MISS, bob's conditional
+    // (a free 304), /rate_limit (free) and the write.
+    assert_eq!(job.upstream_requests, stats.upstream.requests);
+    assert_eq!(job.upstream_requests, 4);
+    assert_eq!(job.units_spent, stats.rate_limit.units_spent);
+    assert_eq!(job.units_spent, 2);
     assert!(
         job.time_saved_us > 0,
         "three hits after measured upstream exchanges"
@@ -140,6 +146,11 @@ async fn concurrent_jobs_are_attributed_apart() {
         stats.hits.total + stats.misses,
         a.hits.total + a.misses + b.hits.total + b.misses + 1
     );
+    // One fetch, led by one job's request (the request outside any job
+    // came last: a hit), counted for that job alone.
+    assert_eq!(stats.upstream.requests, 1);
+    assert_eq!(a.upstream_requests + b.upstream_requests, 1);
+    assert_eq!(a.units_spent + b.units_spent, 1);
 }
 
 /// A connection remembers its last job: requests for other jobs, and

@@ -126,6 +126,8 @@ fn job_summary(r: &JobReport) -> Summary {
         ("Fetched (MISS)", r.misses.to_string()),
         ("Passed through (BYPASS)", r.bypass.to_string()),
         ("Hit rate", format!("{rate:.1}%")),
+        ("Requests sent to GitHub", r.upstream_requests.to_string()),
+        ("Rate-limit units spent", r.units_spent.to_string()),
         ("Rate-limit units saved", r.units_saved.to_string()),
         ("Time saved (estimate)", seconds(r.time_saved_us)),
     ];

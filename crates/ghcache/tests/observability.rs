@@ -117,6 +117,12 @@ async fn the_job_report_equals_the_daemons_counters() {
         n(&stats["rate_limit"]["units_saved"])
     );
     assert_eq!(row(&md, "Rate-limit units saved"), "4");
+    // The job sent the MISS and bob's conditional (a free 304); the
+    // daemon also sent the other client's MISS.
+    assert_eq!(row(&md, "Requests sent to GitHub"), "2");
+    assert_eq!(n(&stats["upstream"]["requests"]), "3");
+    assert_eq!(row(&md, "Rate-limit units spent"), "1");
+    assert_eq!(n(&stats["rate_limit"]["units_spent"]), "2");
     let saved_us = stats["time_saved_us"].as_u64().unwrap();
     assert!(saved_us > 0);
     assert_eq!(
