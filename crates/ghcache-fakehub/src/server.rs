@@ -165,6 +165,31 @@ async fn read_body(body: Incoming) -> Option<Bytes> {
         .map(|c| c.to_bytes())
 }
 
+/// The headers api.github.com adds to every answer, with their values.
+const EVERY_ANSWER: [(&str, &str); 9] = [
+    ("server", "GitHub.com"),
+    (
+        "access-control-expose-headers",
+        "ETag, Link, Location, Retry-After, X-GitHub-OTP, X-RateLimit-Limit, \
+         X-RateLimit-Remaining, X-RateLimit-Used, X-RateLimit-Resource, X-RateLimit-Reset, \
+         X-OAuth-Scopes, X-Accepted-OAuth-Scopes, X-Poll-Interval, X-GitHub-Media-Type, \
+         X-GitHub-SSO, X-GitHub-Request-Id, Deprecation, Sunset",
+    ),
+    ("access-control-allow-origin", "*"),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubdomains; preload",
+    ),
+    ("x-frame-options", "deny"),
+    ("x-content-type-options", "nosniff"),
+    ("x-xss-protection", "0"),
+    (
+        "referrer-policy",
+        "origin-when-cross-origin, strict-origin-when-cross-origin",
+    ),
+    ("content-security-policy", "default-src 'none'"),
+];
+
 /// Adds GitHub's standard headers to a reply.
 fn finish(
     hub: &Hub,
@@ -205,6 +230,11 @@ fn finish(
     put("x-github-request-id", request_id);
     put("x-github-api-version-selected", API_VERSION);
     put("x-github-media-type", "github.v3; format=json");
+    // What api.github.com sends on every answer, errors included (as
+    // recorded in @octokit/fixtures).
+    for (name, value) in EVERY_ANSWER {
+        put(name, value);
+    }
     let ok = reply.status.is_success() || reply.status == StatusCode::NOT_MODIFIED;
     if cache_headers && ok && cat != Category::Graphql {
         if who.authenticated {
