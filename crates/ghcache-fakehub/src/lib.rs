@@ -64,6 +64,7 @@ pub use config::{
     FakeHubConfig, FaultConfig, LatencyProfile, LatencyRange, OutageWindow, RateLimits,
 };
 pub use reply::etag_for;
+pub use server::EVERY_ANSWER;
 pub use stats::{IdentityStats, StatsSnapshot};
 pub use world::{AccountInfo, RepoAccess, RepoInfo, TokenInfo, TokenKind, World};
 

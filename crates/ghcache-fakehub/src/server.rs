@@ -165,8 +165,9 @@ async fn read_body(body: Incoming) -> Option<Bytes> {
         .map(|c| c.to_bytes())
 }
 
-/// The headers api.github.com adds to every answer, with their values.
-const EVERY_ANSWER: [(&str, &str); 9] = [
+/// The headers api.github.com adds to every answer, with their values
+/// (checked against recorded answers by ghcache-proxy's `octokit_fixtures`).
+pub const EVERY_ANSWER: [(&str, &str); 9] = [
     ("server", "GitHub.com"),
     (
         "access-control-expose-headers",

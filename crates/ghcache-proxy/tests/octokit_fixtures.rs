@@ -225,3 +225,37 @@ async fn recorded_github_exchanges_replay_identically_on_miss_and_hit() {
     // Errors are never stored: the 404 reached the origin both times.
     assert!(exchanges.iter().any(|x| x.status == 404));
 }
+
+/// The headers the fake GitHub adds to every answer are ones api.github.com
+/// sent, with a value it sent, in the recorded raw exchanges.
+#[test]
+fn the_fakes_every_answer_headers_are_what_github_sent() {
+    let Some(dir) = common::npm::material("@octokit/fixtures") else {
+        return;
+    };
+    let mut recorded: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for scenario in SCENARIOS {
+        let file = dir.join(format!(
+            "node_modules/@octokit/fixtures/scenarios/api.github.com/{scenario}/raw-fixture.json"
+        ));
+        let exchanges: Vec<Value> = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        for exchange in &exchanges {
+            let raw = exchange["rawHeaders"].as_array().unwrap();
+            for pair in raw.chunks(2) {
+                if let [name, value] = pair {
+                    recorded
+                        .entry(text(name).to_lowercase())
+                        .or_default()
+                        .push(text(value));
+                }
+            }
+        }
+    }
+    for (name, value) in ghcache_fakehub::EVERY_ANSWER {
+        let sent = recorded.get(name).map(Vec::as_slice).unwrap_or_default();
+        assert!(
+            sent.iter().any(|v| v == value),
+            "{name}: {value:?} was never recorded; GitHub sent {sent:?}"
+        );
+    }
+}
