@@ -2,8 +2,9 @@
 //! random job id and points the job's clients at `/_job/<id>/…`; the server
 //! strips the prefix, rewrites links back under it (so pagination stays
 //! attributed) and runs the request with that job's counters in a task
-//! local, which `Proxy::exit` and `count_saved` add to beside the daemon's
-//! own. So a job's numbers are the daemon's counters restricted to its
+//! local, which `Proxy::exit`, `count_saved` and `account_upstream` add to
+//! beside the daemon's own (a flight's fetch, in a task of its own, is
+//! handed the job of the request that led it). So a job's numbers are the daemon's counters restricted to its
 //! requests, counted at the same places. Jobs are bounded (LRU).
 
 use std::num::NonZeroUsize;
