@@ -226,36 +226,35 @@ async fn recorded_github_exchanges_replay_identically_on_miss_and_hit() {
     assert!(exchanges.iter().any(|x| x.status == 404));
 }
 
-/// The headers the fake GitHub adds to every answer are ones api.github.com
-/// sent, with a value it sent, in the recorded raw exchanges.
+/// The headers the fake GitHub adds to every answer are what api.github.com
+/// sent on every answer of the recorded raw exchanges, with the same value.
 #[test]
 fn the_fakes_every_answer_headers_are_what_github_sent() {
     let Some(dir) = common::npm::material("@octokit/fixtures") else {
         return;
     };
-    let mut recorded: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut answers = 0;
     for scenario in SCENARIOS {
         let file = dir.join(format!(
             "node_modules/@octokit/fixtures/scenarios/api.github.com/{scenario}/raw-fixture.json"
         ));
         let exchanges: Vec<Value> = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-        for exchange in &exchanges {
+        // Not the archive's redirect target (codeload.github.com).
+        for exchange in exchanges
+            .iter()
+            .filter(|x| text(&x["scope"]).contains("://api.github.com"))
+        {
+            answers += 1;
             let raw = exchange["rawHeaders"].as_array().unwrap();
-            for pair in raw.chunks(2) {
-                if let [name, value] = pair {
-                    recorded
-                        .entry(text(name).to_lowercase())
-                        .or_default()
-                        .push(text(value));
-                }
+            for (name, value) in ghcache_fakehub::EVERY_ANSWER {
+                let sent: Vec<String> = raw
+                    .chunks(2)
+                    .filter(|pair| text(&pair[0]).eq_ignore_ascii_case(name))
+                    .map(|pair| text(&pair[1]))
+                    .collect();
+                assert_eq!(sent, [value], "{name} in {scenario} {}", exchange["path"]);
             }
         }
     }
-    for (name, value) in ghcache_fakehub::EVERY_ANSWER {
-        let sent = recorded.get(name).map(Vec::as_slice).unwrap_or_default();
-        assert!(
-            sent.iter().any(|v| v == value),
-            "{name}: {value:?} was never recorded; GitHub sent {sent:?}"
-        );
-    }
+    assert!(answers > 40, "only {answers} recorded answers read");
 }
