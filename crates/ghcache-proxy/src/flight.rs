@@ -2,6 +2,7 @@
 //! (coalescing) and accounted once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
@@ -48,14 +49,34 @@ pub(crate) enum FlightResult {
 
 pub(crate) type Flight = Shared<BoxFuture<'static, FlightResult>>;
 
+/// Keeps a flight joinable until its fetch has ended *and* its leader has
+/// acted on the answer (stored it): a request arriving in between joins
+/// it instead of fetching again. Whichever ends last (the fetch's task or
+/// the leader, finished or gone) removes it.
+pub(crate) struct FlightHold {
+    proxy: Proxy,
+    key: FlightKey,
+    /// Holds not yet dropped (of the two).
+    ends: Arc<AtomicU8>,
+}
+
+impl Drop for FlightHold {
+    fn drop(&mut self) {
+        if self.ends.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.proxy.inner.flights.lock().remove(&self.key);
+        }
+    }
+}
+
 impl Proxy {
-    /// Joins or starts the upstream exchange for this request.
+    /// Joins or starts the upstream exchange for this request; the leader
+    /// (who started it) also gets its [`FlightHold`].
     pub(crate) fn flight(
         &self,
         ctx: &Ctx,
         validator: Option<Validator>,
         cause: Cause,
-    ) -> (Flight, bool) {
+    ) -> (Flight, Option<FlightHold>) {
         let key = FlightKey {
             resource: ctx.resource,
             partition: ctx.partition,
@@ -63,7 +84,7 @@ impl Proxy {
         };
         let mut flights = self.inner.flights.lock();
         if let Some(flight) = flights.get(&key) {
-            return (flight.clone(), false);
+            return (flight.clone(), None);
         }
         let request = self.upstream_request(ctx, validator.as_ref());
         let this = self.clone();
@@ -71,7 +92,13 @@ impl Proxy {
         let path = ctx.path().to_owned();
         let authenticated = ctx.authorization().is_some();
         let proxy_base = ctx.proxy_base.clone();
-        let flight_key = key.clone();
+        let ends = Arc::new(AtomicU8::new(2));
+        let hold = |proxy: Proxy| FlightHold {
+            proxy,
+            key: key.clone(),
+            ends: ends.clone(),
+        };
+        let (task_hold, leader_hold) = (hold(self.clone()), hold(self.clone()));
         // Spawned so that a client hanging up never cancels the others' answer;
         // its exchange counts for the job whose request led it.
         let job = crate::job::current();
@@ -90,7 +117,7 @@ impl Proxy {
                     .await
                 }
             };
-            this.inner.flights.lock().remove(&flight_key);
+            drop(task_hold);
             result
         }));
         let flight: Flight = async move {
@@ -104,7 +131,7 @@ impl Proxy {
         .boxed()
         .shared();
         flights.insert(key, flight.clone());
-        (flight, true)
+        (flight, Some(leader_hold))
     }
 
     async fn fetch(
@@ -268,4 +295,80 @@ impl Proxy {
 
 pub(crate) fn take_stream(slot: &Mutex<Option<Response<Body>>>) -> Option<Response<Body>> {
     slot.lock().take()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ProxyConfig;
+    use crate::headers::Scan;
+    use ghcache_core::{PartitionSecret, ResourceKey};
+    use ghcache_fakehub::{FakeHub, FakeHubConfig};
+    use ghcache_store::{Store, StoreConfig};
+
+    async fn proxy_and_ctx(hub: &FakeHub, dir: &std::path::Path) -> (Proxy, Ctx) {
+        let store = Arc::new(Store::open(&dir.join("cache"), StoreConfig::default()).unwrap());
+        let secret = PartitionSecret::generate();
+        let token = hub.world().pat("alice").to_owned();
+        let path = format!("/repos/{}", hub.world().public_repo());
+        let partition = secret.partition_for_bytes(Some(format!("token {token}").as_bytes()));
+        let config = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), hub.base_url());
+        let proxy = Proxy::new(config, store, secret).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("token {token}")).unwrap(),
+        );
+        let resource = ResourceId::compute(&ResourceKey {
+            host: "127.0.0.1",
+            method: "GET",
+            path: &path,
+            query: "",
+            accept: None,
+            api_version: None,
+        });
+        let ctx = Ctx {
+            uri: path.parse().unwrap(),
+            present: Scan::of(&headers).present,
+            headers,
+            head_only: false,
+            partition,
+            resource,
+            proxy_base: Arc::from("http://127.0.0.1:1"),
+            client_cc: Default::default(),
+        };
+        (proxy, ctx)
+    }
+
+    /// A request arriving after a flight's fetch ended but before its
+    /// leader stored the answer joins it: it does not fetch again.
+    #[tokio::test]
+    async fn a_flight_is_joinable_until_both_its_fetch_and_its_leader_are_done() {
+        let hub = FakeHub::start(FakeHubConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (proxy, ctx) = proxy_and_ctx(&hub, dir.path()).await;
+        let cause = Cause::NoCopyUnclaimed;
+
+        // The fetch ends while the leader still holds on: joined.
+        let (flight, hold) = proxy.flight(&ctx, None, cause);
+        assert!(hold.is_some(), "the first request leads");
+        assert!(matches!(flight.await, FlightResult::Done(_)));
+        let (joined, none) = proxy.flight(&ctx, None, cause);
+        assert!(none.is_none(), "a new fetch while the leader was not done");
+        assert!(matches!(joined.await, FlightResult::Done(_)));
+        assert_eq!(hub.stats().totals.requests, 1);
+
+        // The leader done too: the next request leads a new fetch.
+        drop(hold);
+        let (flight, hold) = proxy.flight(&ctx, None, cause);
+        assert!(hold.is_some());
+        // A leader gone before its fetch ends: removed when the fetch ends.
+        drop(hold);
+        assert!(matches!(flight.await, FlightResult::Done(_)));
+        let (flight, hold) = proxy.flight(&ctx, None, cause);
+        assert!(hold.is_some(), "a finished flight was left joinable");
+        assert!(matches!(flight.await, FlightResult::Done(_)));
+        assert_eq!(hub.stats().totals.requests, 3);
+    }
 }

@@ -284,7 +284,10 @@ impl Proxy {
             (None, None, Some(end)) => Cause::NoCopy(end),
             (None, None, None) => Cause::NoCopyUnclaimed,
         };
-        let (flight, leader) = self.flight(&ctx, validator.clone(), cause);
+        // `hold` (the leader's) lives to the end: until our answer is
+        // stored, identical requests join this flight, not a new one.
+        let (flight, hold) = self.flight(&ctx, validator.clone(), cause);
+        let leader = hold.is_some();
         let result = flight.await;
         let shared = (!leader).then_some(Outcome::Coalesced);
 
