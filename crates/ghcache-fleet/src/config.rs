@@ -185,6 +185,17 @@ pub struct FleetConfig {
     pub peer_deadline: Duration,
 }
 
+impl FleetConfig {
+    /// What a run needs of its settings: checked by [`crate::run`], and by
+    /// the CLI before it prints anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.runners == 0 || self.rounds == 0 {
+            return Err("runners and rounds must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for FleetConfig {
     fn default() -> Self {
         FleetConfig {
@@ -197,6 +208,31 @@ impl Default for FleetConfig {
             bot_rotation: 2,
             bot_write_every: 2,
             peer_deadline: Duration::from_millis(50),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_needs_a_runner_and_a_round() {
+        assert_eq!(FleetConfig::default().validate(), Ok(()));
+        for config in [
+            FleetConfig {
+                runners: 0,
+                ..FleetConfig::default()
+            },
+            FleetConfig {
+                rounds: 0,
+                ..FleetConfig::default()
+            },
+        ] {
+            assert_eq!(
+                config.validate(),
+                Err("runners and rounds must be at least 1".to_owned())
+            );
         }
     }
 }

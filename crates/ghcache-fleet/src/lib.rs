@@ -73,11 +73,7 @@ pub async fn run(
     modes: &[Mode],
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<FleetReport, FleetError> {
-    if config.runners == 0 || config.rounds == 0 {
-        return Err(FleetError::Invalid(
-            "runners and rounds must be at least 1".into(),
-        ));
-    }
+    config.validate().map_err(FleetError::Invalid)?;
     let mut results = Vec::with_capacity(modes.len());
     for &mode in modes {
         results.push(run_mode(config, mode, progress).await?);

@@ -15,18 +15,17 @@ fn parse<T: std::str::FromStr<Err = String>>(flag: &str, text: &str) -> Result<T
 }
 
 fn base_config(run: &RunArgs, runners: usize, rounds: usize) -> Result<FleetConfig, UsageError> {
-    if run.runners == Some(0) || run.rounds == Some(0) {
-        return Err(UsageError(
-            "--runners and --rounds must be at least 1".into(),
-        ));
-    }
-    Ok(FleetConfig {
+    let config = FleetConfig {
         runners: run.runners.unwrap_or(runners),
         rounds: run.rounds.unwrap_or(rounds),
         seed: run.seed,
         latency: parse("latency", &run.latency)?,
         ..FleetConfig::default()
-    })
+    };
+    config
+        .validate()
+        .map_err(|e| UsageError(format!("--runners, --rounds: {e}")))?;
+    Ok(config)
 }
 
 pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {

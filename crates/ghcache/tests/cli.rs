@@ -196,6 +196,15 @@ fn bad_flags_are_usage_errors() {
     let out = ghcache(ws.path(), &["--log-format", "xml", "config", "show"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("expected text or json"));
+    for args in [["demo", "--runners", "0"], ["demo", "--rounds", "0"]] {
+        let out = ghcache(ws.path(), &args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            text(&out).contains("--runners, --rounds: runners and rounds must be at least 1"),
+            "{}",
+            text(&out)
+        );
+    }
 }
 
 #[test]
