@@ -112,6 +112,13 @@ settings! {
         env: ["GHCACHE_FLEET_TRUST_NON_LOOPBACK"],
         default: "false",
     }
+    /// longest a request waits for another token's fetch of the same resource (here or a member's) before fetching itself
+    in_flight_wait: Duration {
+        label: "in-flight wait",
+        key: "cache.in_flight_wait_ms" as Count => |ms: Count| Duration::from_millis(ms.0),
+        env: ["GHCACHE_IN_FLIGHT_WAIT_MS"],
+        default: "5000",
+    }
     /// whether a mesh member's copy is served before GitHub confirms it
     peer_trust: PeerTrust {
         label: "peer trust",
@@ -188,6 +195,13 @@ settings! {
         key: "p2p.peer_deadline_ms" as Count => |ms: Count| Duration::from_millis(ms.0),
         env: ["GHCACHE_PEER_DEADLINE_MS"],
         default: "50",
+    }
+    /// how far the peer deadline stretches when members answer slower (never below the peer deadline)
+    peer_deadline_max: Duration {
+        label: "peer deadline cap",
+        key: "p2p.peer_deadline_max_ms" as Count => |ms: Count| Duration::from_millis(ms.0),
+        env: ["GHCACHE_PEER_DEADLINE_MAX_MS"],
+        default: "1000",
     }
     /// separates fleets (gossip topic, registry records)
     network_id: String {

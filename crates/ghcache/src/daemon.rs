@@ -32,6 +32,7 @@ pub fn proxy_config(config: &Config) -> ProxyConfig {
     proxy.cache_enabled = config.cache_enabled.value;
     proxy.fleet_trust = config.fleet_trust.value;
     proxy.peer_deadline = config.peer_deadline.value;
+    proxy.in_flight_wait = config.in_flight_wait.value;
     proxy.peer_trust = match config.peer_trust.value {
         ghcache_config::PeerTrust::Verify => PeerTrust::Verify,
         ghcache_config::PeerTrust::Members => PeerTrust::Members,
@@ -218,6 +219,7 @@ async fn start_mesh(config: &Config, store: &Arc<Store>) -> anyhow::Result<Optio
     mesh.kademlia = discovery && config.dht.value;
     mesh.private_network = config.private_network.value;
     mesh.fetch_deadline = config.peer_deadline.value;
+    mesh.fetch_deadline_max = config.peer_deadline_max.value;
     let mesh = Mesh::start(mesh, store.clone())
         .await
         .context("cannot join the peer-to-peer mesh")?;
@@ -406,4 +408,44 @@ pub async fn run_fakehub(args: &FakehubArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     hub.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use ghcache_config::{Overrides, Sources, load};
+    use std::time::Duration;
+
+    #[test]
+    fn the_coalescing_settings_reach_the_proxy() {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = |env: &[(&str, &str)]| Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain([("HOME".to_owned(), dir.path().display().to_string())])
+                .collect(),
+            cwd: dir.path().to_owned(),
+        };
+        let default = load(&Overrides::default(), &sources(&[])).unwrap();
+        assert_eq!(
+            proxy_config(&default).in_flight_wait,
+            Duration::from_secs(5)
+        );
+        assert_eq!(default.peer_deadline_max.value, Duration::from_secs(1));
+        let set = load(
+            &Overrides::default(),
+            &sources(&[
+                ("GHCACHE_IN_FLIGHT_WAIT_MS", "1234"),
+                ("GHCACHE_PEER_DEADLINE_MAX_MS", "300"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            proxy_config(&set).in_flight_wait,
+            Duration::from_millis(1234)
+        );
+        assert_eq!(set.peer_deadline_max.value, Duration::from_millis(300));
+    }
 }
