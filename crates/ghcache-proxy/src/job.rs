@@ -4,8 +4,9 @@
 //! attributed) and runs the request with that job's counters in a task
 //! local, which `Proxy::exit`, `count_saved` and `account_upstream` add to
 //! beside the daemon's own (a flight's fetch, in a task of its own, is
-//! handed the job of the request that led it). So a job's numbers are the daemon's counters restricted to its
-//! requests, counted at the same places. Jobs are bounded (LRU).
+//! handed the job of the request that led it). So a job's numbers are the
+//! daemon's counters restricted to its requests, counted at the same
+//! places. Jobs are bounded (LRU).
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -88,7 +89,7 @@ pub(crate) async fn scope_if<F: std::future::Future>(
     f: F,
 ) -> F::Output {
     match job {
-        Some(job) => CURRENT.scope(job, f).await,
+        Some(job) => scope(job, f).await,
         None => f.await,
     }
 }
