@@ -54,16 +54,28 @@ pub fn start(cmd: Command) -> Daemon {
 }
 
 /// [`start`], also returning the JSON log events before "ready".
-pub fn start_logging(mut cmd: Command) -> (Daemon, Vec<serde_json::Value>) {
+pub fn start_logging(cmd: Command) -> (Daemon, Vec<serde_json::Value>) {
+    try_start_logging(cmd).unwrap_or_else(|said| panic!("{said}"))
+}
+
+/// [`start_logging`], or — when the daemon exits before it is ready —
+/// everything it said and how it ended.
+pub fn try_start_logging(mut cmd: Command) -> Result<(Daemon, Vec<serde_json::Value>), String> {
     let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let mut before_ready = Vec::new();
+    let mut said = Vec::new();
     let base = loop {
-        let line = lines
-            .next()
-            .expect("daemon exited before it was ready")
-            .unwrap();
+        let Some(line) = lines.next() else {
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            return Err(format!(
+                "daemon exited before it was ready ({status}); it said:\n{}",
+                said.join("\n")
+            ));
+        };
+        let line = line.unwrap();
+        said.push(line.clone());
         let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if let Some(proxy) = event["fields"]["proxy"].as_str() {
             break proxy.to_owned();
@@ -72,7 +84,7 @@ pub fn start_logging(mut cmd: Command) -> (Daemon, Vec<serde_json::Value>) {
     };
     // Keep draining stderr so the daemon never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (Daemon { child, base }, before_ready)
+    Ok((Daemon { child, base }, before_ready))
 }
 
 /// A loopback TCP port free right now (and its UDP twin, for QUIC).
@@ -209,21 +221,32 @@ pub fn mesh_daemon_with(
     secret: &str,
     extra_env: &[(&str, &str)],
 ) -> Daemon {
-    let port = free_port().to_string();
-    let mut env = vec![
-        ("GHCACHE_CLUSTER_SECRET", secret),
-        ("GHCACHE_P2P_LISTEN_IP", "127.0.0.1"),
-        ("CACHE_LISTEN_PORT", &port),
-        ("GHCACHE_REGISTRY_DIR", registry.to_str().unwrap()),
-        ("GHCACHE_MDNS", "false"),
-        // These tests are about sharing, not latency: a loaded CI machine
-        // running debug builds can miss the 50 ms production deadline,
-        // which correctly falls back to upstream. The deadline itself is
-        // tested in ghcache-mesh.
-        ("GHCACHE_PEER_DEADLINE_MS", "3000"),
-    ];
-    env.extend_from_slice(extra_env);
-    start(daemon_command(state, upstream, &env, &[]))
+    // A port free when picked can be taken by another test before the
+    // daemon binds it: that (and only that) earns another port.
+    let mut attempts = 0;
+    loop {
+        let port = free_port().to_string();
+        let mut env = vec![
+            ("GHCACHE_CLUSTER_SECRET", secret),
+            ("GHCACHE_P2P_LISTEN_IP", "127.0.0.1"),
+            ("CACHE_LISTEN_PORT", &port),
+            ("GHCACHE_REGISTRY_DIR", registry.to_str().unwrap()),
+            ("GHCACHE_MDNS", "false"),
+            // These tests are about sharing, not latency: a loaded CI machine
+            // running debug builds can miss the 50 ms production deadline,
+            // which correctly falls back to upstream. The deadline itself is
+            // tested in ghcache-mesh.
+            ("GHCACHE_PEER_DEADLINE_MS", "3000"),
+        ];
+        env.extend_from_slice(extra_env);
+        match try_start_logging(daemon_command(state, upstream, &env, &[])) {
+            Ok((daemon, _)) => return daemon,
+            Err(said) if attempts < 3 && said.contains("Address already in use") => {
+                attempts += 1;
+            }
+            Err(said) => panic!("{said}"),
+        }
+    }
 }
 
 /// A command's stdout and stderr, for assertions and failure messages.
