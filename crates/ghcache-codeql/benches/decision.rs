@@ -97,12 +97,12 @@ fn save_at(service: &CodeqlService, raw: &RawInputs, root: &Path, ancestor: usiz
         .first_parent_chain(ancestor)
         .unwrap();
     let at = &chain.commits[ancestor];
-    let bundle = SarifBundle {
-        files: vec![SarifFile {
-            name: "python.sarif".into(),
-            contents: br#"{"version":"2.1.0","runs":[{"results":[]}]}"#.to_vec(),
-        }],
-    };
+    let file = SarifFile::new(
+        "python.sarif",
+        br#"{"version":"2.1.0","runs":[{"results":[]}]}"#.to_vec(),
+    )
+    .unwrap();
+    let bundle = SarifBundle::new(vec![file]).unwrap();
     let packed = bundle.pack().unwrap();
     let record = AnalysisRecord {
         key: AnalysisKey::compute(&inputs, &at.tree),

@@ -38,17 +38,42 @@ pub enum BundleError {
     Io(String),
 }
 
-/// One SARIF file: its name in the SARIF directory and its bytes.
+/// One SARIF file: its name in the SARIF directory, its bytes, and its
+/// results per level (counted once, when its bytes were checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SarifFile {
-    pub name: String,
-    pub contents: Vec<u8>,
+    name: String,
+    contents: Vec<u8>,
+    counts: BTreeMap<String, u64>,
 }
 
-/// The files of one analysis.
+impl SarifFile {
+    /// A file under a plain name whose bytes are SARIF; refused otherwise.
+    pub fn new(name: impl Into<String>, contents: Vec<u8>) -> Result<SarifFile, BundleError> {
+        let name = name.into();
+        check_name(&name)?;
+        let counts = count_results(&name, &contents)?;
+        Ok(SarifFile {
+            name,
+            contents,
+            counts,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn contents(&self) -> &[u8] {
+        &self.contents
+    }
+}
+
+/// The files of one analysis: at least one, at most [`MAX_FILES`], names
+/// distinct, in name order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SarifBundle {
-    pub files: Vec<SarifFile>,
+    files: Vec<SarifFile>,
 }
 
 /// A name safe to join to the SARIF directory: one component, no `..`.
@@ -104,57 +129,54 @@ impl SarifBundle {
             if !name.ends_with(".sarif") || !entry.file_type().map_err(io)?.is_file() {
                 continue;
             }
-            check_name(&name)?;
             let contents = std::fs::read(entry.path()).map_err(io)?;
-            count_results(&name, &contents)?;
-            files.push(SarifFile { name, contents });
+            files.push(SarifFile::new(name, contents)?);
         }
         if files.is_empty() {
             return Err(BundleError::Empty(dir.display().to_string()));
         }
-        if files.len() > MAX_FILES {
-            return Err(BundleError::Corrupt(format!("more than {MAX_FILES} files")));
+        SarifBundle::new(files)
+    }
+
+    /// The bundle of `files` (each already checked by [`SarifFile::new`]):
+    /// refused when empty, over [`MAX_FILES`] or with a name twice.
+    pub fn new(mut files: Vec<SarifFile>) -> Result<SarifBundle, BundleError> {
+        if files.is_empty() || files.len() > MAX_FILES {
+            return Err(BundleError::Corrupt(format!(
+                "{} files (a bundle holds 1 to {MAX_FILES})",
+                files.len()
+            )));
         }
         files.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(pair) = files.windows(2).find(|pair| pair[0].name == pair[1].name) {
+            return Err(BundleError::Corrupt(format!(
+                "{} appears twice",
+                pair[0].name
+            )));
+        }
         Ok(SarifBundle { files })
+    }
+
+    pub fn files(&self) -> &[SarifFile] {
+        &self.files
     }
 
     /// Result counts per level, summed over the files.
     pub fn result_counts(&self) -> BTreeMap<String, u64> {
         let mut total = BTreeMap::new();
-        for file in &self.files {
-            if let Ok(counts) = count_results(&file.name, &file.contents) {
-                for (level, n) in counts {
-                    *total.entry(level).or_insert(0) += n;
-                }
-            }
+        for (level, n) in self.files.iter().flat_map(|file| &file.counts) {
+            *total.entry(level.clone()).or_insert(0) += n;
         }
         total
     }
 
     /// Packs the files: a small framed format, gzip-compressed.
     pub fn pack(&self) -> Result<Bytes, BundleError> {
-        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-        let io = |e: std::io::Error| BundleError::Io(e.to_string());
-        encoder.write_all(MAGIC).map_err(io)?;
-        encoder
-            .write_all(&(self.files.len() as u32).to_be_bytes())
-            .map_err(io)?;
-        for file in &self.files {
-            encoder
-                .write_all(&(file.name.len() as u32).to_be_bytes())
-                .map_err(io)?;
-            encoder.write_all(file.name.as_bytes()).map_err(io)?;
-            encoder
-                .write_all(&(file.contents.len() as u64).to_be_bytes())
-                .map_err(io)?;
-            encoder.write_all(&file.contents).map_err(io)?;
-        }
-        let packed = encoder.finish().map_err(io)?;
-        if packed.len() > MAX_BUNDLE_BYTES {
-            return Err(BundleError::TooLarge(packed.len()));
-        }
-        Ok(Bytes::from(packed))
+        pack_files(
+            self.files
+                .iter()
+                .map(|f| (f.name.as_str(), f.contents.as_slice())),
+        )
     }
 
     /// Checks `packed` against `cid`, then unpacks and validates it: every
@@ -194,6 +216,7 @@ impl SarifBundle {
                 .read_exact(&mut name)
                 .map_err(|_| corrupt("truncated name"))?;
             let name = String::from_utf8(name).map_err(|_| corrupt("file name not UTF-8"))?;
+            // Checked before its bytes are inflated.
             check_name(&name)?;
             let len = read_u64(&mut reader)?;
             total = total.saturating_add(len);
@@ -208,10 +231,9 @@ impl SarifBundle {
             if contents.len() as u64 != len {
                 return Err(corrupt("truncated file"));
             }
-            count_results(&name, &contents)?;
-            files.push(SarifFile { name, contents });
+            files.push(SarifFile::new(name, contents)?);
         }
-        Ok(SarifBundle { files })
+        SarifBundle::new(files)
     }
 
     /// Writes the files into `dir` (created if needed), replacing files of
@@ -225,6 +247,35 @@ impl SarifBundle {
         }
         Ok(())
     }
+}
+
+/// Packs `(name, contents)` pairs as given, checking nothing but the
+/// packed size ([`SarifBundle::pack`] packs checked files; tests pack
+/// what a hostile member might send).
+pub(crate) fn pack_files<'a>(
+    files: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<Bytes, BundleError> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    let io = |e: std::io::Error| BundleError::Io(e.to_string());
+    encoder.write_all(MAGIC).map_err(io)?;
+    encoder
+        .write_all(&(files.len() as u32).to_be_bytes())
+        .map_err(io)?;
+    for (name, contents) in files {
+        encoder
+            .write_all(&(name.len() as u32).to_be_bytes())
+            .map_err(io)?;
+        encoder.write_all(name.as_bytes()).map_err(io)?;
+        encoder
+            .write_all(&(contents.len() as u64).to_be_bytes())
+            .map_err(io)?;
+        encoder.write_all(contents).map_err(io)?;
+    }
+    let packed = encoder.finish().map_err(io)?;
+    if packed.len() > MAX_BUNDLE_BYTES {
+        return Err(BundleError::TooLarge(packed.len()));
+    }
+    Ok(Bytes::from(packed))
 }
 
 fn read_u32(reader: &mut impl Read) -> Result<u32, BundleError> {
@@ -250,11 +301,13 @@ mod tests {
     const SARIF: &str =
         r#"{"version":"2.1.0","runs":[{"results":[{"level":"error"},{},{"level":"note"}]}]}"#;
 
+    /// Built without the checks: some tests pack what `new` refuses.
     fn bundle(name: &str) -> SarifBundle {
         SarifBundle {
             files: vec![SarifFile {
                 name: name.into(),
                 contents: SARIF.as_bytes().to_vec(),
+                counts: count_results(name, SARIF.as_bytes()).unwrap_or_default(),
             }],
         }
     }
@@ -305,5 +358,42 @@ mod tests {
             SarifBundle::unpack_verified(&packed, &ContentId::of(&packed)),
             Err(BundleError::NotSarif { .. })
         ));
+    }
+
+    #[test]
+    fn a_file_is_checked_once_and_its_counts_kept() {
+        assert!(matches!(
+            SarifFile::new("../a.sarif", SARIF.as_bytes().to_vec()),
+            Err(BundleError::UnsafeName(_))
+        ));
+        assert!(matches!(
+            SarifFile::new("a.sarif", b"{}".to_vec()),
+            Err(BundleError::NotSarif { .. })
+        ));
+        let one = || SarifFile::new("a.sarif", SARIF.as_bytes().to_vec()).expect("sarif");
+        let two = SarifFile::new("b.sarif", SARIF.as_bytes().to_vec()).expect("sarif");
+        let bundle = SarifBundle::new(vec![two.clone(), one()]).expect("bundle");
+        let names: Vec<&str> = bundle.files().iter().map(SarifFile::name).collect();
+        assert_eq!(names, ["a.sarif", "b.sarif"]);
+        assert_eq!(bundle.result_counts().get("error"), Some(&2));
+        assert_eq!(bundle.result_counts().get("warning"), Some(&2));
+        assert!(matches!(
+            SarifBundle::new(vec![one(), two, one()]),
+            Err(BundleError::Corrupt(_))
+        ));
+        assert!(matches!(
+            SarifBundle::new(Vec::new()),
+            Err(BundleError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_a_packed_bundle_naming_a_file_twice() {
+        let mut b = bundle("a.sarif");
+        b.files.push(b.files[0].clone());
+        let packed = b.pack().expect("pack");
+        let err = SarifBundle::unpack_verified(&packed, &ContentId::of(&packed))
+            .expect_err("a name twice");
+        assert!(matches!(err, BundleError::Corrupt(_)), "{err}");
     }
 }

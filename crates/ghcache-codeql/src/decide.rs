@@ -437,7 +437,7 @@ pub fn prepare_save(
         results: bundle.result_counts(),
         bundle_cid: ContentId::of(&packed).to_string(),
         bundle_len: packed.len() as u64,
-        files: bundle.files.iter().map(|f| f.name.clone()).collect(),
+        files: bundle.files().iter().map(|f| f.name().to_owned()).collect(),
     };
     Ok(SaveRequest {
         record,

@@ -8,6 +8,12 @@ use std::process::Command;
 /// A small SARIF log with one result per level given.
 pub const SARIF: &str = r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"CodeQL"}},"results":[{"level":"error","message":{"text":"x"}}]}]}"#;
 
+/// A packed bundle of `files` exactly as given, unchecked: what a hostile
+/// runner or member might send.
+pub fn pack_unchecked(files: &[(&str, &[u8])]) -> bytes::Bytes {
+    crate::bundle::pack_files(files.iter().copied()).unwrap()
+}
+
 /// The git CLI. Under `CI=true` its absence fails the test; elsewhere the
 /// caller skips, saying so.
 pub fn git_cli() -> Option<PathBuf> {
