@@ -325,7 +325,9 @@ impl Proxy {
             let reason = format!("upstream answered {status}");
             return self.serve_hit(&ctx, hit, Outcome::Stale, Some(&reason));
         }
-        if status != StatusCode::NOT_MODIFIED {
+        // One store (and one announcement) per flight, whichever of its
+        // requests gets here first: they all serve the same answer.
+        if status != StatusCode::NOT_MODIFIED && fetched.first_to_keep() {
             self.store_fetched(
                 &ctx,
                 &fetched,
@@ -551,7 +553,9 @@ impl Proxy {
             initial_age_ms(&fetched.headers, fetched.sent_at_ms, fetched.received_at_ms);
         meta.last_access_ms = fetched.received_at_ms;
         meta.stale = false;
-        self.keep(ctx, meta.clone(), hit.body.clone());
+        if fetched.first_to_keep() {
+            self.keep(ctx, meta.clone(), hit.body.clone());
+        }
         if ctx.authorization().is_some() {
             self.count_saved(ctx);
         }

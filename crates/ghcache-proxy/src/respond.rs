@@ -95,6 +95,7 @@ impl Proxy {
             body,
             sent_at_ms,
             received_at_ms: now_ms(),
+            kept: Default::default(),
         };
         if is_rate_limit_refusal(&fetched) {
             self.inner.quotas.observe_refusal(

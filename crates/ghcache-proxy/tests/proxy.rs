@@ -3,10 +3,15 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{rig, rig_with};
+use ghcache_core::{ContentId, Partition, PartitionSecret, ResourceId};
 use ghcache_fakehub::{FakeHubConfig, FaultConfig, LatencyProfile};
+use ghcache_proxy::{PeerFuture, PeerSource, Proxy, ProxyConfig};
+use ghcache_store::{Store, StoreConfig};
 
 fn runs(repo: &str) -> String {
     format!("/repos/{repo}/actions/runs?per_page=30")
@@ -108,6 +113,71 @@ async fn fifty_concurrent_identical_requests_make_one_upstream_request() {
         coalesced + missed + replies.iter().filter(|r| r.outcome() == "HIT").count(),
         50
     );
+}
+
+/// A mesh that has no copies and counts what the proxy tells it.
+#[derive(Default)]
+struct CountingPeers {
+    announced: AtomicUsize,
+    held: AtomicUsize,
+}
+
+impl PeerSource for CountingPeers {
+    fn lookup<'a>(&'a self, _: &'a ResourceId, _: &'a Partition, _: Duration) -> PeerFuture<'a> {
+        Box::pin(std::future::ready(None))
+    }
+    fn announce_version(&self, _: &ResourceId, _: &ContentId, _: Option<&str>, _: u64) {
+        self.announced.fetch_add(1, Ordering::SeqCst);
+    }
+    fn announce_invalidation(&self, _: &[String]) {}
+    fn hold(&self, _: &ResourceId) {
+        self.held.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_shared_answer_is_stored_and_announced_once() {
+    let hub = ghcache_fakehub::FakeHub::start(FakeHubConfig {
+        latency: LatencyProfile::uniform(Duration::from_millis(300), Duration::ZERO),
+        ..FakeHubConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("cache"), StoreConfig::default()).unwrap());
+    let peers = Arc::new(CountingPeers::default());
+    let proxy = Proxy::new(
+        ProxyConfig::new("127.0.0.1:0".parse().unwrap(), hub.base_url()),
+        store,
+        PartitionSecret::generate(),
+    )
+    .unwrap()
+    .with_peers(peers.clone())
+    .unwrap()
+    .serve()
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{}{}", proxy.base_url(), runs(hub.world().public_repo()));
+    let alice = format!("token {}", hub.world().pat("alice"));
+    let outcomes = futures_util::future::join_all((0..20).map(|_| async {
+        let response = client
+            .get(&url)
+            .header("authorization", &alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.headers()["x-ghcache"].to_str().unwrap().to_owned()
+    }))
+    .await;
+    assert_eq!(hub.stats().identity("user:alice").requests, 1);
+    let coalesced = outcomes.iter().filter(|o| *o == "COALESCED").count();
+    assert!(coalesced > 0, "no request shared the flight: {outcomes:?}");
+    // Each coalesced request used to store the answer again and announce
+    // the same version to the fleet once more.
+    assert_eq!(peers.announced.load(Ordering::SeqCst), 1, "{outcomes:?}");
+    assert_eq!(peers.held.load(Ordering::SeqCst), 1, "{outcomes:?}");
 }
 
 async fn futures_join<F, Fut>(n: usize, make: F) -> Vec<common::Reply>
