@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use crate::causes::Cause;
 use crate::foreign::Foreign;
+use crate::freshness::secondary_key;
 use crate::headers;
 use crate::pipeline::Ctx;
 use crate::respond::resumed_body;
@@ -48,6 +49,17 @@ pub(crate) enum FlightResult {
 }
 
 pub(crate) type Flight = Shared<BoxFuture<'static, FlightResult>>;
+
+/// What a flight's fetch needs of the request that started it.
+struct Leader {
+    partition: Partition,
+    path: String,
+    authenticated: bool,
+    proxy_base: Arc<str>,
+    /// For the answer's secondary key: a request that joins with other
+    /// values of the headers its `Vary` names may not share it.
+    headers: HeaderMap,
+}
 
 /// Keeps a flight joinable until its fetch has ended *and* its leader has
 /// acted on the answer (stored it): a request arriving in between joins
@@ -88,10 +100,13 @@ impl Proxy {
         }
         let request = self.upstream_request(ctx, validator.as_ref());
         let this = self.clone();
-        let partition = ctx.partition;
-        let path = ctx.path().to_owned();
-        let authenticated = ctx.authorization().is_some();
-        let proxy_base = ctx.proxy_base.clone();
+        let leader = Leader {
+            partition: ctx.partition,
+            path: ctx.path().to_owned(),
+            authenticated: ctx.authorization().is_some(),
+            proxy_base: ctx.proxy_base.clone(),
+            headers: ctx.headers.clone(),
+        };
         let ends = Arc::new(AtomicU8::new(2));
         let hold = |proxy: Proxy| FlightHold {
             proxy,
@@ -105,17 +120,7 @@ impl Proxy {
         let task = tokio::spawn(crate::job::scope_if(job, async move {
             let result = match request {
                 Err(failure) => FlightResult::Failed(Arc::new(failure)),
-                Ok(request) => {
-                    this.fetch(
-                        request,
-                        &partition,
-                        &path,
-                        authenticated,
-                        &proxy_base,
-                        cause,
-                    )
-                    .await
-                }
+                Ok(request) => this.fetch(request, &leader, cause).await,
             };
             drop(task_hold);
             result
@@ -134,15 +139,14 @@ impl Proxy {
         (flight, Some(leader_hold))
     }
 
-    async fn fetch(
-        &self,
-        request: Request<Body>,
-        partition: &Partition,
-        path: &str,
-        authenticated: bool,
-        proxy_base: &str,
-        cause: Cause,
-    ) -> FlightResult {
+    async fn fetch(&self, request: Request<Body>, leader: &Leader, cause: Cause) -> FlightResult {
+        let Leader {
+            partition,
+            path,
+            authenticated,
+            proxy_base,
+            headers: asked,
+        } = leader;
         let upstream = &self.inner.upstream;
         let sent_at = crate::proxy::now_ms();
         let response = match upstream.send(request).await {
@@ -161,7 +165,7 @@ impl Proxy {
             path,
             parts.status,
             &parts.headers,
-            authenticated,
+            *authenticated,
             cause,
         );
         let budget = crate::upstream::Budget::new(
@@ -173,7 +177,9 @@ impl Proxy {
             .await
         {
             Ok(Ok(body)) => {
-                FlightResult::Done(Arc::new(self.read_answer(partition, parts, body, sent_at)))
+                let mut fetched = self.read_answer(partition, parts, body, sent_at);
+                fetched.secondary = secondary_key(&fetched.headers, asked);
+                FlightResult::Done(Arc::new(fetched))
             }
             Ok(Err((prefix, rest))) => {
                 let mut response = Response::from_parts(parts, resumed_body(prefix, rest));

@@ -307,6 +307,11 @@ impl Proxy {
             }
             FlightResult::Done(fetched) => fetched,
         };
+        if !leader && !secondary_key_matches(&fetched.secondary, &ctx.headers, ctx.present) {
+            // Asked with other values of the headers the answer's `Vary`
+            // names than the request it answered (RFC 9111 §4.1).
+            return Box::pin(self.cacheable_alone(ctx)).await;
+        }
         let status = fetched.status;
         if status == StatusCode::NOT_MODIFIED {
             if let Some(hit) = held {
@@ -358,7 +363,8 @@ impl Proxy {
             && !self.invalidated_since(ctx.path(), meta.stored_at_ms)
     }
 
-    /// A request that could not share an oversized flight: fetch alone.
+    /// A request that could not share a flight's answer (oversized, or
+    /// for other `Vary` values): fetch alone.
     async fn cacheable_alone(&self, ctx: Box<Ctx>) -> Served {
         let request = match self.upstream_request(&ctx, client_validator(&ctx).as_ref()) {
             Ok(r) => r,

@@ -96,6 +96,7 @@ impl Proxy {
             sent_at_ms,
             received_at_ms: now_ms(),
             kept: Default::default(),
+            secondary: Vec::new(),
         };
         if is_rate_limit_refusal(&fetched) {
             self.inner.quotas.observe_refusal(

@@ -56,6 +56,9 @@ pub struct Fetched {
     /// Set by the first of a flight's requests to store (or refresh) this
     /// answer: the others serve it without storing and announcing it again.
     pub kept: std::sync::atomic::AtomicBool,
+    /// The values the request it answered had for the headers its `Vary`
+    /// names (the secondary key; empty when read for no one request).
+    pub secondary: Vec<(String, Option<String>)>,
 }
 
 impl Fetched {

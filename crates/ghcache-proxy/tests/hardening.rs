@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::origin::{Seen, json, origin};
+use common::origin::{Seen, json, origin, slow_origin};
 use common::{Reply, start_proxy};
 use ghcache_core::{Partition, PartitionSecret, ResourceId};
 use ghcache_proxy::{PeerCopy, PeerFuture, PeerSource, PeerTrust, Proxy, ProxyConfig};
@@ -185,6 +185,49 @@ async fn each_usual_vary_name_a_request_carries_selects_another_copy() {
         assert_ne!(without.outcome(), "HIT", "{}", extra.0);
         assert_eq!(f.get(path, &[token]).await.outcome(), "HIT", "{}", extra.0);
     }
+}
+
+// Concurrent identical requests share one fetch, but the answer is for
+// the values its request had of the headers `Vary` names: a request with
+// other values must not be handed it.
+#[tokio::test]
+async fn a_shared_fetch_is_not_handed_to_a_request_with_other_vary_values() {
+    let up = slow_origin(Duration::from_millis(300), |seen: &Seen| {
+        let mut response = varies(seen);
+        let asked = seen.header("x-requested-with").map(hex::encode);
+        *response.body_mut() = Full::new(Bytes::from(
+            serde_json::json!({ "x_requested_with": asked }).to_string(),
+        ));
+        response
+    })
+    .await;
+    let f = front(&up.base_url(), |_| {}).await;
+    let token: (&str, &[u8]) = ("authorization", b"token tokA");
+    let values: [&[u8]; 2] = [b"one", b"two"];
+    let replies = futures_util::future::join_all((0..20).map(|i| {
+        let value = values[i % 2];
+        let f = &f;
+        async move {
+            let reply = f
+                .get("/repos/acme/varied", &[token, ("x-requested-with", value)])
+                .await;
+            (value, reply)
+        }
+    }))
+    .await;
+    for (value, reply) in &replies {
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.json()["x_requested_with"],
+            hex::encode(value),
+            "{} got another request's answer",
+            reply.outcome()
+        );
+    }
+    let outcomes: Vec<&str> = replies.iter().map(|(_, r)| r.outcome()).collect();
+    // Some requests did join a flight of the other value, and fetched alone.
+    assert!(outcomes.contains(&"BYPASS"), "{outcomes:?}");
+    assert!(outcomes.contains(&"COALESCED"), "{outcomes:?}");
 }
 
 // Item 1: a key header that is not visible ASCII was keyed as absent.

@@ -53,6 +53,15 @@ impl Origin {
 pub async fn origin(
     handler: impl Fn(&Seen) -> Response<Full<Bytes>> + Send + Sync + 'static,
 ) -> Origin {
+    slow_origin(std::time::Duration::ZERO, handler).await
+}
+
+/// [`origin`], each answer sent `latency` after its request arrived (a
+/// slow GitHub, so that concurrent requests overlap).
+pub async fn slow_origin(
+    latency: std::time::Duration,
+    handler: impl Fn(&Seen) -> Response<Full<Bytes>> + Send + Sync + 'static,
+) -> Origin {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -78,7 +87,12 @@ pub async fn origin(
                     };
                     let response = handler(&seen);
                     log.lock().push(seen);
-                    async move { Ok::<_, std::convert::Infallible>(response) }
+                    async move {
+                        if !latency.is_zero() {
+                            tokio::time::sleep(latency).await;
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
