@@ -28,6 +28,9 @@ pub(crate) struct FlightKey {
     /// The validator sent, if any: requests with different conditionals
     /// cannot share an answer.
     validator: Option<Validator>,
+    /// Where the clients reached us: an answer too large to store is
+    /// streamed to one of them with its links rewritten to point here.
+    proxy_base: Arc<str>,
 }
 
 /// The conditional an upstream request carries.
@@ -93,6 +96,7 @@ impl Proxy {
             resource: ctx.resource,
             partition: ctx.partition,
             validator: validator.clone(),
+            proxy_base: ctx.proxy_base.clone(),
         };
         let mut flights = self.inner.flights.lock();
         if let Some(flight) = flights.get(&key) {
@@ -376,5 +380,30 @@ mod tests {
         assert!(hold.is_some(), "a finished flight was left joinable");
         assert!(matches!(flight.await, FlightResult::Done(_)));
         assert_eq!(hub.stats().totals.requests, 3);
+    }
+
+    /// An answer too large to store is streamed to one request with its
+    /// links rewritten for the address that request reached: a request
+    /// that reached us at another address never shares its flight.
+    #[tokio::test]
+    async fn requests_that_reached_another_address_lead_their_own_flight() {
+        let hub = FakeHub::start(FakeHubConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (proxy, ctx) = proxy_and_ctx(&hub, dir.path()).await;
+        let cause = Cause::NoCopyUnclaimed;
+        let (_flight, first) = proxy.flight(&ctx, None, cause);
+        let (_same, joined) = proxy.flight(&ctx, None, cause);
+        assert!(first.is_some() && joined.is_none());
+        let elsewhere = Ctx {
+            proxy_base: Arc::from("http://172.17.0.1:1"),
+            headers: ctx.headers.clone(),
+            uri: ctx.uri.clone(),
+            ..ctx
+        };
+        let (_other, led) = proxy.flight(&elsewhere, None, cause);
+        assert!(
+            led.is_some(),
+            "joined a flight streamed for another address"
+        );
     }
 }
