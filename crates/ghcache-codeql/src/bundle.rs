@@ -148,10 +148,16 @@ impl SarifBundle {
             )));
         }
         files.sort_by(|a, b| a.name.cmp(&b.name));
-        if let Some(pair) = files.windows(2).find(|pair| pair[0].name == pair[1].name) {
+        // Case-blind: restored on a case-insensitive file system, `a.sarif`
+        // and `A.sarif` are one file.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = files
+            .iter()
+            .find(|f| !seen.insert(f.name.to_ascii_lowercase()))
+        {
             return Err(BundleError::Corrupt(format!(
-                "{} appears twice",
-                pair[0].name
+                "{} appears twice (letter case aside)",
+                twice.name
             )));
         }
         Ok(SarifBundle { files })
@@ -379,6 +385,11 @@ mod tests {
         assert_eq!(bundle.result_counts().get("warning"), Some(&2));
         assert!(matches!(
             SarifBundle::new(vec![one(), two, one()]),
+            Err(BundleError::Corrupt(_))
+        ));
+        let upper = SarifFile::new("A.SARIF", SARIF.as_bytes().to_vec()).expect("sarif");
+        assert!(matches!(
+            SarifBundle::new(vec![one(), upper]),
             Err(BundleError::Corrupt(_))
         ));
         assert!(matches!(

@@ -240,8 +240,16 @@ impl CodeqlService {
                 record.bundle_cid
             )));
         }
-        SarifBundle::unpack_verified(&packed, &cid)
+        let bundle = SarifBundle::unpack_verified(&packed, &cid)
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        // The record is what jobs are told about the analysis: its counts
+        // and names must be the bundle's.
+        let names: Vec<&str> = bundle.files().iter().map(|f| f.name()).collect();
+        if record.files != names || record.results != bundle.result_counts() {
+            return Err(ServiceError::BadRequest(
+                "the record's files or result counts are not the bundle's".into(),
+            ));
+        }
         let body =
             serde_json::to_vec(record).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         self.put_checked(self.bundle_id(&cid), Bytes::from(packed))?;

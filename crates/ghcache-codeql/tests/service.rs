@@ -66,6 +66,19 @@ async fn saves_are_checked_and_survive_a_restart() {
                 .to_string()
                 .contains("names bundle")
         );
+        let mut miscounted = request("python.sarif");
+        miscounted.record.results = [("note".to_owned(), 7)].into();
+        let mut renamed = request("python.sarif");
+        renamed.record.files = vec!["other.sarif".into()];
+        for lying in [miscounted, renamed] {
+            assert!(
+                service
+                    .save(&lying)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("not the bundle's")
+            );
+        }
         let traversal = request("../../etc/cron.d/x.sarif");
         assert!(
             service

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use crate::causes::Cause;
 use crate::foreign::Foreign;
-use crate::freshness::secondary_key;
+use crate::freshness::{secondary_key, secondary_key_matches};
 use crate::headers;
 use crate::pipeline::Ctx;
 use crate::respond::resumed_body;
@@ -28,9 +28,6 @@ pub(crate) struct FlightKey {
     /// The validator sent, if any: requests with different conditionals
     /// cannot share an answer.
     validator: Option<Validator>,
-    /// Where the clients reached us: an answer too large to store is
-    /// streamed to one of them with its links rewritten to point here.
-    proxy_base: Arc<str>,
 }
 
 /// The conditional an upstream request carries.
@@ -47,8 +44,72 @@ pub(crate) enum Validator {
 pub(crate) enum FlightResult {
     Done(Arc<Fetched>),
     Failed(Arc<UpstreamFailure>),
-    /// Over the cacheable size: the first taker streams it, others retry alone.
-    TooLarge(Arc<Mutex<Option<Response<Body>>>>),
+    /// Over the cacheable size: streamed to one request that may take it
+    /// ([`Oversized::take_for`]); the others fetch alone.
+    TooLarge(Arc<Oversized>),
+}
+
+/// An answer too large to store, streamed as it arrives.
+pub(crate) struct Oversized {
+    stream: Mutex<Option<Response<Body>>>,
+    /// Its links are rewritten to point here.
+    proxy_base: Arc<str>,
+    /// The leader's values of the headers the answer's `Vary` names.
+    secondary: Vec<(String, Option<String>)>,
+}
+
+impl Oversized {
+    /// The stream, for the first request that may take it: one that
+    /// reached us where the leader did, with the leader's values of the
+    /// headers the answer's `Vary` names.
+    pub(crate) fn take_for(&self, ctx: &Ctx) -> Option<Response<Body>> {
+        if *self.proxy_base != *ctx.proxy_base
+            || !secondary_key_matches(&self.secondary, &ctx.headers, ctx.present)
+        {
+            return None;
+        }
+        self.stream.lock().take()
+    }
+}
+
+/// Who stores a flight's answer: its leader, whose hold keeps the flight
+/// (and its claim) open until it has; or, when the leader went away
+/// before acting, the first joiner to find that out.
+#[derive(Clone, Default)]
+pub(crate) struct Keeper(Arc<AtomicU8>);
+
+const PENDING: u8 = 0;
+const KEPT: u8 = 1;
+const ORPHANED: u8 = 2;
+
+impl Keeper {
+    fn take(&self, from: u8) -> bool {
+        self.0
+            .compare_exchange(from, KEPT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// A request's part in a flight.
+pub(crate) enum Role {
+    /// It started the flight; the hold lives as long as the request.
+    Leader(FlightHold),
+    Joiner(Keeper),
+}
+
+impl Role {
+    pub(crate) fn leads(&self) -> bool {
+        matches!(self, Role::Leader(_))
+    }
+
+    /// Whether this request is the one to store (or refresh) the answer;
+    /// true at most once per flight.
+    pub(crate) fn keeps(&self) -> bool {
+        match self {
+            Role::Leader(hold) => hold.keeper.as_ref().is_some_and(|k| k.take(PENDING)),
+            Role::Joiner(keeper) => keeper.take(ORPHANED),
+        }
+    }
 }
 
 pub(crate) type Flight = Shared<BoxFuture<'static, FlightResult>>;
@@ -73,10 +134,19 @@ pub(crate) struct FlightHold {
     key: FlightKey,
     /// Holds not yet dropped (of the two).
     ends: Arc<AtomicU8>,
+    /// The leader's hold: dropped before the leader kept the answer, it
+    /// hands the keeping to a joiner.
+    keeper: Option<Keeper>,
 }
 
 impl Drop for FlightHold {
     fn drop(&mut self) {
+        if let Some(keeper) = &self.keeper {
+            let _ =
+                keeper
+                    .0
+                    .compare_exchange(PENDING, ORPHANED, Ordering::AcqRel, Ordering::Acquire);
+        }
         if self.ends.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.proxy.inner.flights.lock().remove(&self.key);
         }
@@ -91,16 +161,15 @@ impl Proxy {
         ctx: &Ctx,
         validator: Option<Validator>,
         cause: Cause,
-    ) -> (Flight, Option<FlightHold>) {
+    ) -> (Flight, Role) {
         let key = FlightKey {
             resource: ctx.resource,
             partition: ctx.partition,
             validator: validator.clone(),
-            proxy_base: ctx.proxy_base.clone(),
         };
         let mut flights = self.inner.flights.lock();
-        if let Some(flight) = flights.get(&key) {
-            return (flight.clone(), None);
+        if let Some((flight, keeper)) = flights.get(&key) {
+            return (flight.clone(), Role::Joiner(keeper.clone()));
         }
         let request = self.upstream_request(ctx, validator.as_ref());
         let this = self.clone();
@@ -112,12 +181,14 @@ impl Proxy {
             headers: ctx.headers.clone(),
         };
         let ends = Arc::new(AtomicU8::new(2));
-        let hold = |proxy: Proxy| FlightHold {
-            proxy,
+        let keeper = Keeper::default();
+        let hold = |keeper: Option<Keeper>| FlightHold {
+            proxy: self.clone(),
             key: key.clone(),
             ends: ends.clone(),
+            keeper,
         };
-        let (task_hold, leader_hold) = (hold(self.clone()), hold(self.clone()));
+        let (task_hold, leader_hold) = (hold(None), hold(Some(keeper.clone())));
         // Spawned so that a client hanging up never cancels the others' answer;
         // its exchange counts for the job whose request led it.
         let job = crate::job::current();
@@ -139,8 +210,8 @@ impl Proxy {
         }
         .boxed()
         .shared();
-        flights.insert(key, flight.clone());
-        (flight, Some(leader_hold))
+        flights.insert(key, (flight.clone(), keeper));
+        (flight, Role::Leader(leader_hold))
     }
 
     async fn fetch(&self, request: Request<Body>, leader: &Leader, cause: Cause) -> FlightResult {
@@ -186,11 +257,16 @@ impl Proxy {
                 FlightResult::Done(Arc::new(fetched))
             }
             Ok(Err((prefix, rest))) => {
+                let secondary = secondary_key(&parts.headers, asked);
                 let mut response = Response::from_parts(parts, resumed_body(prefix, rest));
                 headers::strip_hop_by_hop(response.headers_mut());
                 let status = response.status();
                 self.rewrite_for_client(status, response.headers_mut(), proxy_base);
-                FlightResult::TooLarge(Arc::new(Mutex::new(Some(response))))
+                FlightResult::TooLarge(Arc::new(Oversized {
+                    stream: Mutex::new(Some(response)),
+                    proxy_base: proxy_base.clone(),
+                    secondary,
+                }))
             }
             Err(failure) => {
                 self.inner
@@ -303,10 +379,6 @@ impl Proxy {
     }
 }
 
-pub(crate) fn take_stream(slot: &Mutex<Option<Response<Body>>>) -> Option<Response<Body>> {
-    slot.lock().take()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -361,49 +433,92 @@ mod tests {
         let cause = Cause::NoCopyUnclaimed;
 
         // The fetch ends while the leader still holds on: joined.
-        let (flight, hold) = proxy.flight(&ctx, None, cause);
-        assert!(hold.is_some(), "the first request leads");
+        let (flight, leader) = proxy.flight(&ctx, None, cause);
+        assert!(leader.leads(), "the first request leads");
         assert!(matches!(flight.await, FlightResult::Done(_)));
-        let (joined, none) = proxy.flight(&ctx, None, cause);
-        assert!(none.is_none(), "a new fetch while the leader was not done");
+        let (joined, joiner) = proxy.flight(&ctx, None, cause);
+        assert!(!joiner.leads(), "a new fetch while the leader was not done");
         assert!(matches!(joined.await, FlightResult::Done(_)));
         assert_eq!(hub.stats().totals.requests, 1);
 
         // The leader done too: the next request leads a new fetch.
-        drop(hold);
-        let (flight, hold) = proxy.flight(&ctx, None, cause);
-        assert!(hold.is_some());
+        drop(leader);
+        let (flight, leader) = proxy.flight(&ctx, None, cause);
+        assert!(leader.leads());
         // A leader gone before its fetch ends: removed when the fetch ends.
-        drop(hold);
+        drop(leader);
         assert!(matches!(flight.await, FlightResult::Done(_)));
-        let (flight, hold) = proxy.flight(&ctx, None, cause);
-        assert!(hold.is_some(), "a finished flight was left joinable");
+        let (flight, leader) = proxy.flight(&ctx, None, cause);
+        assert!(leader.leads(), "a finished flight was left joinable");
         assert!(matches!(flight.await, FlightResult::Done(_)));
         assert_eq!(hub.stats().totals.requests, 3);
     }
 
-    /// An answer too large to store is streamed to one request with its
-    /// links rewritten for the address that request reached: a request
-    /// that reached us at another address never shares its flight.
+    /// The leader stores a flight's answer (its hold keeps the flight and
+    /// its claim open until then); a joiner only once the leader is gone
+    /// without having stored it; never two of them.
     #[tokio::test]
-    async fn requests_that_reached_another_address_lead_their_own_flight() {
+    async fn the_leader_keeps_the_answer_and_a_joiner_only_in_its_absence() {
         let hub = FakeHub::start(FakeHubConfig::default()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (proxy, ctx) = proxy_and_ctx(&hub, dir.path()).await;
         let cause = Cause::NoCopyUnclaimed;
-        let (_flight, first) = proxy.flight(&ctx, None, cause);
-        let (_same, joined) = proxy.flight(&ctx, None, cause);
-        assert!(first.is_some() && joined.is_none());
-        let elsewhere = Ctx {
-            proxy_base: Arc::from("http://172.17.0.1:1"),
-            headers: ctx.headers.clone(),
-            uri: ctx.uri.clone(),
-            ..ctx
+        let (flight, leader) = proxy.flight(&ctx, None, cause);
+        let (_, joiner) = proxy.flight(&ctx, None, cause);
+        assert!(!joiner.keeps(), "a joiner kept while the leader was there");
+        assert!(leader.keeps());
+        assert!(!leader.keeps() && !joiner.keeps(), "kept twice");
+        // Ended (its fetch and its leader): the next request leads anew.
+        flight.await;
+        drop((leader, joiner));
+
+        let (flight, leader) = proxy.flight(&ctx, None, cause);
+        assert!(leader.leads());
+        let (_, first) = proxy.flight(&ctx, None, cause);
+        let (_, second) = proxy.flight(&ctx, None, cause);
+        flight.await;
+        drop(leader);
+        assert!(first.keeps(), "no one kept the answer of a leader gone");
+        assert!(!second.keeps(), "kept twice");
+    }
+
+    /// An answer too large to store is streamed to one request, with its
+    /// links rewritten for the address the leader reached and fetched for
+    /// the leader's values of the headers its `Vary` names.
+    #[tokio::test]
+    async fn an_oversized_answer_goes_only_to_a_request_it_was_fetched_for() {
+        let hub = FakeHub::start(FakeHubConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (_proxy, ctx) = proxy_and_ctx(&hub, dir.path()).await;
+        let with = |base: &str, value: Option<&'static str>| {
+            let mut headers = ctx.headers.clone();
+            if let Some(value) = value {
+                headers.insert("x-requested-with", HeaderValue::from_static(value));
+            }
+            Ctx {
+                uri: ctx.uri.clone(),
+                present: Scan::of(&headers).present,
+                headers,
+                head_only: false,
+                partition: ctx.partition,
+                resource: ctx.resource,
+                proxy_base: Arc::from(base),
+                client_cc: Default::default(),
+            }
         };
-        let (_other, led) = proxy.flight(&elsewhere, None, cause);
-        assert!(
-            led.is_some(),
-            "joined a flight streamed for another address"
-        );
+        let oversized = Oversized {
+            stream: Mutex::new(Some(Response::new(Body::empty()))),
+            proxy_base: Arc::from("http://127.0.0.1:1"),
+            secondary: vec![("x-requested-with".into(), Some("one".into()))],
+        };
+        let elsewhere = with("http://172.17.0.1:1", Some("one"));
+        assert!(oversized.take_for(&elsewhere).is_none(), "another address");
+        let other_value = with("http://127.0.0.1:1", Some("two"));
+        assert!(oversized.take_for(&other_value).is_none(), "another value");
+        let without = with("http://127.0.0.1:1", None);
+        assert!(oversized.take_for(&without).is_none(), "no value");
+        let same = with("http://127.0.0.1:1", Some("one"));
+        assert!(oversized.take_for(&same).is_some());
+        assert!(oversized.take_for(&same).is_none(), "streamed twice");
     }
 }

@@ -189,6 +189,10 @@ pub(crate) fn secondary_key_matches(
     present: Present,
 ) -> bool {
     key.iter().all(|(name, stored)| {
+        // `Vary: *` matches no request (RFC 9111 §4.1).
+        if name == "*" {
+            return false;
+        }
         let mut values = match usual_name(name) {
             Some((_, bit)) if !present.any(bit) => return stored.is_none(),
             Some((known, _)) => request.get_all(known).iter(),
@@ -378,5 +382,14 @@ mod tests {
             assert!(!matches(&upper, &map(&[])));
         }
         assert_eq!(usual_name("foo"), None);
+    }
+
+    #[test]
+    fn vary_star_matches_no_request() {
+        let response = map(&[("vary", "Accept, *")]);
+        for request in [map(&[]), map(&[("x-requested-with", "a")])] {
+            let key = secondary_key(&response, &request);
+            assert!(!matches(&key, &request), "{key:?}");
+        }
     }
 }

@@ -4,11 +4,12 @@
 //! (a SHA-256 of the request's key) of the thread's last request are
 //! reused while what they were computed from is exactly the same.
 //!
-//! The token itself is not kept: the memo holds a keyed SipHash-1-3-128 of
-//! it, keyed from the partition secret. The hash never leaves the process,
-//! so a forger would need a 128-bit collision under a key it cannot see or
-//! probe; 1-3 (the rounds std's `HashMap` uses) costs about half of 2-4 on
-//! every request. The resource key's bytes are kept and compared in full.
+//! The token itself is not kept: the memo holds a SipHash-1-3-128 of it,
+//! keyed from the partition secret. The hash never leaves the process, so
+//! taking another token's partition would need a 128-bit collision under
+//! a key no client can see or probe. 1-3 costs about half of 2-4 on every
+//! request (it is less studied; BENCHMARKS.md, eighth pass, says why it is
+//! enough here). The resource key's bytes are kept and compared in full.
 
 use std::cell::RefCell;
 use std::hash::Hasher;

@@ -14,7 +14,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::causes::Cause;
-use crate::flight::{FlightResult, Validator, take_stream};
+use crate::flight::{FlightResult, Role, Validator};
 use crate::foreign::Foreign;
 use crate::freshness::{
     explicit_lifetime, initial_age_ms, refuse_to_store, secondary_key, secondary_key_matches,
@@ -284,10 +284,10 @@ impl Proxy {
             (None, None, Some(end)) => Cause::NoCopy(end),
             (None, None, None) => Cause::NoCopyUnclaimed,
         };
-        // `hold` (the leader's) lives to the end: until our answer is
-        // stored, identical requests join this flight, not a new one.
-        let (flight, hold) = self.flight(&ctx, validator.clone(), cause);
-        let leader = hold.is_some();
+        // `role` lives to the end: a leader's hold keeps the flight
+        // joinable until our answer is stored.
+        let (flight, role) = self.flight(&ctx, validator.clone(), cause);
+        let leader = role.leads();
         let result = flight.await;
         let shared = (!leader).then_some(Outcome::Coalesced);
 
@@ -299,8 +299,8 @@ impl Proxy {
                     None => Served::new(upstream_failed(&failure), Outcome::Miss),
                 };
             }
-            FlightResult::TooLarge(slot) => {
-                return match take_stream(&slot) {
+            FlightResult::TooLarge(oversized) => {
+                return match oversized.take_for(&ctx) {
                     Some(response) => Served::new(response, Outcome::Bypass),
                     None => Box::pin(self.cacheable_alone(ctx)).await,
                 };
@@ -319,7 +319,7 @@ impl Proxy {
                     (Some(Validator::Tag(tag)), true) => Some(tag.as_str()),
                     _ => None,
                 };
-                return self.revalidated(&ctx, hit, &fetched, sent, shared);
+                return self.revalidated(&ctx, hit, &fetched, sent, &role);
             }
             // The client's own conditional, answered by GitHub.
             return self.serve_fetched(&ctx, &fetched, shared.unwrap_or(Outcome::Miss));
@@ -330,9 +330,9 @@ impl Proxy {
             let reason = format!("upstream answered {status}");
             return self.serve_hit(&ctx, hit, Outcome::Stale, Some(&reason));
         }
-        // One store (and one announcement) per flight, whichever of its
-        // requests gets here first: they all serve the same answer.
-        if status != StatusCode::NOT_MODIFIED && fetched.first_to_keep() {
+        // One store (and one announcement) per flight: its leader's, or a
+        // joiner's when the leader went away first.
+        if status != StatusCode::NOT_MODIFIED && role.keeps() {
             self.store_fetched(
                 &ctx,
                 &fetched,
@@ -530,8 +530,9 @@ impl Proxy {
         hit: Hit,
         fetched: &Fetched,
         synthesized: Option<&str>,
-        shared: Option<Outcome>,
+        role: &Role,
     ) -> Served {
+        let shared = (!role.leads()).then_some(Outcome::Coalesced);
         let mut meta = hit.meta.clone();
         let mut head = merge_not_modified(meta.headers.map(), &fetched.headers);
         if let Some(sent) = synthesized {
@@ -559,7 +560,7 @@ impl Proxy {
             initial_age_ms(&fetched.headers, fetched.sent_at_ms, fetched.received_at_ms);
         meta.last_access_ms = fetched.received_at_ms;
         meta.stale = false;
-        if fetched.first_to_keep() {
+        if role.keeps() {
             self.keep(ctx, meta.clone(), hit.body.clone());
         }
         if ctx.authorization().is_some() {

@@ -19,7 +19,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
 
-use crate::flight::{Flight, FlightKey};
+use crate::flight::{Flight, FlightKey, Keeper};
 use crate::invalidation::Invalidations;
 use crate::peer::{NoPeers, PeerSource, PeerTrust};
 use crate::pipeline::{Lookup, Route};
@@ -126,7 +126,7 @@ pub(crate) struct Inner {
     pub(crate) peers: Arc<dyn PeerSource>,
     pub(crate) stats: Stats,
     pub(crate) quotas: QuotaTracker,
-    pub(crate) flights: Mutex<HashMap<FlightKey, Flight>>,
+    pub(crate) flights: Mutex<HashMap<FlightKey, (Flight, Keeper)>>,
     /// Resources being fetched, any partition: what other partitions and
     /// members wait for (`flight.rs`).
     pub(crate) under_way: Arc<ghcache_peer::Flights>,

@@ -95,7 +95,6 @@ impl Proxy {
             body,
             sent_at_ms,
             received_at_ms: now_ms(),
-            kept: Default::default(),
             secondary: Vec::new(),
         };
         if is_rate_limit_refusal(&fetched) {

@@ -53,19 +53,9 @@ pub struct Fetched {
     /// for the response's age (RFC 9111 §4.2.3).
     pub sent_at_ms: u64,
     pub received_at_ms: u64,
-    /// Set by the first of a flight's requests to store (or refresh) this
-    /// answer: the others serve it without storing and announcing it again.
-    pub kept: std::sync::atomic::AtomicBool,
     /// The values the request it answered had for the headers its `Vary`
     /// names (the secondary key; empty when read for no one request).
     pub secondary: Vec<(String, Option<String>)>,
-}
-
-impl Fetched {
-    /// True for the one request that is to store this answer.
-    pub fn first_to_keep(&self) -> bool {
-        !self.kept.swap(true, std::sync::atomic::Ordering::AcqRel)
-    }
 }
 
 impl Upstream {

@@ -63,7 +63,8 @@ pub fn start_logging(cmd: Command) -> (Daemon, Vec<serde_json::Value>) {
 pub fn try_start_logging(mut cmd: Command) -> Result<(Daemon, Vec<serde_json::Value>), String> {
     let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
+    // Bytes, not `lines()`: a line that is not UTF-8 is still shown.
+    let mut lines = BufReader::new(stderr).split(b'\n');
     let mut before_ready = Vec::new();
     let mut said = Vec::new();
     let base = loop {
@@ -74,7 +75,7 @@ pub fn try_start_logging(mut cmd: Command) -> Result<(Daemon, Vec<serde_json::Va
                 said.join("\n")
             ));
         };
-        let line = line.unwrap();
+        let line = String::from_utf8_lossy(&line.unwrap()).into_owned();
         said.push(line.clone());
         let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if let Some(proxy) = event["fields"]["proxy"].as_str() {
