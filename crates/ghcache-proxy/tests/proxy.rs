@@ -135,49 +135,101 @@ impl PeerSource for CountingPeers {
     }
 }
 
-#[tokio::test]
-async fn a_shared_answer_is_stored_and_announced_once() {
-    let hub = ghcache_fakehub::FakeHub::start(FakeHubConfig {
-        latency: LatencyProfile::uniform(Duration::from_millis(300), Duration::ZERO),
-        ..FakeHubConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("cache"), StoreConfig::default()).unwrap());
-    let peers = Arc::new(CountingPeers::default());
-    let proxy = Proxy::new(
-        ProxyConfig::new("127.0.0.1:0".parse().unwrap(), hub.base_url()),
-        store,
-        PartitionSecret::generate(),
-    )
-    .unwrap()
-    .with_peers(peers.clone())
-    .unwrap()
-    .serve()
-    .await
-    .unwrap();
-    let client = reqwest::Client::new();
-    let url = format!("{}{}", proxy.base_url(), runs(hub.world().public_repo()));
-    let alice = format!("token {}", hub.world().pat("alice"));
-    let outcomes = futures_util::future::join_all((0..20).map(|_| async {
-        let response = client
-            .get(&url)
-            .header("authorization", &alice)
-            .send()
+/// A slow fake GitHub and a proxy whose mesh counts what it is told.
+struct Counted {
+    hub: ghcache_fakehub::FakeHub,
+    proxy: ghcache_proxy::RunningProxy,
+    peers: Arc<CountingPeers>,
+    _dir: tempfile::TempDir,
+}
+
+impl Counted {
+    async fn start(tweak: impl FnOnce(&mut ProxyConfig)) -> Counted {
+        let hub = ghcache_fakehub::FakeHub::start(FakeHubConfig {
+            latency: LatencyProfile::uniform(Duration::from_millis(300), Duration::ZERO),
+            ..FakeHubConfig::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(Store::open(&dir.path().join("cache"), StoreConfig::default()).unwrap());
+        let peers = Arc::new(CountingPeers::default());
+        let mut config = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), hub.base_url());
+        tweak(&mut config);
+        let proxy = Proxy::new(config, store, PartitionSecret::generate())
+            .unwrap()
+            .with_peers(peers.clone())
+            .unwrap()
+            .serve()
             .await
             .unwrap();
-        assert_eq!(response.status(), 200);
-        response.headers()["x-ghcache"].to_str().unwrap().to_owned()
-    }))
-    .await;
-    assert_eq!(hub.stats().identity("user:alice").requests, 1);
+        Counted {
+            hub,
+            proxy,
+            peers,
+            _dir: dir,
+        }
+    }
+
+    /// `n` concurrent requests of alice's for the public repository's
+    /// runs: their `X-Ghcache` outcomes.
+    async fn alice_runs(&self, n: usize) -> Vec<String> {
+        let client = reqwest::Client::new();
+        let url = format!(
+            "{}{}",
+            self.proxy.base_url(),
+            runs(self.hub.world().public_repo())
+        );
+        let alice = format!("token {}", self.hub.world().pat("alice"));
+        futures_util::future::join_all((0..n).map(|_| async {
+            let response = client
+                .get(&url)
+                .header("authorization", &alice)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.headers()["x-ghcache"].to_str().unwrap().to_owned()
+        }))
+        .await
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        (
+            self.peers.announced.load(Ordering::SeqCst),
+            self.peers.held.load(Ordering::SeqCst),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_shared_answer_is_stored_and_announced_once() {
+    let counted = Counted::start(|_| {}).await;
+    let outcomes = counted.alice_runs(20).await;
+    assert_eq!(counted.hub.stats().identity("user:alice").requests, 1);
     let coalesced = outcomes.iter().filter(|o| *o == "COALESCED").count();
     assert!(coalesced > 0, "no request shared the flight: {outcomes:?}");
     // Each coalesced request used to store the answer again and announce
     // the same version to the fleet once more.
-    assert_eq!(peers.announced.load(Ordering::SeqCst), 1, "{outcomes:?}");
-    assert_eq!(peers.held.load(Ordering::SeqCst), 1, "{outcomes:?}");
+    assert_eq!(counted.counts(), (1, 1), "{outcomes:?}");
+}
+
+#[tokio::test]
+async fn a_shared_not_modified_refreshes_the_entry_once() {
+    // Stale at once: every request after the first revalidates.
+    let counted = Counted::start(|c| {
+        c.operation_ttls = ghcache_proxy::OperationTtls::new([("actions/runs", Duration::ZERO)]);
+    })
+    .await;
+    assert_eq!(counted.alice_runs(1).await, ["MISS"]);
+    assert_eq!(counted.counts(), (1, 1));
+    let outcomes = counted.alice_runs(20).await;
+    // One conditional request, answered 304, shared by all.
+    assert_eq!(counted.hub.stats().identity("user:alice").requests, 2);
+    assert!(outcomes.contains(&"COALESCED".to_owned()), "{outcomes:?}");
+    // The entry refreshed once (a hold), the same version not announced.
+    assert_eq!(counted.counts(), (1, 2), "{outcomes:?}");
 }
 
 async fn futures_join<F, Fut>(n: usize, make: F) -> Vec<common::Reply>
