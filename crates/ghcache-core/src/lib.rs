@@ -8,6 +8,9 @@
 //! creates them (for [`PartitionSecret::load_or_create`] and the mesh
 //! identity).
 //!
+//! With the `aead` feature, [`aead`] is the one AES-GCM sealing primitive
+//! (mesh envelopes, vault records).
+//!
 //! Raw `Authorization` values go in through [`PartitionSecret::partition_for`]
 //! and never come out: a [`Partition`] holds only an HMAC of the token.
 
@@ -30,6 +33,8 @@ macro_rules! serde_via_str {
 }
 pub(crate) use serde_via_str;
 
+#[cfg(feature = "aead")]
+pub mod aead;
 mod content;
 mod duration;
 mod error;

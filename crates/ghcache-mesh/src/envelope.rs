@@ -10,15 +10,11 @@
 //! so a valid envelope cannot be replayed under another protocol, resource or
 //! content id.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use ghcache_core::aead::{self, NONCE_LEN, TAG_LEN};
 use ghcache_core::{ContentId, ResourceId};
-use rand::RngCore;
 
 /// Current envelope version byte.
 pub const ENVELOPE_VERSION: u8 = 1;
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 
 /// Why a message could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -33,20 +29,7 @@ pub enum OpenError {
 
 /// Seals `plaintext` with a fresh random nonce.
 pub fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let cipher = Aes256Gcm::new(key.into());
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    // Encryption only fails for plaintexts beyond GCM's 64 GiB limit, far
-    // above any message size the mesh allows.
-    let ct = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .unwrap_or_default();
+    let (nonce, ct) = aead::seal(key, aad, plaintext);
     let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
     out.push(ENVELOPE_VERSION);
     out.extend_from_slice(&nonce);
@@ -59,17 +42,8 @@ pub fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenEr
     if sealed.len() < 1 + NONCE_LEN + TAG_LEN || sealed[0] != ENVELOPE_VERSION {
         return Err(OpenError::Malformed);
     }
-    let cipher = Aes256Gcm::new(key.into());
-    let nonce = Nonce::from_slice(&sealed[1..1 + NONCE_LEN]);
-    cipher
-        .decrypt(
-            nonce,
-            Payload {
-                msg: &sealed[1 + NONCE_LEN..],
-                aad,
-            },
-        )
-        .map_err(|_| OpenError::Decrypt)
+    let (nonce, ct) = sealed[1..].split_at(NONCE_LEN);
+    aead::open(key, nonce, aad, ct).ok_or(OpenError::Decrypt)
 }
 
 /// Associated data: protocol name and the (optional) resource id and CID,

@@ -34,7 +34,6 @@ mod key;
 mod owner;
 mod record;
 mod scope;
-mod seal;
 pub mod server;
 mod service;
 mod vault;

@@ -12,8 +12,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::record::{RecordInfo, StoredRecord, check_name};
-use crate::seal::{open, seal};
 use crate::{Claims, KeySource, MasterKey, Scope, VaultError};
+use ghcache_core::aead::{open, seal};
 
 const FORMAT: u32 = 1;
 const DATA_KEY_AAD: &[u8] = b"ghcache-vault/v1/data-key";
