@@ -240,7 +240,7 @@ impl ConfigFilters {
         if contents.iter().all(u8::is_ascii_whitespace) {
             return Ok(ConfigFilters::default());
         }
-        let file: ConfigFile = serde_yaml::from_slice(contents)
+        let file: ConfigFile = ghcache_config::parse_yaml(contents)
             .map_err(|e| format!("not a CodeQL configuration: {e}"))?;
         Ok(ConfigFilters {
             paths: file.paths.iter().map(|p| PathPattern::new(p)).collect(),

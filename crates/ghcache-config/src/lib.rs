@@ -8,6 +8,9 @@
 //! Each setting is declared once, in `settings.rs`; [`SETTINGS`] lists
 //! them for documentation and the YAML schema.
 //!
+//! It is also the one owner of the YAML crate ([`parse_yaml`]), so that
+//! crate can be swapped in one place.
+//!
 //! This crate only reads and validates; it starts nothing, opens no sockets
 //! and never prints a secret (they are [`Secret`]s, redacted everywhere).
 
@@ -33,6 +36,18 @@ pub use values::{
     ByteSize, Count, Flag, FromText, ListenAddr, LogFormat, NetworkId, PeerAddr, PeerTrust, Port,
     Seconds, Secret, Upstream, parse_peer_list, validate_network_id,
 };
+
+/// YAML that is not ghcache's own configuration (a CodeQL configuration
+/// file), parsed into `T`.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, YamlError> {
+    serde_yaml::from_slice(bytes).map_err(YamlError)
+}
+
+/// Why [`parse_yaml`] refused a document: the parser's message, with line
+/// and column when it has them.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct YamlError(serde_yaml::Error);
 
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

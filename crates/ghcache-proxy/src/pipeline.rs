@@ -1,6 +1,7 @@
-//! Steps 1–4 and 6 of the pipeline: classify, fresh hit, quota gate,
-//! foreign copy, act on the upstream's answer; and pass-through. Each step
-//! either answers (`Break(Served)`) or hands on what it learnt (`Continue`).
+//! Steps 1–3 and 6 of the pipeline: classify, fresh hit, quota gate, act
+//! on the upstream's answer; and pass-through (step 4 is `foreign.rs`,
+//! step 5 `flight.rs`). Each of steps 1–4 either answers (`Break(Served)`)
+//! or hands on what it learnt (`Continue`).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -89,6 +90,16 @@ pub(crate) struct Lookup {
     pub claim: Option<ghcache_peer::Claim>,
     /// How a claimed peer lookup ended, if one was made.
     pub looked: Option<ghcache_peer::LookupEnd>,
+}
+
+/// What step 5 asked GitHub with, for step 6 to act on the answer.
+struct Asked {
+    own: Option<Hit>,
+    foreign: Option<Foreign>,
+    /// The copy a 304 would confirm: our own, or the foreign one.
+    held: Option<Hit>,
+    /// The ETag synthesised from a foreign copy, when that was sent.
+    synthesized_tag: Option<String>,
 }
 
 impl Proxy {
@@ -248,8 +259,8 @@ impl Proxy {
         ControlFlow::Continue(lookup)
     }
 
-    /// Steps 5 and 6: ask GitHub with the best validator we can send, then
-    /// act on its answer.
+    /// Step 5: ask GitHub with the best validator we can send (sharing one
+    /// fetch with identical requests), then act on its answer (step 6).
     async fn ask_upstream(&self, lookup: Lookup) -> Served {
         // `_claim` lives to the end: waiters wake once our answer is stored.
         let Lookup {
@@ -287,11 +298,32 @@ impl Proxy {
         // `role` lives to the end: a leader's hold keeps the flight
         // joinable until our answer is stored.
         let (flight, role) = self.flight(&ctx, validator.clone(), cause);
-        let leader = role.leads();
         let result = flight.await;
-        let shared = (!leader).then_some(Outcome::Coalesced);
+        let sent = match (&validator, synthesized) {
+            (Some(Validator::Tag(tag)), true) => Some(tag.clone()),
+            _ => None,
+        };
+        let asked = Asked {
+            own,
+            foreign,
+            held,
+            synthesized_tag: sent,
+        };
+        self.act(ctx, asked, result, &role).await
+    }
 
-        // Step 6: act on the answer.
+    /// Step 6: act on the upstream's answer: serve it (and store it, once
+    /// per flight), refresh a held copy on a 304, or serve a held copy
+    /// stale when GitHub failed.
+    async fn act(&self, ctx: Box<Ctx>, asked: Asked, result: FlightResult, role: &Role) -> Served {
+        let Asked {
+            own,
+            foreign,
+            held,
+            synthesized_tag,
+        } = asked;
+        let leader = role.leads();
+        let shared = (!leader).then_some(Outcome::Coalesced);
         let fetched = match result {
             FlightResult::Failed(failure) => {
                 return match own.as_ref().filter(|hit| may_serve_stale(&hit.meta)) {
@@ -315,11 +347,7 @@ impl Proxy {
         let status = fetched.status;
         if status == StatusCode::NOT_MODIFIED {
             if let Some(hit) = held {
-                let sent = match (&validator, synthesized) {
-                    (Some(Validator::Tag(tag)), true) => Some(tag.as_str()),
-                    _ => None,
-                };
-                return self.revalidated(&ctx, hit, &fetched, sent, &role);
+                return self.revalidated(&ctx, hit, &fetched, synthesized_tag.as_deref(), role);
             }
             // The client's own conditional, answered by GitHub.
             return self.serve_fetched(&ctx, &fetched, shared.unwrap_or(Outcome::Miss));
@@ -332,7 +360,7 @@ impl Proxy {
         }
         // One store (and one announcement) per flight: its leader's, or a
         // joiner's when the leader went away first.
-        if status != StatusCode::NOT_MODIFIED && role.keeps() {
+        if role.keeps() {
             self.store_fetched(
                 &ctx,
                 &fetched,

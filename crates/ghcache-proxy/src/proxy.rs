@@ -346,6 +346,13 @@ impl Proxy {
         self.exit(served)
     }
 
+    /// An API request refused before the pipeline (a malformed job path),
+    /// counted and marked like any other: a local refusal, `MISS`.
+    pub(crate) fn refused(&self, response: Response<Body>) -> Response<Body> {
+        self.inner.stats.requests.fetch_add(1, Relaxed);
+        self.exit(Served::new(response, crate::stats::Outcome::Miss))
+    }
+
     /// The one exit: every response is counted and says how it was made.
     fn exit(&self, served: Served) -> Response<Body> {
         let Served {

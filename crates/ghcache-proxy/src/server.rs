@@ -375,7 +375,7 @@ impl Proxy {
         let path = request.uri().path();
         if path.starts_with(crate::job::JOB_PREFIX) {
             return match self.job_request(request, serving) {
-                JobRequest::Refused(refused) => Started::Answered(refused),
+                JobRequest::Refused(refused) => Started::Answered(self.refused(refused)),
                 JobRequest::Control(request) => Started::Control(Box::new(request)),
                 JobRequest::Api { job, request, base } => {
                     match crate::job::sync_scope(job.clone(), || self.begin(request, &base)) {
@@ -395,7 +395,7 @@ impl Proxy {
     }
 
     /// A request under `/_job/<id>/` with the prefix stripped, or the
-    /// refusal of a malformed one (not counted, as before the pipeline).
+    /// refusal of a malformed one.
     fn job_request(
         &self,
         request: http::Request<hyper::body::Incoming>,

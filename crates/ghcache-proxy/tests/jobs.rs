@@ -255,8 +255,12 @@ async fn invalid_and_unknown_job_ids_are_clear_errors() {
     )
     .await;
     assert_eq!(status, 405);
-    // Nothing reached the pipeline.
-    assert_eq!(rig.proxy_stats().await["requests"], 0);
+    // The refused API request is marked and counted as a local refusal;
+    // the control routes count nothing.
+    assert_eq!(bad.header("x-ghcache"), Some("MISS"));
+    let stats = rig.proxy_stats().await;
+    assert_eq!(stats["requests"], 1, "{stats}");
+    assert_eq!(stats["misses"], 1, "{stats}");
 }
 
 /// Clients reaching the daemon under different bases (directly, or under

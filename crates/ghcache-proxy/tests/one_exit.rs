@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +12,9 @@ use common::origin::{Seen, json, origin};
 use common::start_proxy;
 use http::Response;
 use http_body_util::Full;
+
+/// `/then-fail` answers once, then fails: the second read is served stale.
+static THEN_FAIL: AtomicUsize = AtomicUsize::new(0);
 
 fn answer(seen: &Seen) -> Response<Full<Bytes>> {
     let path = seen.path_and_query.as_str();
@@ -31,7 +35,10 @@ fn answer(seen: &Seen) -> Response<Full<Bytes>> {
             .status(304)
             .body(Full::new(Bytes::new()))
             .unwrap(),
-        "/short" | "/flaky" => {
+        "/then-fail" if THEN_FAIL.fetch_add(1, Ordering::SeqCst) > 0 => {
+            json(502, r#"{"message":"Bad Gateway"}"#)
+        }
+        "/short" | "/flaky" | "/then-fail" => {
             let mut r = json(200, format!(r#"{{"path":"{path}"}}"#));
             r.headers_mut()
                 .insert("cache-control", "private, max-age=0".parse().unwrap());
@@ -57,29 +64,54 @@ async fn every_response_is_marked_and_counted() {
     .await;
     let client = reqwest::Client::new();
     let mut seen_outcomes = std::collections::BTreeSet::new();
+    let mut statuses = std::collections::BTreeSet::new();
     let mut sent = 0u64;
     let mut dead_sent = 0u64;
-    let cases: &[(&str, &str, Option<&str>)] = &[
-        ("GET", "/ok", Some("token a")),      // MISS
-        ("GET", "/ok", Some("token a")),      // HIT
-        ("GET", "/ok", Some("token b")),      // SYNTHESIZED or MISS
-        ("GET", "/short", Some("token a")),   // MISS
-        ("GET", "/short", Some("token a")),   // REVALIDATED
-        ("GET", "/big", Some("token a")),     // BYPASS (too large)
-        ("GET", "/fail", Some("token a")),    // MISS (500 passed on)
-        ("GET", "/limited", Some("token c")), // MISS (429 passed on)
-        ("GET", "/limited", Some("token c")), // local replay while backing off
-        ("POST", "/w", Some("token c")),      // BYPASS, held back
-        ("POST", "/w", Some("token a")),      // BYPASS
-        ("GET", "/ok", None),                 // anonymous MISS
+    let cases: &[(&str, &str, Option<&str>, &[(&str, &str)])] = &[
+        ("GET", "/ok", Some("token a"), &[]),        // MISS
+        ("GET", "/ok", Some("token a"), &[]),        // HIT
+        ("GET", "/ok", Some("token b"), &[]),        // SYNTHESIZED or MISS
+        ("GET", "/short", Some("token a"), &[]),     // MISS
+        ("GET", "/short", Some("token a"), &[]),     // REVALIDATED
+        ("GET", "/then-fail", Some("token a"), &[]), // MISS
+        ("GET", "/then-fail", Some("token a"), &[]), // STALE (upstream 502)
+        ("GET", "/big", Some("token a"), &[]),       // BYPASS (too large)
+        ("GET", "/fail", Some("token a"), &[]),      // MISS (500 passed on)
+        ("GET", "/limited", Some("token c"), &[]),   // MISS (429 passed on)
+        ("GET", "/limited", Some("token c"), &[]),   // local replay while backing off
+        ("POST", "/w", Some("token c"), &[]),        // BYPASS, held back
+        ("POST", "/w", Some("token a"), &[]),        // BYPASS
+        ("GET", "/ok", None, &[]),                   // anonymous MISS
+        // 504: nothing fresh held and the client forbids asking GitHub
+        (
+            "GET",
+            "/unheld",
+            Some("token a"),
+            &[("cache-control", "only-if-cached")],
+        ),
+        // two Authorization values: passed through, never looked up
+        (
+            "GET",
+            "/ok",
+            Some("token a"),
+            &[("authorization", "token b")],
+        ),
+        // a job's requests, and the refusals of malformed job paths
+        ("GET", "/_job/one-exit-job/ok", Some("token a"), &[]),
+        ("GET", "/_job/one-exit-job/ok", Some("token a"), &[]),
+        ("GET", "/_job/no/ok", Some("token a"), &[]),
+        ("GET", "/_job/", Some("token a"), &[]),
     ];
-    for (method, path, token) in cases {
+    for (method, path, token, extra) in cases {
         let mut request = client.request(
             method.parse().unwrap(),
             format!("{}{path}", proxy.base_url()),
         );
         if let Some(token) = token {
             request = request.header("authorization", *token);
+        }
+        for (name, value) in *extra {
+            request = request.header(*name, *value);
         }
         let r = request.send().await.unwrap();
         sent += 1;
@@ -93,6 +125,7 @@ async fn every_response_is_marked_and_counted() {
             r.status()
         );
         seen_outcomes.insert(outcome.unwrap());
+        statuses.insert(r.status().as_u16());
         r.bytes().await.unwrap();
     }
     // Coalesced: concurrent identical requests.
@@ -139,7 +172,15 @@ async fn every_response_is_marked_and_counted() {
             "every response counted exactly once: {stats}"
         );
     }
-    for expected in ["HIT", "MISS", "BYPASS", "REVALIDATED"] {
+    for expected in ["HIT", "MISS", "BYPASS", "REVALIDATED", "STALE", "COALESCED"] {
         assert!(seen_outcomes.contains(expected), "{seen_outcomes:?}");
     }
+    // The odd cases were reached: the 504, and the refused job ids.
+    for expected in [504, 400] {
+        assert!(statuses.contains(&expected), "{statuses:?}");
+    }
+    let report = ghcache_proxy::control_get(proxy.addr(), "/_ghcache/jobs/one-exit-job")
+        .await
+        .unwrap();
+    assert_eq!(report["requests"].as_u64(), Some(2), "{report}");
 }
