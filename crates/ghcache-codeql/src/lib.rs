@@ -16,6 +16,7 @@ mod decide;
 mod git;
 mod inputs;
 mod key;
+mod options;
 mod relevance;
 mod routes;
 mod service;
@@ -32,6 +33,9 @@ pub use decide::{
 pub use git::{Chain, ChainCommit, Checkout, DiffSummary, GitError};
 pub use inputs::{BuildMode, Inputs, Language, RawInputs, UnknownInput};
 pub use key::AnalysisKey;
+pub use options::{
+    CheckInputs, DEFAULT_MAX_AGE, DEFAULT_MAX_ANCESTORS, DEFAULT_NEVER_SKIP_EVENTS, InputError,
+};
 pub use relevance::{ConfigFilters, PathPattern, Relevance};
 pub use routes::RouteReply;
 pub use service::{CodeqlService, Fleet, FleetFuture, ServiceError};

@@ -108,7 +108,9 @@ pub async fn diagnose(config: &Config, token: Option<&SecretString>) -> Vec<Find
     let addr = config.proxy_addr.value.0;
     let mut view = DaemonView::default();
     // The health endpoint first: it tells our daemon from a stranger on the port.
-    match ghcache_proxy::control_get(addr, "/_ghcache/health").await {
+    match ghcache_proxy::control_get_as::<ghcache_proxy::HealthReport>(addr, "/_ghcache/health")
+        .await
+    {
         Err(e) => findings.push(ports::no_daemon(addr, &e.to_string())),
         Ok(health) => {
             findings.push(finding(
@@ -117,10 +119,7 @@ pub async fn diagnose(config: &Config, token: Option<&SecretString>) -> Vec<Find
                 format!("daemon answering at {addr} (the proxy port is held by our daemon)"),
                 "",
             ));
-            view.upstream = health
-                .get("upstream")
-                .and_then(|u| u.as_str())
-                .map(str::to_owned);
+            view.upstream = Some(health.upstream).filter(|u| !u.is_empty());
             findings.extend(daemon_status(config, addr, &mut view).await);
         }
     }

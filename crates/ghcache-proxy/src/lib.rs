@@ -44,8 +44,8 @@ pub use job::{JobReport, valid_job_id};
 pub use peer::{NoPeers, PeerCopy, PeerFuture, PeerSource, PeerStatus, PeerTrust, StatusFuture};
 pub use proxy::{Proxy, ProxyConfig};
 pub use report::{
-    ConnectionCounts, HitCounts, InvalidationReport, PartitionQuota, RateLimitReport, StatsReport,
-    StoreReport, UpstreamCounts, VaultReport,
+    ConnectionCounts, HealthReport, HitCounts, InvalidationReport, PartitionQuota, RateLimitReport,
+    StatsReport, StoreReport, UpstreamCounts, VaultReport,
 };
 pub use server::{RunningProxy, control_get, control_get_as, control_request};
 pub use stats::Outcome;

@@ -1,7 +1,19 @@
-//! The stats document of `/_ghcache/stats`, typed both ways: the daemon
-//! serialises it, `ghcache stats` and `doctor` deserialise it.
+//! The documents of `/_ghcache/stats` and `/_ghcache/health`, typed both
+//! ways: the daemon serialises them, `ghcache stats`, `health` and `doctor`
+//! deserialise them.
 
 use serde::{Deserialize, Serialize};
+
+/// `/_ghcache/health`: the daemon answers, and which upstream it forwards to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthReport {
+    /// `ok` whenever the daemon answers.
+    pub status: String,
+    pub version: String,
+    /// The GitHub API base it forwards to.
+    pub upstream: String,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -341,11 +341,14 @@ impl Proxy {
     async fn control(&self, path: &str) -> Option<Response<Body>> {
         let i = &self.inner;
         match path {
-            "/_ghcache/health" => Some(json_response(&serde_json::json!({
-                "status": "ok",
-                "version": env!("CARGO_PKG_VERSION"),
-                "upstream": i.upstream.base,
-            }))),
+            "/_ghcache/health" => Some(json_response(
+                &serde_json::to_value(crate::HealthReport {
+                    status: "ok".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    upstream: i.upstream.base.to_string(),
+                })
+                .unwrap_or_default(),
+            )),
             "/_ghcache/stats" => Some(json_response(
                 &serde_json::to_value(self.stats_report()).unwrap_or_default(),
             )),

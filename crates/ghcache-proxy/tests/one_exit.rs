@@ -13,6 +13,14 @@ use common::start_proxy;
 use http::Response;
 use http_body_util::Full;
 
+/// Method, path, token, further headers.
+type Case = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static [(&'static str, &'static str)],
+);
+
 /// `/then-fail` answers once, then fails: the second read is served stale.
 static THEN_FAIL: AtomicUsize = AtomicUsize::new(0);
 
@@ -67,7 +75,7 @@ async fn every_response_is_marked_and_counted() {
     let mut statuses = std::collections::BTreeSet::new();
     let mut sent = 0u64;
     let mut dead_sent = 0u64;
-    let cases: &[(&str, &str, Option<&str>, &[(&str, &str)])] = &[
+    let cases: &[Case] = &[
         ("GET", "/ok", Some("token a"), &[]),        // MISS
         ("GET", "/ok", Some("token a"), &[]),        // HIT
         ("GET", "/ok", Some("token b"), &[]),        // SYNTHESIZED or MISS

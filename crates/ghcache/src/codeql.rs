@@ -273,32 +273,12 @@ pub async fn run(config: &Config, args: &CodeqlArgs) -> anyhow::Result<ExitCode>
 }
 
 fn check_options(args: &CheckArgs, ctx: &JobContext) -> anyhow::Result<CheckOptions> {
-    let max_age = match given(&args.max_age) {
-        Some(text) => ghcache_core::parse_duration(text, ghcache_codeql::MAX_AGE_LIMITS)
-            .map_err(|e| usage(format!("max-age: {e}")))?,
-        None => Duration::from_secs(7 * 86_400),
-    };
-    let force = match given(&args.force) {
-        None => false,
-        Some(text) => ghcache_actions::parse_bool(text)
-            .ok_or_else(|| usage(format!("force: `{text}` is not true or false")))?,
-    };
-    let max_ancestors = match given(&args.max_ancestors) {
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n < api::MAX_CANDIDATES)
-            .ok_or_else(|| {
-                usage(format!(
-                    "max-ancestors: `{text}` is not a whole number from 0 to {}",
-                    api::MAX_CANDIDATES - 1
-                ))
-            })?,
-        None => 50,
-    };
-    let never_skip_events = match given(&args.never_skip_events) {
-        Some(text) => ghcache_actions::split_list(text),
-        None => vec!["schedule".into(), "workflow_dispatch".into()],
+    let inputs = ghcache_codeql::CheckInputs {
+        max_age: args.max_age.as_deref(),
+        force: args.force.as_deref(),
+        max_ancestors: args.max_ancestors.as_deref(),
+        never_skip_events: args.never_skip_events.as_deref(),
+        event: args.event.as_deref(),
     };
     let sarif_dir = args
         .sarif_dir
@@ -310,15 +290,8 @@ fn check_options(args: &CheckArgs, ctx: &JobContext) -> anyhow::Result<CheckOpti
                 .unwrap_or_else(std::env::temp_dir)
                 .join("ghcache-codeql-sarif")
         });
-    Ok(CheckOptions {
-        source_root: source_root(&args.key, ctx),
-        sarif_dir,
-        max_age,
-        force,
-        event: given(&args.event).unwrap_or("").to_owned(),
-        never_skip_events,
-        max_ancestors,
-    })
+    CheckOptions::from_inputs(&inputs, source_root(&args.key, ctx), sarif_dir)
+        .map_err(|e| usage(e.to_string()))
 }
 
 async fn run_check(config: &Config, args: &CheckArgs) -> anyhow::Result<ExitCode> {

@@ -4,13 +4,13 @@
 //! copy into `GITHUB_OUTPUT`; exit 1 when the daemon does not answer.
 
 use ghcache_config::Config;
-use ghcache_proxy::PeerStatus;
+use ghcache_proxy::{HealthReport, PeerStatus};
 
 use crate::cli::StatsArgs;
 
 pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<()> {
     let addr = config.proxy_addr.value.0;
-    let health = ghcache_proxy::control_get(addr, "/_ghcache/health").await?;
+    let health: HealthReport = ghcache_proxy::control_get_as(addr, "/_ghcache/health").await?;
     let peers: PeerStatus = ghcache_proxy::control_get_as(addr, "/_ghcache/peers").await?;
     let mesh = peers.mesh.filter(|_| peers.enabled);
     if args.json {
@@ -22,10 +22,9 @@ pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
-    let text = |key: &str| health.get(key).and_then(|v| v.as_str()).unwrap_or("");
-    println!("status={}", text("status"));
-    println!("version={}", text("version"));
-    println!("upstream={}", text("upstream"));
+    println!("status={}", health.status);
+    println!("version={}", health.version);
+    println!("upstream={}", health.upstream);
     println!(
         "peer-id={}",
         mesh.as_ref().map_or("", |m| m.peer_id.as_str())
