@@ -660,4 +660,22 @@ mod tests {
         h.insert(header::CACHE_CONTROL, value("no-cache"));
         assert!(cache_control(&h).no_cache);
     }
+
+    /// Where the `headers` crate's `CacheControl` would differ (and why it
+    /// is not used): one malformed value there drops the whole field.
+    #[test]
+    fn a_bad_directive_loses_no_other_and_names_are_case_blind() {
+        let parse = |text: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CACHE_CONTROL, value(text));
+            cache_control(&h)
+        };
+        let cc = parse("no-store, max-age=lolz");
+        assert!(cc.no_store);
+        assert_eq!(cc.max_age, Some(0), "malformed means stale");
+        assert_eq!(parse("max-age=99999999999999999999").max_age, Some(1 << 31));
+        assert!(parse("No-Store").no_store);
+        assert!(parse(r#"private="Authorization""#).private);
+        assert!(parse(r#"no-cache="Set-Cookie""#).no_cache);
+    }
 }
