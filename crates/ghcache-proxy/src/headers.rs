@@ -230,11 +230,35 @@ fn delta_seconds(text: &str) -> u64 {
     text.parse::<u64>().unwrap_or(1 << 31).min(1 << 31)
 }
 
+/// A list field's members: split on the commas outside quoted strings
+/// (RFC 9110 §5.6.1, §5.6.4), so a quoted value's commas stay in it.
+fn list_members(value: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, byte) in text.bytes().enumerate() {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' if quoted => escaped = true,
+                b'"' => quoted = !quoted,
+                b',' if !quoted => {
+                    rest = Some(&text[i + 1..]);
+                    return Some(&text[..i]);
+                }
+                _ => {}
+            }
+        }
+        rest = None;
+        Some(text)
+    })
+}
+
 pub fn cache_control(headers: &HeaderMap) -> CacheControl {
     let mut cc = CacheControl::default();
     for value in headers.get_all(header::CACHE_CONTROL) {
         let Ok(value) = value.to_str() else { continue };
-        for directive in value.split(',') {
+        for directive in list_members(value) {
             let (name, arg) = match directive.split_once('=') {
                 Some((name, arg)) => (name.trim(), Some(arg)),
                 None => (directive.trim(), None),
@@ -677,5 +701,12 @@ mod tests {
         assert!(parse("No-Store").no_store);
         assert!(parse(r#"private="Authorization""#).private);
         assert!(parse(r#"no-cache="Set-Cookie""#).no_cache);
+        // A quoted value's commas are its own.
+        let quoted = parse(r#"community="UCI, no-store, max-age=9", max-age=5"#);
+        assert!(!quoted.no_store);
+        assert_eq!(quoted.max_age, Some(5));
+        let escaped = parse(r#"x="a\", no-store", max-age=7"#);
+        assert!(!escaped.no_store);
+        assert_eq!(escaped.max_age, Some(7));
     }
 }
