@@ -74,9 +74,18 @@ impl Oversized {
 
 /// Who stores a flight's answer: its leader, whose hold keeps the flight
 /// (and its claim) open until it has; or, when the leader went away
-/// before acting, the first joiner to find that out.
+/// before acting, the first joiner to find that out. A joiner asks only
+/// once the leader has settled it (kept the answer, or gone without), so
+/// a leader leaving just after its answer arrived still has it stored.
 #[derive(Clone, Default)]
-pub(crate) struct Keeper(Arc<AtomicU8>);
+pub(crate) struct Keeper(Arc<Keeping>);
+
+#[derive(Default)]
+struct Keeping {
+    state: AtomicU8,
+    /// Woken when `state` leaves `PENDING`.
+    settled: tokio::sync::Notify,
+}
 
 const PENDING: u8 = 0;
 const KEPT: u8 = 1;
@@ -84,9 +93,33 @@ const ORPHANED: u8 = 2;
 
 impl Keeper {
     fn take(&self, from: u8) -> bool {
-        self.0
-            .compare_exchange(from, KEPT, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.settle(from, KEPT)
+    }
+
+    fn settle(&self, from: u8, to: u8) -> bool {
+        let moved = self
+            .0
+            .state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if moved && from == PENDING {
+            self.0.settled.notify_waiters();
+        }
+        moved
+    }
+
+    /// Until the leader has kept the answer or gone without. It acts as
+    /// soon as the answer wakes it (no await between), or is dropped.
+    async fn settled(&self) {
+        loop {
+            let notified = self.0.settled.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.0.state.load(Ordering::Acquire) != PENDING {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -103,11 +136,15 @@ impl Role {
     }
 
     /// Whether this request is the one to store (or refresh) the answer;
-    /// true at most once per flight.
-    pub(crate) fn keeps(&self) -> bool {
+    /// true at most once per flight. A joiner waits for the leader to
+    /// settle it first.
+    pub(crate) async fn keeps(&self) -> bool {
         match self {
             Role::Leader(hold) => hold.keeper.as_ref().is_some_and(|k| k.take(PENDING)),
-            Role::Joiner(keeper) => keeper.take(ORPHANED),
+            Role::Joiner(keeper) => {
+                keeper.settled().await;
+                keeper.take(ORPHANED)
+            }
         }
     }
 }
@@ -142,10 +179,7 @@ pub(crate) struct FlightHold {
 impl Drop for FlightHold {
     fn drop(&mut self) {
         if let Some(keeper) = &self.keeper {
-            let _ =
-                keeper
-                    .0
-                    .compare_exchange(PENDING, ORPHANED, Ordering::AcqRel, Ordering::Acquire);
+            keeper.settle(PENDING, ORPHANED);
         }
         if self.ends.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.proxy.inner.flights.lock().remove(&self.key);
@@ -465,9 +499,14 @@ mod tests {
         let cause = Cause::NoCopyUnclaimed;
         let (flight, leader) = proxy.flight(&ctx, None, cause);
         let (_, joiner) = proxy.flight(&ctx, None, cause);
-        assert!(!joiner.keeps(), "a joiner kept while the leader was there");
-        assert!(leader.keeps());
-        assert!(!leader.keeps() && !joiner.keeps(), "kept twice");
+        let mut asked = Box::pin(joiner.keeps());
+        assert!(
+            (&mut asked).now_or_never().is_none(),
+            "a joiner decided while the leader was there"
+        );
+        assert!(leader.keeps().await);
+        assert!(!asked.await, "a joiner kept what the leader kept");
+        assert!(!leader.keeps().await && !joiner.keeps().await, "kept twice");
         // Ended (its fetch and its leader): the next request leads anew.
         flight.await;
         drop((leader, joiner));
@@ -477,9 +516,12 @@ mod tests {
         let (_, first) = proxy.flight(&ctx, None, cause);
         let (_, second) = proxy.flight(&ctx, None, cause);
         flight.await;
+        // The joiner asks first; the leader then goes away without acting.
+        let mut asked = Box::pin(first.keeps());
+        assert!((&mut asked).now_or_never().is_none());
         drop(leader);
-        assert!(first.keeps(), "no one kept the answer of a leader gone");
-        assert!(!second.keeps(), "kept twice");
+        assert!(asked.await, "no one kept the answer of a leader gone");
+        assert!(!second.keeps().await, "kept twice");
     }
 
     /// An answer too large to store is streamed to one request, with its

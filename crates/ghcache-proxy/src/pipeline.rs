@@ -347,7 +347,9 @@ impl Proxy {
         let status = fetched.status;
         if status == StatusCode::NOT_MODIFIED {
             if let Some(hit) = held {
-                return self.revalidated(&ctx, hit, &fetched, synthesized_tag.as_deref(), role);
+                let keeps = role.keeps().await;
+                let tag = synthesized_tag.as_deref();
+                return self.revalidated(&ctx, hit, &fetched, tag, leader, keeps);
             }
             // The client's own conditional, answered by GitHub.
             return self.serve_fetched(&ctx, &fetched, shared.unwrap_or(Outcome::Miss));
@@ -360,7 +362,7 @@ impl Proxy {
         }
         // One store (and one announcement) per flight: its leader's, or a
         // joiner's when the leader went away first.
-        if role.keeps() {
+        if role.keeps().await {
             self.store_fetched(
                 &ctx,
                 &fetched,
@@ -558,9 +560,10 @@ impl Proxy {
         hit: Hit,
         fetched: &Fetched,
         synthesized: Option<&str>,
-        role: &Role,
+        leader: bool,
+        keeps: bool,
     ) -> Served {
-        let shared = (!role.leads()).then_some(Outcome::Coalesced);
+        let shared = (!leader).then_some(Outcome::Coalesced);
         let mut meta = hit.meta.clone();
         let mut head = merge_not_modified(meta.headers.map(), &fetched.headers);
         if let Some(sent) = synthesized {
@@ -588,7 +591,7 @@ impl Proxy {
             initial_age_ms(&fetched.headers, fetched.sent_at_ms, fetched.received_at_ms);
         meta.last_access_ms = fetched.received_at_ms;
         meta.stale = false;
-        if role.keeps() {
+        if keeps {
             self.keep(ctx, meta.clone(), hit.body.clone());
         }
         if ctx.authorization().is_some() {
