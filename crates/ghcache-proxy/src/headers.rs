@@ -231,27 +231,56 @@ fn delta_seconds(text: &str) -> u64 {
 }
 
 /// A list field's members: split on the commas outside quoted strings
-/// (RFC 9110 §5.6.1, §5.6.4), so a quoted value's commas stay in it.
+/// (RFC 9110 §5.6.1, §5.6.4), so a quoted value's commas stay in it. A
+/// value whose quotes do not close is split on every comma, so that a
+/// stray quote cannot hide the directives after it.
 fn list_members(value: &str) -> impl Iterator<Item = &str> {
+    let quotes_close = {
+        let mut quoting = Quoting::default();
+        value.bytes().for_each(|byte| {
+            quoting.separates(byte);
+        });
+        !quoting.quoted
+    };
     let mut rest = Some(value);
     std::iter::from_fn(move || {
         let text = rest?;
-        let (mut quoted, mut escaped) = (false, false);
+        let mut quoting = Quoting::default();
         for (i, byte) in text.bytes().enumerate() {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' if quoted => escaped = true,
-                b'"' => quoted = !quoted,
-                b',' if !quoted => {
-                    rest = Some(&text[i + 1..]);
-                    return Some(&text[..i]);
-                }
-                _ => {}
+            let separates = match quotes_close {
+                true => quoting.separates(byte),
+                false => byte == b',',
+            };
+            if separates {
+                rest = Some(&text[i + 1..]);
+                return Some(&text[..i]);
             }
         }
         rest = None;
         Some(text)
     })
+}
+
+/// Whether the bytes of a field value read so far are inside a quoted
+/// string.
+#[derive(Default)]
+struct Quoting {
+    quoted: bool,
+    escaped: bool,
+}
+
+impl Quoting {
+    /// Reads one byte: true for a comma outside quoted strings.
+    fn separates(&mut self, byte: u8) -> bool {
+        match byte {
+            _ if self.escaped => self.escaped = false,
+            b'\\' if self.quoted => self.escaped = true,
+            b'"' => self.quoted = !self.quoted,
+            b',' => return !self.quoted,
+            _ => {}
+        }
+        false
+    }
 }
 
 pub fn cache_control(headers: &HeaderMap) -> CacheControl {
@@ -708,5 +737,9 @@ mod tests {
         let escaped = parse(r#"x="a\", no-store", max-age=7"#);
         assert!(!escaped.no_store);
         assert_eq!(escaped.max_age, Some(7));
+        // A quote that never closes hides nothing after it.
+        let stray = parse(r#"x="a, no-store, max-age=3"#);
+        assert!(stray.no_store);
+        assert_eq!(stray.max_age, Some(3));
     }
 }

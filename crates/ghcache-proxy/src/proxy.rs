@@ -347,7 +347,8 @@ impl Proxy {
     }
 
     /// An API request refused before the pipeline (a malformed job path),
-    /// counted and marked like any other: a local refusal, `MISS`.
+    /// counted and marked like any other: a local refusal, `MISS`. It
+    /// counts for no job: the refused ids are invalid ones.
     pub(crate) fn refused(&self, response: Response<Body>) -> Response<Body> {
         self.inner.stats.requests.fetch_add(1, Relaxed);
         self.exit(Served::new(response, crate::stats::Outcome::Miss))

@@ -180,7 +180,9 @@ async fn every_response_is_marked_and_counted() {
             "every response counted exactly once: {stats}"
         );
     }
-    for expected in ["HIT", "MISS", "BYPASS", "REVALIDATED", "STALE", "COALESCED"] {
+    // (The burst may or may not overlap on a busy machine: `COALESCED` is
+    // not required, only marked and counted when it happens.)
+    for expected in ["HIT", "MISS", "BYPASS", "REVALIDATED", "STALE"] {
         assert!(seen_outcomes.contains(expected), "{seen_outcomes:?}");
     }
     // The odd cases were reached: the 504, and the refused job ids.
