@@ -112,6 +112,11 @@ pub async fn diagnose(config: &Config, token: Option<&SecretString>) -> Vec<Find
         .await
     {
         Err(e) => findings.push(ports::no_daemon(addr, &e.to_string())),
+        // JSON, but not our daemon's answer.
+        Ok(health) if health.status != "ok" => findings.push(ports::no_daemon(
+            addr,
+            "it answers /_ghcache/health without `\"status\": \"ok\"`",
+        )),
         Ok(health) => {
             findings.push(finding(
                 Level::Ok,

@@ -11,6 +11,10 @@ use crate::cli::StatsArgs;
 pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<()> {
     let addr = config.proxy_addr.value.0;
     let health: HealthReport = ghcache_proxy::control_get_as(addr, "/_ghcache/health").await?;
+    anyhow::ensure!(
+        health.status == "ok",
+        "{addr} answers /_ghcache/health, but not as a ghcache daemon (no \"status\": \"ok\"); is another process on the proxy port?"
+    );
     let peers: PeerStatus = ghcache_proxy::control_get_as(addr, "/_ghcache/peers").await?;
     let mesh = peers.mesh.filter(|_| peers.enabled);
     if args.json {

@@ -215,6 +215,48 @@ async fn ports_held_by_a_stranger_are_named_with_the_fix() {
     drop(stranger_p2p);
 }
 
+/// A stranger that answers every request with JSON (another local API)
+/// is not taken for the daemon.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stranger_answering_json_is_not_taken_for_the_daemon() {
+    use std::io::{Read, Write};
+    let state = tempfile::tempdir().unwrap();
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = stranger.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut conn in stranger.incoming().flatten() {
+            let mut head = [0u8; 4096];
+            let _ = conn.read(&mut head);
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    let env = [
+        ("CACHE_ENABLE_P2P", "false"),
+        ("GHCACHE_UPSTREAM", "http://127.0.0.1:9"),
+    ];
+    let out = doctor(state.path(), &proxy, &env);
+    assert_eq!(out.code, Some(1), "{}", out.shown);
+    let f = out.failed(
+        "ports",
+        &format!("proxy port {proxy} is held by another process"),
+    );
+    assert!(f["fix"].as_str().unwrap().contains("GHCACHE_PROXY_ADDR"));
+    // Nor does the readiness check (the image's HEALTHCHECK) pass.
+    let health = std::process::Command::new(env!("CARGO_BIN_EXE_ghcache"))
+        .args(["health", "--proxy-addr", &proxy])
+        .current_dir(state.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(health.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&health.stderr).contains("not as a ghcache daemon"),
+        "{health:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unusable_registry_is_reported() {
     let state = tempfile::tempdir().unwrap();
