@@ -39,6 +39,17 @@ impl Outcome {
             .find(|f| f["level"] == "fail" && f["message"].as_str().unwrap().contains(needle))
             .unwrap_or_else(|| panic!("no failed {area} finding with {needle:?}:\n{}", self.shown))
     }
+
+    /// Doctor failed, naming the proxy port as held by something that is
+    /// not our daemon, with the setting that moves it.
+    fn names_a_stranger_on(&self, proxy: &str) {
+        assert_eq!(self.code, Some(1), "{}", self.shown);
+        let f = self.failed(
+            "ports",
+            &format!("proxy port {proxy} is held by another process"),
+        );
+        assert!(f["fix"].as_str().unwrap().contains("GHCACHE_PROXY_ADDR"));
+    }
 }
 
 /// `ghcache doctor --json` with a clean environment plus `env`, asking the
@@ -204,12 +215,7 @@ async fn ports_held_by_a_stranger_are_named_with_the_fix() {
     let upstream = hub.base_url();
     env.push(("GHCACHE_UPSTREAM", &upstream));
     let out = doctor(state.path(), &proxy, &env);
-    assert_eq!(out.code, Some(1), "{}", out.shown);
-    let f = out.failed(
-        "ports",
-        &format!("proxy port {proxy} is held by another process"),
-    );
-    assert!(f["fix"].as_str().unwrap().contains("GHCACHE_PROXY_ADDR"));
+    out.names_a_stranger_on(&proxy);
     let f = out.failed("ports", &format!("libp2p port 127.0.0.1:{p2p_port}/TCP"));
     assert!(f["fix"].as_str().unwrap().contains("CACHE_LISTEN_PORT"));
     drop(stranger_p2p);
@@ -237,12 +243,7 @@ async fn a_stranger_answering_json_is_not_taken_for_the_daemon() {
         ("GHCACHE_UPSTREAM", "http://127.0.0.1:9"),
     ];
     let out = doctor(state.path(), &proxy, &env);
-    assert_eq!(out.code, Some(1), "{}", out.shown);
-    let f = out.failed(
-        "ports",
-        &format!("proxy port {proxy} is held by another process"),
-    );
-    assert!(f["fix"].as_str().unwrap().contains("GHCACHE_PROXY_ADDR"));
+    out.names_a_stranger_on(&proxy);
     // Nor does the readiness check (the image's HEALTHCHECK) pass.
     let health = std::process::Command::new(env!("CARGO_BIN_EXE_ghcache"))
         .args(["health", "--proxy-addr", &proxy])
