@@ -96,8 +96,6 @@ pub(crate) struct Lookup {
 struct Asked {
     own: Option<Hit>,
     foreign: Option<Foreign>,
-    /// The copy a 304 would confirm: our own, or the foreign one.
-    held: Option<Hit>,
     /// The ETag synthesised from a foreign copy, when that was sent.
     synthesized_tag: Option<String>,
 }
@@ -270,15 +268,15 @@ impl Proxy {
             claim: _claim,
             looked,
         } = lookup;
-        let (held, validator, synthesized) = match (&own, &foreign) {
-            (Some(hit), None) => (Some(hit.clone()), own_validator(&hit.meta), false),
+        let (validator, synthesized) = match (&own, &foreign) {
+            (Some(hit), None) => (own_validator(&hit.meta), false),
             (_, Some(copy)) => {
                 let opaque =
                     synthesize_etag(ctx.accept(), ctx.authorization(), None, &copy.hit.body);
                 let tag = etag_like(copy.hit.meta.etag.as_deref(), &opaque);
-                (Some(copy.hit.clone()), Some(Validator::Tag(tag)), true)
+                (Some(Validator::Tag(tag)), true)
             }
-            (None, None) => (None, client_validator(&ctx), false),
+            (None, None) => (client_validator(&ctx), false),
         };
         if ctx.client_cc.only_if_cached {
             return Served::new(
@@ -306,7 +304,6 @@ impl Proxy {
         let asked = Asked {
             own,
             foreign,
-            held,
             synthesized_tag: sent,
         };
         self.act(ctx, asked, result, &role).await
@@ -319,9 +316,10 @@ impl Proxy {
         let Asked {
             own,
             foreign,
-            held,
             synthesized_tag,
         } = asked;
+        // The copy a 304 confirms: the foreign one we asked about, else ours.
+        let held = foreign.as_ref().map(|copy| &copy.hit).or(own.as_ref());
         let leader = role.leads();
         let shared = (!leader).then_some(Outcome::Coalesced);
         let fetched = match result {
@@ -349,7 +347,7 @@ impl Proxy {
             if let Some(hit) = held {
                 let keeps = role.keeps().await;
                 let tag = synthesized_tag.as_deref();
-                return self.revalidated(&ctx, hit, &fetched, tag, leader, keeps);
+                return self.revalidated(&ctx, hit.clone(), &fetched, tag, leader, keeps);
             }
             // The client's own conditional, answered by GitHub.
             return self.serve_fetched(&ctx, &fetched, shared.unwrap_or(Outcome::Miss));
